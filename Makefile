@@ -1,0 +1,35 @@
+# The two commands: `make run` (quick grid + tables) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+GRID   ?= quick
+ARGS   ?=
+
+.PHONY: install data run test bench lint clean-results
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist where apt can install it (as root).
+data: install
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null \
+	    && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
+	$(BIN)/python scripts/prepare_data.py
+
+run: data
+	$(BIN)/python scripts/run_grid.py --grid $(GRID) $(ARGS); status=$$?; \
+	$(BIN)/python scripts/render_tables.py --grid $(GRID) && exit $$status
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python scripts/bench_kan.py
+
+lint: install
+	$(BIN)/ruff check .

@@ -1,0 +1,1 @@
+"""Methods: each module registers its methods in suite.registry.METHODS when imported."""

@@ -1,0 +1,91 @@
+"""Run a grid of (task, method, seed) cells, skipping those already recorded.
+
+    python scripts/run_grid.py --grid quick train.max_epochs=2 tasks=[digits]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from suite import grid, tracking
+from suite.errors import KanbenchError, one_line_errors
+from suite.executors import EXECUTORS, Progress
+from suite.registry import METHODS, TASKS
+from suite.report.tables import summary
+from suite.runner import run_cell
+from suite.store import ResultsStore
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--grid", default="quick", help=f"a preset ({', '.join(grid.presets())}) "
+                   "or a path to a grid .yaml")
+    p.add_argument("overrides", nargs="*", help="section.key=value, tasks=[..], methods=[..], "
+                   "seeds=[..]")
+    p.add_argument("--results", default="results", help="results directory (records in runs/)")
+    p.add_argument("--cache", default=".cache/kanbench", help="stage artifact cache")
+    p.add_argument("--data-root", default=os.environ.get("KANBENCH_DATA", "data"),
+                   help="where datasets live (default $KANBENCH_DATA or ./data)")
+    p.add_argument("--wandb", default="auto", choices=tracking.MODES,
+                   help="auto = online with credentials, else offline")
+    p.add_argument("--wandb-dir", default="wandb")
+    p.add_argument("--executor", default="local", choices=sorted(EXECUTORS))
+    p.add_argument("--retry-failed", action="store_true", help="rerun cells recorded as failed")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and stop")
+    return p.parse_args(argv)
+
+
+def preflight(cells, data_root: str) -> None:
+    """Everything that can be checked before the first cell runs: names, settings, data."""
+    checked = set()
+    for cfg in cells:
+        task, method = TASKS.create(cfg.task), METHODS.create(cfg.method)
+        method.factory(cfg.args["kan"], cfg.args["method"])
+        key = (cfg.task, repr(sorted(cfg.args["task"].items())))
+        if key not in checked:
+            task.check_data(cfg.args["task"], data_root)
+            checked.add(key)
+
+
+@one_line_errors
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cells = grid.cells(args.grid, args.overrides)
+    store = ResultsStore(args.results)
+    existing = {cfg.run_id: store.get(cfg.grid, cfg.run_id) for cfg in cells}
+    todo = [cfg for cfg in cells if existing[cfg.run_id] is None
+            or (args.retry_failed and existing[cfg.run_id]["status"] == "failed")]
+    grid_name = cells[0].grid
+    print(f"grid {grid_name}: {len(cells)} cells, {len(cells) - len(todo)} already recorded, "
+          f"{len(todo)} to run", flush=True)
+    if args.dry_run:
+        for cfg in cells:
+            state = "todo" if cfg in todo else existing[cfg.run_id]["status"]
+            print(f"  {cfg.run_id} {cfg.label} {state}")
+        return 0
+    preflight(todo, args.data_root)
+
+    def work(cfg):
+        return run_cell(cfg, store, cache_dir=args.cache, data_root=args.data_root,
+                        wandb_mode=args.wandb, wandb_dir=args.wandb_dir)
+
+    progress = Progress(len(cells), len(cells) - len(todo))
+    EXECUTORS[args.executor]().run(todo, work, progress)
+
+    ids = {cfg.run_id for cfg in cells}
+    frame = store.to_frame(grid_name)
+    frame = frame[frame["run_id"].isin(ids)]
+    table = summary(frame)
+    if not table.empty:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    failed = int((frame["status"] == "failed").sum())
+    if failed:
+        print(f"{failed} cell(s) failed; see 'error' in their records under "
+              f"{store.runs / grid_name}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The one error type a user sees: bad config, unknown names, missing data, malformed files."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+
+class KanbenchError(Exception):
+    """A problem with what the user gave. Scripts print it as one line and exit 2."""
+
+
+def one_line_errors(main):
+    """Wrap a script's main so a KanbenchError becomes `error: ...` on stderr and exit 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except KanbenchError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

@@ -1,0 +1,168 @@
+"""Grid YAML -> cells (RunConfigs).
+
+A grid file:
+
+    description: what the grid is for
+    seeds: [0, 1, 2]              # default for every block
+    methods: [dense]              # default for every block
+    args: {train: {max_epochs: 5}}   # default args for every cell, by section
+    blocks:                       # each block is a product tasks x methods x sweep x seeds
+      - tasks: [feynman]
+        sweep: {task.equation: [I.6.20b, I.9.18]}
+        args: {train: {max_epochs: 200}}
+
+Command-line overrides: `section.key=value` sets an arg (task./method. keys apply to the
+cells whose task/method has that key), `tasks=[...]`/`methods=[...]` keep only those cells,
+`seeds=[...]` replaces the seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from suite.config import RunConfig, parse_override, resolve, set_dotted
+from suite.errors import KanbenchError
+from suite.registry import METHODS, TASKS
+
+GRIDS_DIR = Path(__file__).parent / "grids"
+TOP_KEYS = {"description", "seeds", "methods", "args", "blocks"}
+BLOCK_KEYS = {"tasks", "methods", "seeds", "args", "sweep"}
+FILTERS = ("tasks", "methods", "seeds")
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in GRIDS_DIR.glob("*.yaml"))
+
+
+def grid_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise KanbenchError(f"grid file {name} does not exist")
+        return path
+    if name not in presets():
+        raise KanbenchError(f"unknown grid {name!r}; presets: {', '.join(presets())} "
+                            "(or give a path to a .yaml file)")
+    return GRIDS_DIR / f"{name}.yaml"
+
+
+def load(name: str) -> tuple[str, dict]:
+    """(grid name, parsed document), validated for shape."""
+    path = grid_path(name)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise KanbenchError(f"{path}: not valid YAML{where} ({getattr(err, 'problem', err)})") \
+            from None
+    _check_shape(path, doc)
+    return path.stem, doc
+
+
+def _list_of(path: Path, where: str, value: Any, kind: type) -> list:
+    if not isinstance(value, list) or not value or \
+            not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        raise KanbenchError(f"{path}: {where} must be a non-empty list of {kind.__name__}, "
+                            f"got {value!r}")
+    return value
+
+
+def _check_shape(path: Path, doc: Any) -> None:
+    if not isinstance(doc, dict):
+        raise KanbenchError(f"{path}: a grid must be a mapping with keys {sorted(TOP_KEYS)}")
+    for key in sorted(set(doc) - TOP_KEYS):
+        raise KanbenchError(f"{path}: unknown key {key!r}; valid: {', '.join(sorted(TOP_KEYS))}")
+    blocks = doc.get("blocks")
+    if not isinstance(blocks, list) or not blocks:
+        raise KanbenchError(f"{path}: 'blocks' must be a non-empty list")
+    for i, block in enumerate(blocks):
+        where = f"blocks[{i}]"
+        if not isinstance(block, dict):
+            raise KanbenchError(f"{path}: {where} must be a mapping")
+        for key in sorted(set(block) - BLOCK_KEYS):
+            raise KanbenchError(f"{path}: {where}: unknown key {key!r}; "
+                                f"valid: {', '.join(sorted(BLOCK_KEYS))}")
+        _list_of(path, f"{where}.tasks", block.get("tasks"), str)
+        _list_of(path, f"{where}.methods", block.get("methods", doc.get("methods")), str)
+        _list_of(path, f"{where}.seeds", block.get("seeds", doc.get("seeds")), int)
+        for name, values in (block.get("sweep") or {}).items():
+            if not isinstance(values, list) or not values:
+                raise KanbenchError(f"{path}: {where}.sweep.{name} must be a non-empty list")
+        for key in ("args", "sweep"):
+            if not isinstance(block.get(key, {}), dict):
+                raise KanbenchError(f"{path}: {where}.{key} must be a mapping")
+    if not isinstance(doc.get("args", {}), dict):
+        raise KanbenchError(f"{path}: 'args' must be a mapping of sections")
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for section, values in extra.items():
+        if not isinstance(values, dict):
+            raise KanbenchError(f"args section {section!r} must be a mapping, got {values!r}")
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+def cells(name: str, overrides: list[str] = ()) -> list[RunConfig]:
+    """Every cell of the grid with overrides applied, resolved and de-duplicated."""
+    grid, doc = load(name)
+    filters, sets = {}, []
+    for text in overrides:
+        key, value = parse_override(text)
+        if key in FILTERS:
+            kind = int if key == "seeds" else str
+            values = value if isinstance(value, list) else [value]
+            filters[key] = _list_of(Path("override"), key, values, kind)
+        else:
+            set_dotted({}, key, value)  # validates the key's shape
+            sets.append((key, value))
+    for name_ in filters.get("tasks", []):
+        TASKS.check(name_)
+    for name_ in filters.get("methods", []):
+        METHODS.check(name_)
+
+    out: dict[str, RunConfig] = {}
+    used = {key: False for key, _ in sets}
+    for block in doc["blocks"]:
+        methods = block.get("methods", doc.get("methods"))
+        seeds = filters.get("seeds", block.get("seeds", doc.get("seeds")))
+        sweep = block.get("sweep") or {}
+        base = _merge(doc.get("args") or {}, block.get("args") or {})
+        for task, method in itertools.product(block["tasks"], methods):
+            if task not in filters.get("tasks", [task]) or \
+                    method not in filters.get("methods", [method]):
+                continue
+            for combo in itertools.product(*sweep.values()):
+                given = copy.deepcopy(base)
+                for key, value in zip(sweep, combo):
+                    set_dotted(given, key, value)
+                for key, value in sets:
+                    if _applies(key, task, method):
+                        set_dotted(given, key, value)
+                        used[key] = True
+                for seed in seeds:
+                    cfg = resolve(grid, task, method, seed, given)
+                    out.setdefault(cfg.run_id, cfg)
+    unused = [key for key, hit in used.items() if not hit]
+    if unused:
+        raise KanbenchError(f"override {unused[0]!r} applies to no cell of grid {grid!r}")
+    if not out:
+        raise KanbenchError(f"grid {grid!r} has no cells left after the filters {filters}")
+    return list(out.values())
+
+
+def _applies(key: str, task: str, method: str) -> bool:
+    """task.* and method.* overrides go to cells whose task/method has that arg."""
+    section, _, name = key.partition(".")
+    if section == "task":
+        return name in TASKS.create(task).defaults
+    if section == "method":
+        return name in METHODS.create(method).defaults
+    return True

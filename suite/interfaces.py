@@ -1,0 +1,88 @@
+"""What a task and a method provide to the harness. Subclass these and register them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from safetensors.torch import save_model
+from torch import nn
+
+if TYPE_CHECKING:
+    import lightning as L
+    import torchmetrics
+
+
+class Task:
+    """A dataset, an architecture built from a layer factory, a loss and metrics."""
+
+    name: str = ""               # set by @TASKS.register
+    metric: str = ""             # the primary metric, a key of `metrics()`
+    higher_is_better: bool = True
+    defaults: dict[str, Any] = {}        # task args and their default values
+    train_defaults: dict[str, Any] = {}  # overrides of suite.config.TRAIN_DEFAULTS
+
+    def check_data(self, args: dict, data_root: str) -> None:
+        """Raise KanbenchError (one line: what is missing, where, how to get it)."""
+
+    def datamodule(self, args: dict, data_root: str, batch_size: int,
+                   seed: int) -> "L.LightningDataModule":
+        raise NotImplementedError
+
+    def build(self, args: dict, factory) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def metrics(self, args: dict) -> "torchmetrics.MetricCollection":
+        raise NotImplementedError
+
+    def example_input(self, args: dict, batch: int) -> torch.Tensor:
+        """A random input batch of the network's input shape (for latency and memory)."""
+        raise NotImplementedError
+
+
+@dataclass
+class Stage:
+    """One cached step of a method: train, cluster, finetune, quantize...
+
+    `key` holds everything beyond the previous stage's output that determines this stage's
+    result (the runner adds task, seed, kan and train settings to the first stage's key), so
+    two methods that share a stage with an equal key share its cached output.
+    `skeleton` turns the previous stage's model into an untrained model of this stage's
+    structure, so a cached state dict can be loaded into it.
+    """
+
+    name: str
+    run: Callable[[Any, nn.Module], nn.Module]
+    key: dict[str, Any] = field(default_factory=dict)
+    skeleton: Callable[[nn.Module], nn.Module] = lambda model: model
+
+
+class Method:
+    """A layer factory to build networks with, and the stages that produce the final model."""
+
+    name: str = ""
+    defaults: dict[str, Any] = {}
+    kernel: str = "torch"  # what computes the final model's forward (recorded with latency)
+
+    def factory(self, kan: dict, args: dict):
+        raise NotImplementedError
+
+    def stages(self, args: dict) -> list[Stage]:
+        raise NotImplementedError
+
+    def regularizer(self, net: nn.Module) -> torch.Tensor | float:
+        return 0.0
+
+    def param_groups(self, net: nn.Module, train: dict) -> list[dict]:
+        """AdamW parameter groups; override for per-group learning rates."""
+        return [{"params": [p for p in net.parameters() if p.requires_grad], "lr": train["lr"]}]
+
+    def serialize(self, net: nn.Module, path: Path) -> None:
+        """Write the final model as inference reads it (safetensors; the storage record's
+        `file_bytes` is this file's tensor payload and must equal the itemized bytes)."""
+        save_model(net, str(path))

@@ -1,0 +1,111 @@
+"""Storage bytes, peak memory and latency of a model.
+
+Storage (DESIGN.md): every KAN-like layer (any module with `storage()` and `dense_bytes()`)
+itemizes its own bytes; every other tensor of the state dict is `other`. The KAN ratio is
+dense fp32 KAN bytes over compressed KAN bytes; the model ratio adds `other` to both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils import benchmark
+
+
+def kan_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Outermost KAN-like modules by qualified name."""
+    found: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        inside = any(name.startswith(f"{p}.") for p in found)
+        if not inside and callable(getattr(module, "storage", None)) and \
+                callable(getattr(module, "dense_bytes", None)):
+            found[name] = module
+    return found
+
+
+def storage(model: nn.Module) -> dict:
+    layers = kan_layers(model)
+    itemized: Counter[str] = Counter()
+    for layer in layers.values():
+        itemized.update(layer.storage())
+    kan_bytes = sum(itemized.values())
+    dense_kan_bytes = sum(layer.dense_bytes() for layer in layers.values())
+    other = sum(t.numel() * t.element_size() for name, t in model.state_dict().items()
+                if not any(name.startswith(f"{p}.") for p in layers))
+    itemized["other"] += other
+    return {
+        "itemized": dict(sorted(itemized.items())),
+        "kan_bytes": kan_bytes,
+        "dense_kan_bytes": dense_kan_bytes,
+        "other_bytes": other,
+        "total_bytes": kan_bytes + other,
+        "kan_ratio": dense_kan_bytes / kan_bytes if kan_bytes else float("nan"),
+        "model_ratio": (dense_kan_bytes + other) / (kan_bytes + other),
+        "kan_layers": len(layers),
+    }
+
+
+def safetensors_payload_bytes(path: str | Path) -> int:
+    """Bytes of tensor data in a safetensors file: its size less the 8-byte length and header."""
+    path = Path(path)
+    with path.open("rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    payload = path.stat().st_size - 8 - header_len
+    spans = sum(v["data_offsets"][1] - v["data_offsets"][0]
+                for k, v in header.items() if k != "__metadata__")
+    assert spans == payload, (path, spans, payload)
+    return payload
+
+
+def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
+    """Peak memory of one training step (forward + backward) at the example's batch size.
+
+    CUDA: torch.cuda.max_memory_allocated in this process. CPU: peak RSS of a fresh process
+    (suite.memprobe) holding only the model and the batch, with its RSS before the step.
+    """
+    if example.is_cuda:
+        model.train()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        model(example).float().square().mean().backward()
+        model.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        return {"peak_bytes": peak, "baseline_bytes": base, "step_bytes": peak - base,
+                "device": torch.cuda.get_device_name(), "kind": "cuda_max_allocated_train_step",
+                "batch": example.shape[0]}
+    child = subprocess.run([sys.executable, "-m", "suite.memprobe"], capture_output=True,
+                           input=pickle.dumps((model, example)), timeout=600, check=False)
+    if child.returncode != 0:
+        raise RuntimeError(f"memory probe failed: {child.stderr.decode()[-500:]}")
+    probe = json.loads(child.stdout.decode().strip().splitlines()[-1])
+    return {"peak_bytes": probe["peak"], "baseline_bytes": probe["before"],
+            "step_bytes": probe["peak"] - probe["before"], "device": "cpu",
+            "kind": "cpu_peak_rss_fresh_process_train_step", "rss_reading": probe["method"],
+            "batch": example.shape[0]}
+
+
+def latency(model: nn.Module, make_input, batches: list[int], kernel: str) -> dict:
+    """Median forward time (ms) over warm repeats, per batch size, with torch.utils.benchmark."""
+    model.eval()
+    device = next(model.parameters()).device
+    result = {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
+              "kernel": kernel, "threads": torch.get_num_threads(), "ms": {}}
+    with torch.inference_mode():
+        for batch in batches:
+            x = make_input(batch).to(device)
+            model(x)  # warm-up
+            timer = benchmark.Timer("model(x)", globals={"model": model, "x": x},
+                                    num_threads=torch.get_num_threads())
+            result["ms"][str(batch)] = timer.blocked_autorange(min_run_time=0.2).median * 1e3
+    return result

@@ -1,0 +1,1 @@
+"""Reports: pure functions of the results DataFrame (ResultsStore.to_frame())."""

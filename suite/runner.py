@@ -1,0 +1,151 @@
+"""Run one cell: build the network, run the method's stages through the stage cache,
+measure, and write one complete record (done or failed) to the store."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning as L
+import torch
+from safetensors.torch import load_model, save_model
+
+from suite import measure, tracking
+from suite.config import RunConfig, content_hash
+from suite.lit import StageContext
+from suite.registry import METHODS, TASKS
+from suite.store import ResultsStore, write_json_atomic
+
+
+class StageCache:
+    """Stage outputs by content hash: <root>/stages/<key>.safetensors + <key>.json (meta).
+    The meta file is written last, so a stage counts as cached only when both are whole."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root) / "stages"
+
+    def load(self, key: str, net: torch.nn.Module) -> dict | None:
+        meta, weights = self.root / f"{key}.json", self.root / f"{key}.safetensors"
+        if not (meta.exists() and weights.exists()):
+            return None
+        load_model(net, str(weights))
+        return ResultsStore._read(meta)
+
+    def save(self, key: str, net: torch.nn.Module, meta: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{key}.{os.getpid()}.safetensors"
+        save_model(net, str(tmp))
+        os.replace(tmp, self.root / f"{key}.safetensors")
+        write_json_atomic(self.root / f"{key}.json", meta)
+
+
+def stage_keys(cfg: RunConfig, stages) -> list[str]:
+    """Chain of content hashes: the first stage's key covers everything that determines the
+    trained network (not the method's name, so methods that train alike share it)."""
+    prev: object = {"task": cfg.task, "task_args": cfg.args["task"], "kan": cfg.args["kan"],
+                    "train": cfg.args["train"], "seed": cfg.seed}
+    keys = []
+    for stage in stages:
+        prev = content_hash({"prev": prev, "stage": stage.name, **stage.key}, length=24)
+        keys.append(prev)
+    return keys
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def environment(data_root: str) -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    cuda = torch.cuda.is_available()
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "lightning": L.__version__, "platform": platform.platform(),
+            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "device": torch.cuda.get_device_name() if cuda else "cpu",
+            "git_commit": commit, "data_root": str(data_root)}
+
+
+def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
+    """Everything a done record holds beyond its identity."""
+    task, method = TASKS.create(cfg.task), METHODS.create(cfg.method)
+    args = cfg.args
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = task.datamodule(args["task"], data_root, args["train"]["batch_size"], cfg.seed)
+    net = task.build(args["task"], method.factory(args["kan"], args["method"]))
+    ctx = StageContext(cfg, task, method, datamodule, logger)
+
+    stages = method.stages(args["method"])
+    stage_metrics, timing = {}, {}
+    for stage, key in zip(stages, stage_keys(cfg, stages)):
+        skeleton = stage.skeleton(net)
+        meta = cache.load(key, skeleton)
+        if meta is not None:
+            net = skeleton
+        else:
+            L.seed_everything(cfg.seed, workers=True, verbose=False)
+            start = time.perf_counter()
+            net = stage.run(ctx, net)
+            meta = {"stage": stage.name, "seconds": time.perf_counter() - start,
+                    "metrics": ctx.evaluate(net), "made_by": cfg.run_id}
+            cache.save(key, net, meta)
+        stage_metrics[stage.name] = meta["metrics"]
+        timing[stage.name] = {"seconds": meta["seconds"], "cached": meta["made_by"] != cfg.run_id}
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = net.to(device)
+    model_file = cache.root.parent / "models" / f"{cfg.run_id}.safetensors"
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    method.serialize(net, model_file)
+    sizes = measure.storage(net)
+    sizes["file_bytes"] = measure.safetensors_payload_bytes(model_file)
+    if sizes["file_bytes"] != sizes["total_bytes"]:
+        raise AssertionError(f"model file holds {sizes['file_bytes']} B but the itemized "
+                             f"storage sums to {sizes['total_bytes']} B")
+
+    def make_input(batch):
+        return task.example_input(args["task"], batch)
+
+    result = {"metrics": {**stage_metrics[stages[-1].name], "stages": stage_metrics,
+                          "primary": task.metric, "higher_is_better": task.higher_is_better},
+              "storage": sizes, "timing": timing,
+              "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)}
+    if args["measure"]["memory"]:
+        example = make_input(args["train"]["batch_size"]).to(device)
+        result["memory"] = measure.peak_memory(net, example)
+    if args["measure"]["latency"]:
+        result["latency"] = measure.latency(net, make_input, args["measure"]["latency_batches"],
+                                            kernel=method.kernel)
+    return result
+
+
+def run_cell(cfg: RunConfig, store: ResultsStore, *, cache_dir: str | Path, data_root: str,
+             wandb_mode: str = "auto", wandb_dir: str | Path = "wandb") -> dict:
+    """Run one cell and write its record. Exceptions become a failed record; an interrupt
+    (Ctrl-C) propagates and writes nothing, so a rerun starts the cell again."""
+    record = {"run_id": cfg.run_id, "grid": cfg.grid, "task": cfg.task, "method": cfg.method,
+              "seed": cfg.seed, "status": "running", "error": None, "config": cfg.to_dict(),
+              "started_at": now(), "env": environment(data_root)}
+    start = time.perf_counter()
+    logger = None
+    try:
+        logger = tracking.start(cfg, wandb_mode, wandb_dir)
+        record.update(execute(cfg, logger, StageCache(cache_dir), data_root))
+        record["status"] = "done"
+    except Exception as err:  # noqa: BLE001 - a failing cell is recorded and the grid goes on
+        record.update(status="failed", error=f"{type(err).__name__}: {err}",
+                      traceback=traceback.format_exc())
+    finally:
+        record["finished_at"] = now()
+        record.setdefault("timing", {})["total_seconds"] = time.perf_counter() - start
+        tracking.finish(logger, record)
+    store.write(record)
+    return record

@@ -1,0 +1,80 @@
+"""Weights & Biases through Lightning's WandbLogger, with the conventions of DESIGN.md.
+
+Project `kanbench`, group = grid, name `task-method-s{seed}`, id = run_id, resume="allow",
+config = the resolved config, summary = the record's metrics. Mode `auto` is online when
+credentials exist and offline otherwise. A W&B failure never loses a record.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import warnings
+from pathlib import Path
+
+from suite.config import RunConfig
+
+MODES = ("auto", "off", "offline", "online")
+
+
+def has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    if mode == "auto":
+        return "online" if has_credentials() else "offline"
+    return mode
+
+
+def start(cfg: RunConfig, mode: str, wandb_dir: str | Path):
+    """A WandbLogger for this cell, or None when W&B is off or fails to start."""
+    mode = resolve_mode(mode)
+    if mode == "off":
+        return None
+    os.environ.setdefault("WANDB_SILENT", "true")
+    from lightning.pytorch.loggers import WandbLogger
+
+    Path(wandb_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        logger = WandbLogger(project="kanbench", group=cfg.grid, name=cfg.label, id=cfg.run_id,
+                             resume="allow", mode=mode, save_dir=str(wandb_dir),
+                             config=cfg.to_dict())
+        logger.experiment  # start the run now, so a failure shows here and not mid-training
+        return logger
+    except Exception as err:  # noqa: BLE001 - tracking must never take a run down
+        warnings.warn(f"W&B did not start ({err}); the run goes on without it")
+        return None
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat(value, f"{name}/"))
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            out[name] = value
+    return out
+
+
+def finish(logger, record: dict) -> None:
+    """Write the record's numbers into the run summary and close the run."""
+    if logger is None:
+        return
+    import wandb
+
+    try:
+        summary = {"status": record["status"]}
+        for part in ("metrics", "storage", "memory", "latency", "timing"):
+            summary.update(flat(record.get(part) or {}, f"{part}/"))
+        logger.experiment.summary.update(summary)
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(f"W&B summary not written ({err})")
+    finally:
+        wandb.finish(exit_code=0 if record["status"] == "done" else 1)

@@ -1,0 +1,1 @@
+"""Tasks: each module registers its tasks in suite.registry.TASKS when imported."""

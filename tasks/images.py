@@ -1,0 +1,198 @@
+"""Image classification: digits (scikit-learn), MNIST and Fashion-MNIST (torchvision
+readers), CIFAR-10/100 (torchvision's on-disk layout, read without unpickling code).
+
+Every dataset is read once into memory as float tensors scaled to about [-1, 1]:
+fully connected KANs see flattened images, ConvKANs see (3, 32, 32) images.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torchvision import datasets
+from torchvision.datasets.utils import download_and_extract_archive
+
+from methods.kan import KAN, ConvKAN
+from suite.errors import KanbenchError
+from suite.interfaces import Task
+from suite.registry import TASKS
+from tasks.common import TensorDataModule, open_or_download, subset
+
+
+class ClassificationTask(Task):
+    metric, higher_is_better = "accuracy", True
+    num_classes = 10
+
+    def loss(self, output, target):
+        return F.cross_entropy(output, target)
+
+    def metrics(self, args):
+        return torchmetrics.MetricCollection({"accuracy": torchmetrics.Accuracy(
+            task="multiclass", num_classes=self.num_classes)})
+
+    def load(self, args: dict, data_root: str):
+        """((x_train, y_train), (x_test, y_test)) as float inputs and int64 labels."""
+        raise NotImplementedError
+
+    def check_data(self, args, data_root):
+        self.load(args, data_root)
+
+    def datamodule(self, args, data_root, batch_size, seed):
+        train, test = self.load(args, data_root)
+        return TensorDataModule(subset(*train, args.get("n_train", 0)),
+                                subset(*test, args.get("n_test", 0)), batch_size, seed)
+
+
+class MLPClassification(ClassificationTask):
+    """A KAN MLP on flattened inputs; `widths` must start with the input size."""
+
+    in_features = 784
+
+    def build(self, args, factory):
+        widths = args["widths"]
+        if len(widths) < 2 or widths[0] != self.in_features or widths[-1] != self.num_classes:
+            raise KanbenchError(f"task.widths {widths} must start with {self.in_features} and "
+                                f"end with {self.num_classes}")
+        return KAN(widths, factory)
+
+    def example_input(self, args, batch):
+        return torch.rand(batch, self.in_features) * 2 - 1
+
+
+@TASKS.register("digits")
+class Digits(MLPClassification):
+    """scikit-learn's bundled 8x8 digits (1797 images), a stratified split fixed by split_seed."""
+
+    in_features = 64
+    defaults = {"widths": [64, 32, 10], "test_fraction": 0.2, "split_seed": 0}
+    train_defaults = {"max_epochs": 60, "batch_size": 64, "lr": 3e-3}
+
+    def load(self, args, data_root):
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        x = torch.tensor(digits.data, dtype=torch.float32) / 8 - 1       # (1797, 64), [-1, 1]
+        y = torch.tensor(digits.target, dtype=torch.int64)
+        idx_train, idx_test = train_test_split(
+            np.arange(len(y)), test_size=args["test_fraction"], stratify=digits.target,
+            random_state=args["split_seed"])
+        return (x[idx_train], y[idx_train]), (x[idx_test], y[idx_test])
+
+
+class IDXImages(MLPClassification):
+    """MNIST-format IDX files read by torchvision from <data_root>/<folder>/raw/."""
+
+    reader: type = datasets.MNIST
+    defaults = {"widths": [784, 64, 10], "n_train": 0, "n_test": 0}
+    train_defaults = {"max_epochs": 5, "batch_size": 128, "lr": 2e-3}
+    how = ""
+
+    def load(self, args, data_root):
+        expected = Path(data_root) / self.reader.__name__ / "raw"
+
+        def split(train: bool):
+            ds = open_or_download(lambda download: self.reader(
+                data_root, train=train, download=download), self.name, str(expected), self.how)
+            x = ds.data.reshape(len(ds.data), -1).float() / 127.5 - 1    # (N, 784), [-1, 1]
+            return x, ds.targets.long()
+
+        return split(True), split(False)
+
+
+@TASKS.register("mnist")
+class MNIST(IDXImages):
+    reader = datasets.MNIST
+    how = ("put train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
+           "and t10k-labels-idx1-ubyte there (or run where torchvision can download)")
+
+
+@TASKS.register("fashion_mnist")
+class FashionMNIST(IDXImages):
+    reader = datasets.FashionMNIST
+    how = "run `make data` (installs Debian's dataset-fashion-mnist and unpacks it there)"
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays, lists, dicts and strings; refuses every other global, so a
+    crafted batch file cannot run code (torchvision's CIFAR reader calls plain pickle.load)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray",
+               "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+class CIFAR(ClassificationTask):
+    """CIFAR in torchvision's layout (<data_root>/cifar-10-batches-py/, cifar-100-python/)."""
+
+    reader: type = datasets.CIFAR10
+    defaults = {"arch": "conv4", "n_train": 0, "n_test": 0}
+    train_defaults = {"max_epochs": 30, "batch_size": 128, "lr": 1e-3}
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+    def build(self, args, factory):
+        try:
+            return ConvKAN.preset(args["arch"], 3, self.num_classes, factory)
+        except ValueError as err:
+            raise KanbenchError(f"task.arch: {err}") from None
+
+    def example_input(self, args, batch):
+        return torch.randn(batch, 3, 32, 32)
+
+    def read_batches(self, folder: Path, files: list[str]):
+        xs, ys = [], []
+        for name in files:
+            path = folder / name
+            try:
+                with path.open("rb") as f:
+                    entry = _ArraysOnly(f, encoding="latin1").load()
+                data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                labels = entry["labels"] if "labels" in entry else entry["fine_labels"]
+            except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError,
+                    TypeError) as err:
+                raise KanbenchError(f"{self.name}: cannot read {path} "
+                                    f"({type(err).__name__}: {err})") from None
+            xs.append(torch.from_numpy(data))
+            ys.append(torch.tensor(labels, dtype=torch.int64))
+        x = torch.cat(xs).float() / 255                                 # (N, 3, 32, 32)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x - mean) / std, torch.cat(ys)
+
+    def load(self, args, data_root):
+        folder = Path(data_root) / self.reader.base_folder
+        files = [name for name, _ in self.reader.train_list + self.reader.test_list]
+
+        def present(download: bool):
+            if download:
+                download_and_extract_archive(self.reader.url, data_root,
+                                             filename=self.reader.filename,
+                                             md5=self.reader.tgz_md5)
+            if not all((folder / name).exists() for name in files):
+                raise RuntimeError("Dataset not found")
+
+        open_or_download(present, self.name, str(folder),
+                         f"extract the python version of {self.name} from "
+                         f"{self.reader.url} under {data_root}")
+        train = self.read_batches(folder, [name for name, _ in self.reader.train_list])
+        test = self.read_batches(folder, [name for name, _ in self.reader.test_list])
+        return train, test
+
+
+@TASKS.register("cifar10")
+class CIFAR10(CIFAR):
+    reader, num_classes = datasets.CIFAR10, 10
+
+
+@TASKS.register("cifar100")
+class CIFAR100(CIFAR):
+    reader, num_classes = datasets.CIFAR100, 100

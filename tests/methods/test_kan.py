@@ -1,0 +1,156 @@
+"""KAN layers against an independent float64 Cox-de Boor reference."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from methods.kan import (CONV_PRESETS, KAN, ConvKAN, DenseKANFactory, KANConv2d, KANLinear,
+                         KANSpec, b_spline_bases)
+
+
+def bspline(x: float, knots: list[float], i: int, k: int) -> float:
+    """B_{i,k}(x) by the textbook recursion, one scalar at a time."""
+    if k == 0:
+        return 1.0 if knots[i] <= x < knots[i + 1] else 0.0
+    left = (x - knots[i]) / (knots[i + k] - knots[i]) * bspline(x, knots, i, k - 1)
+    right = (knots[i + k + 1] - x) / (knots[i + k + 1] - knots[i + 1]) * \
+        bspline(x, knots, i + 1, k - 1)
+    return left + right
+
+
+def reference_knots(spec: KANSpec) -> list[float]:
+    lo, hi = spec.grid_range
+    h = (hi - lo) / spec.grid_size
+    return [lo + h * (j - spec.spline_order)
+            for j in range(spec.grid_size + 2 * spec.spline_order + 1)]
+
+
+def silu(v: float) -> float:
+    return v / (1 + math.exp(-v))
+
+
+def reference_linear(layer: KANLinear, x: np.ndarray) -> np.ndarray:
+    """y[b, o] = sum_i w_b[o,i] silu(x_bi) + scaler[o,i] sum_j c[o,i,j] B_j(x_bi)."""
+    spec, knots = layer.spec, reference_knots(layer.spec)
+    wb = layer.base_weight.detach().double().numpy()
+    ws = layer.spline_weight.detach().double().numpy()
+    sc = (layer.spline_scaler.detach().double().numpy() if layer.spline_scaler is not None
+          else np.ones_like(wb))
+    y = np.zeros((x.shape[0], layer.out_features))
+    for b in range(x.shape[0]):
+        for i in range(layer.in_features):
+            bases = np.array([bspline(x[b, i], knots, j, spec.spline_order)
+                              for j in range(spec.n_coef)])
+            y[b] += wb[:, i] * silu(x[b, i]) + sc[:, i] * (ws[:, i, :] @ bases)
+    return y
+
+
+SPECS = [KANSpec(5, 3), KANSpec(3, 1), KANSpec(1, 2), KANSpec(10, 2, (-2.0, 3.0)),
+         KANSpec(4, 0), KANSpec(6, 3, spline_scaler=False)]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_kan_linear_matches_reference(spec):
+    torch.manual_seed(0)
+    layer = KANLinear(5, 3, spec)
+    with torch.no_grad():  # non-trivial coefficients everywhere
+        layer.spline_weight.normal_()
+    lo, hi = spec.grid_range
+    span = hi - lo
+    # ragged batch of 7, inputs inside, at the edges of and outside the grid
+    x = torch.empty(7, 5, dtype=torch.float64).uniform_(lo - span, hi + span)
+    x[0, :3] = torch.tensor([lo, hi, (lo + hi) / 2])
+    got = layer.double()(x).detach().numpy()
+    np.testing.assert_allclose(got, reference_linear(layer, x.numpy()), rtol=1e-10, atol=1e-12)
+
+
+def test_kan_linear_keeps_leading_dims():
+    layer = KANLinear(4, 2)
+    x = torch.randn(2, 3, 4)
+    assert layer(x).shape == (2, 3, 2)
+    torch.testing.assert_close(layer(x).reshape(6, 2), layer(x.reshape(6, 4)))
+
+
+@pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(2, 1), KANSpec(7, 0)], ids=str)
+def test_bases_partition_unity_inside_grid(spec):
+    x = torch.linspace(*spec.grid_range, 101, dtype=torch.float64)[:-1]
+    sums = b_spline_bases(x, spec).sum(-1)
+    torch.testing.assert_close(sums, torch.ones_like(sums))
+
+
+def reference_conv(layer: KANConv2d, x: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """Per output pixel, sum over (in channel, kernel position) edges of their KAN function."""
+    spec, knots = layer.spec, reference_knots(layer.spec)
+    out_c, in_c = layer.out_channels, layer.in_channels
+    wb = layer.base_conv.weight.detach().double().numpy()                 # (out, in, kh, kw)
+    kh, kw = wb.shape[2:]
+    ws = layer.spline_conv.weight.detach().double().numpy().reshape(out_c, in_c, spec.n_coef,
+                                                                     kh, kw)
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    # silu(0) = 0 and the spline of 0 is not 0, so padding is applied to x as the conv does:
+    # torch pads the *activations and bases*, i.e. padded positions contribute nothing.
+    valid = np.pad(np.ones_like(x), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    h_out = (xp.shape[2] - kh) // stride + 1
+    w_out = (xp.shape[3] - kw) // stride + 1
+    y = np.zeros((x.shape[0], out_c, h_out, w_out))
+    for b in range(x.shape[0]):
+        for r in range(h_out):
+            for s in range(w_out):
+                for c in range(in_c):
+                    for u in range(kh):
+                        for v in range(kw):
+                            pr, ps = r * stride + u, s * stride + v
+                            if not valid[b, c, pr, ps]:
+                                continue
+                            xv = xp[b, c, pr, ps]
+                            bases = np.array([bspline(xv, knots, j, spec.spline_order)
+                                              for j in range(spec.n_coef)])
+                            y[b, :, r, s] += wb[:, c, u, v] * silu(xv) + ws[:, c, :, u, v] @ bases
+    return y
+
+
+@pytest.mark.parametrize("stride,padding,spec", [(1, 1, KANSpec(3, 2)), (2, 0, KANSpec(2, 1)),
+                                                 (2, 1, KANSpec(1, 3))], ids=str)
+def test_kan_conv_matches_reference(stride, padding, spec):
+    torch.manual_seed(1)
+    layer = KANConv2d(2, 3, 3, stride=stride, padding=padding, spec=spec).double()
+    x = torch.empty(2, 2, 5, 6, dtype=torch.float64).uniform_(-1.5, 1.5)
+    got = layer(x).detach().numpy()
+    np.testing.assert_allclose(got, reference_conv(layer, x.numpy(), stride, padding),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("scaler", [True, False])
+def test_linear_storage_is_its_parameter_bytes(scaler):
+    spec = KANSpec(7, 2, spline_scaler=scaler)
+    layer = KANLinear(13, 5, spec)
+    parts = layer.storage()
+    n_params = sum(p.numel() for p in layer.parameters())
+    assert sum(parts.values()) == 4 * n_params == layer.dense_bytes()
+    assert parts["coefficients"] == 13 * 5 * 9 * 4
+    assert ("scalers" in parts) == scaler
+
+
+def test_conv_storage_is_its_parameter_bytes():
+    layer = KANConv2d(3, 4, 3, spec=KANSpec(5, 3))
+    assert sum(layer.storage().values()) == 4 * sum(p.numel() for p in layer.parameters())
+    assert layer.storage()["coefficients"] == 4 * 3 * 8 * 9 * 4
+
+
+def test_networks_shapes_and_presets():
+    factory = DenseKANFactory(KANSpec())
+    assert KAN([6, 4, 2], factory)(torch.randn(3, 6)).shape == (3, 2)
+    assert CONV_PRESETS["conv4"][0] == [32, 64, 128, 256]
+    assert CONV_PRESETS["conv8"][0] == [16, 32, 64, 128, 256, 256, 512, 512]
+    for name in CONV_PRESETS:
+        net = ConvKAN.preset(name, 3, 10, factory)
+        assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("bad", [dict(grid_size=0), dict(spline_order=-1),
+                                 dict(grid_range=(1.0, -1.0)), dict(base_activation="swish")])
+def test_spec_rejects_bad_settings(bad):
+    with pytest.raises(ValueError):
+        KANSpec(**bad)
