@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--executor", default="local", choices=sorted(EXECUTORS))
     p.add_argument("--retry-failed", action="store_true", help="rerun cells recorded as failed")
     p.add_argument("--dry-run", action="store_true", help="list the cells and stop")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def preflight(cells, data_root: str) -> None:

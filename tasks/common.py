@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -42,22 +43,24 @@ def subset(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torc
     return (x[:n], y[:n]) if n else (x, y)
 
 
-def open_or_download(make, name: str, expected: str, how: str):
-    """`make(download)` from disk; else try a download; else one clear KanbenchError."""
-    try:
-        return make(False)
-    except RuntimeError:
-        pass  # not on disk: torchvision says "Dataset not found"
-    except Exception as err:  # noqa: BLE001 - a file there but unreadable
-        raise KanbenchError(f"{name}: cannot read the files under {expected} "
-                            f"({type(err).__name__}: {err})") from None
+def open_or_download(make, name: str, folder: Path, files: list[str], how: str):
+    """`make(download=False)` when `files` are all in `folder`; else try `make(download=True)`;
+    else one clear KanbenchError. Files that are there but unreadable are an error too."""
+    if all((folder / f).exists() for f in files):
+        try:
+            return make(False)
+        except KanbenchError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any reader failure on a present file
+            raise KanbenchError(f"{name}: cannot read the files in {folder} "
+                                f"({type(err).__name__}: {err})") from None
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(20)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             return make(True)
     except Exception:  # noqa: BLE001 - any download failure means: not available here
-        raise KanbenchError(f"{name}: dataset not found at {expected} and could not be "
+        raise KanbenchError(f"{name}: dataset not found at {folder} and could not be "
                             f"downloaded; {how}") from None
     finally:
         socket.setdefaulttimeout(previous)

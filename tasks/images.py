@@ -94,11 +94,12 @@ class IDXImages(MLPClassification):
     how = ""
 
     def load(self, args, data_root):
-        expected = Path(data_root) / self.reader.__name__ / "raw"
+        folder = Path(data_root) / self.reader.__name__ / "raw"
+        files = [Path(url).stem for url, _ in self.reader.resources]    # the unpacked names
 
         def split(train: bool):
             ds = open_or_download(lambda download: self.reader(
-                data_root, train=train, download=download), self.name, str(expected), self.how)
+                data_root, train=train, download=download), self.name, folder, files, self.how)
             x = ds.data.reshape(len(ds.data), -1).float() / 127.5 - 1    # (N, 784), [-1, 1]
             return x, ds.targets.long()
 
@@ -172,20 +173,17 @@ class CIFAR(ClassificationTask):
         folder = Path(data_root) / self.reader.base_folder
         files = [name for name, _ in self.reader.train_list + self.reader.test_list]
 
-        def present(download: bool):
+        def read(download: bool):
             if download:
                 download_and_extract_archive(self.reader.url, data_root,
                                              filename=self.reader.filename,
                                              md5=self.reader.tgz_md5)
-            if not all((folder / name).exists() for name in files):
-                raise RuntimeError("Dataset not found")
+            return (self.read_batches(folder, [name for name, _ in self.reader.train_list]),
+                    self.read_batches(folder, [name for name, _ in self.reader.test_list]))
 
-        open_or_download(present, self.name, str(folder),
-                         f"extract the python version of {self.name} from "
-                         f"{self.reader.url} under {data_root}")
-        train = self.read_batches(folder, [name for name, _ in self.reader.train_list])
-        test = self.read_batches(folder, [name for name, _ in self.reader.test_list])
-        return train, test
+        return open_or_download(read, self.name, folder, files,
+                                f"extract the python version of {self.name} from "
+                                f"{self.reader.url} under {data_root}")
 
 
 @TASKS.register("cifar10")

@@ -1,0 +1,190 @@
+"""CPU benchmark of one KAN layer: our `methods.kan.KANLinear` against baselines (pykan).
+
+For every implementation x shape x grid size G (spline order k) it measures
+    fwd_ms     median time of `model(x)` under torch.no_grad,
+    fwdbwd_ms  median time of `zero_grad(set_to_none); model(x).sum().backward()`,
+    peak_mb    the resident set (MiB) at the peak of one training step in a fresh process,
+    step_mb    that peak minus the resident set just before the step.
+Times are `torch.utils.benchmark.Timer(...).blocked_autorange` medians, whose block-size search
+doubles as warm-up. Memory is measured by this script re-run as a child (`--child`), so the
+parent's imports and earlier layers do not count: the child builds the layer and input, resets
+the RSS high-water mark (/proc/self/clear_refs, Linux only), runs one step and reads VmHWM.
+Every measurement uses the same seed and torch thread count (the machine's core count).
+
+Writes <out>/kan_layer.csv (one row per measurement) and <out>/kan_layer.md (the command, the
+machine, and how many times faster and leaner ours is than each baseline, in this same run).
+
+    python scripts/bench_kan.py [--grids 5,10,20] [--shapes 784x64@1024,...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils import benchmark
+
+from methods.kan import KANLinear, KANSpec
+from suite.memprobe import reset_peak, status_bytes
+
+SHAPES = [  # (in, out, batch)
+    (784, 64, 1024),
+    (64, 10, 1024),
+    (1024, 1024, 256),
+]
+QUICK_SHAPES = [(8, 4, 16)]
+SPLINE_ORDER = 3
+SEED = 0
+MIB = 2**20
+
+
+class PykanLayer(nn.Module):
+    """pykan's KANLayer, returning only its output (it also returns per-edge activations)."""
+
+    def __init__(self, d_in: int, d_out: int, G: int, k: int):
+        from kan.KANLayer import KANLayer  # imports all of pykan (~180 MB): only where used
+
+        super().__init__()
+        self.layer = KANLayer(d_in, d_out, num=G, k=k, device="cpu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)[0]                                      # (batch, out)
+
+
+REFERENCE = "ours"
+IMPLS = {  # name -> (in, out, G, k) -> module mapping (batch, in) to (batch, out)
+    REFERENCE: lambda d_in, d_out, G, k: KANLinear(d_in, d_out, KANSpec(grid_size=G, spline_order=k)),
+    "pykan": PykanLayer,
+}
+KEYS = ["in", "out", "batch", "G", "k"]
+
+
+def build(impl: str, d_in: int, d_out: int, batch: int, G: int, k: int):
+    """The layer and its input, seeded so every implementation sees the same x."""
+    torch.manual_seed(SEED)
+    x = torch.rand(batch, d_in) * 2 - 1                              # (batch, in) in [-1, 1]
+    return IMPLS[impl](d_in, d_out, G, k), x
+
+
+def median_ms(stmt: str, model: nn.Module, x: torch.Tensor, threads: int, min_run_time: float):
+    timer = benchmark.Timer(stmt, globals={"model": model, "x": x}, num_threads=threads)
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def child(config: dict, threads: int) -> None:
+    """Prints the resident set before and at the peak of one training step, in bytes."""
+    torch.set_num_threads(threads)
+    model, x = build(**config)
+    if not reset_peak():
+        raise SystemExit("peak memory needs Linux: cannot write /proc/self/clear_refs")
+    before = status_bytes("VmRSS")
+    model(x).sum().backward()
+    print(json.dumps({"before": before, "peak": status_bytes("VmHWM")}))
+
+
+def measure(config: dict, threads: int, min_run_time: float) -> dict:
+    model, x = build(**config)
+    with torch.no_grad():
+        fwd = median_ms("model(x)", model, x, threads, min_run_time)
+    fwdbwd = median_ms("model.zero_grad(set_to_none=True); model(x).sum().backward()",
+                       model, x, threads, min_run_time)
+    del model, x
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(config),
+                           "--threads", str(threads)], capture_output=True, text=True, check=True)
+    mem = json.loads(proc.stdout.splitlines()[-1])
+    return {"impl": config["impl"], "in": config["d_in"], "out": config["d_out"],
+            "batch": config["batch"], "G": config["G"], "k": config["k"],
+            "fwd_ms": fwd, "fwdbwd_ms": fwdbwd, "peak_mb": mem["peak"] / MIB,
+            "step_mb": (mem["peak"] - mem["before"]) / MIB, "threads": threads, "device": "cpu"}
+
+
+def ratios(frame: pd.DataFrame) -> pd.DataFrame:
+    """baseline / ours for every baseline, shape and G: how many times faster/leaner ours is."""
+    both = frame[frame.impl != REFERENCE].merge(frame[frame.impl == REFERENCE], on=KEYS,
+                                                suffixes=("", "_ours"))
+    return pd.DataFrame({
+        "shape": both["in"].astype(str) + "->" + both["out"].astype(str),
+        "batch": both["batch"], "G": both["G"], "baseline": both["impl"],
+        "fwd x": both["fwd_ms"] / both["fwd_ms_ours"],
+        "fwd+bwd x": both["fwdbwd_ms"] / both["fwdbwd_ms_ours"],
+        "step mem x": both["step_mb"] / both["step_mb_ours"],
+    })
+
+
+def machine(threads: int) -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in
+              (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+              if line.startswith("model name")]
+    cpu = models[0] if models else platform.processor() or "unknown CPU"
+    return (f"{platform.platform()}, CPU {cpu}, {os.cpu_count()} cores ({threads} torch "
+            f"threads), torch {torch.__version__}")
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """'784x64@1024' -> (784, 64, 1024)."""
+    dims, batch = text.split("@")
+    d_in, d_out = dims.split("x")
+    return int(d_in), int(d_out), int(batch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="results/bench")
+    p.add_argument("--min-run-time", type=float, default=0.5, help="seconds per timing")
+    p.add_argument("--grids", default="5", help="comma-separated grid sizes G")
+    p.add_argument("--shapes", help="comma-separated IN x OUT @ BATCH, e.g. 784x64@1024")
+    p.add_argument("--quick", action="store_true", help="tiny shape, G=5, short timings")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="torch threads (default: the machine's core count)")
+    args = p.parse_args(argv)
+    if args.child:
+        child(json.loads(args.child), args.threads)
+        return 0
+
+    shapes = [parse_shape(s) for s in args.shapes.split(",")] if args.shapes else SHAPES
+    grids = [int(g) for g in args.grids.split(",")]
+    if args.quick:
+        shapes, grids, args.min_run_time = QUICK_SHAPES, [5], 0.01
+    torch.set_num_threads(args.threads)
+    rows = []
+    for d_in, d_out, batch in shapes:
+        for G in grids:
+            for impl in IMPLS:
+                config = {"impl": impl, "d_in": d_in, "d_out": d_out, "batch": batch, "G": G,
+                          "k": SPLINE_ORDER}
+                rows.append(measure(config, args.threads, args.min_run_time))
+                print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in rows[-1].items()), flush=True)
+    frame = pd.DataFrame(rows)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "kan_layer.csv", index=False, float_format="%.6g")
+    threading_env = [f"{k}={v}" for k, v in sorted(os.environ.items())
+                     if k.startswith(("OMP_", "MKL_", "KMP_"))]
+    command = shlex.join([*threading_env, "python", "scripts/bench_kan.py", *argv])
+    (out / "kan_layer.md").write_text(
+        f"# KAN layer benchmark\n\nMade by `{command}` on {machine(args.threads)}.\n\n"
+        f"Times are medians of torch.utils.benchmark blocked_autorange (min_run_time "
+        f"{args.min_run_time} s); memory is one forward+backward in a fresh process (MiB). "
+        "Ratios are baseline / ours from this run: how many times faster or leaner ours is.\n\n"
+        + ratios(frame).to_markdown(index=False, floatfmt=".3g") + "\n\n## Measurements\n\n"
+        + frame.to_markdown(index=False, floatfmt=".4g") + "\n")
+    print(f"wrote {out}/kan_layer.csv and {out}/kan_layer.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

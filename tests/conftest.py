@@ -1,0 +1,21 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.datafiles import write_all
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """Tiny MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 in their real on-disk formats."""
+    return write_all(tmp_path_factory.mktemp("data"))
+
+
+def run_script(script: str, *args: str, timeout: float = 900, **kwargs):
+    """Run scripts/<script> in a fresh interpreter from the repo root."""
+    return subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -1,0 +1,54 @@
+"""scripts/bench_kan.py: a quick run end to end, and the layers it compares."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "bench_kan.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_kan", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quick_run_writes_one_row_per_measurement_and_names_its_command(tmp_path):
+    bench = load_script()
+    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
+                   cwd=ROOT, check=True, capture_output=True, text=True)
+    frame = pd.read_csv(tmp_path / "kan_layer.csv")
+    assert list(frame.columns) == ["impl", "in", "out", "batch", "G", "k", "fwd_ms",
+                                   "fwdbwd_ms", "peak_mb", "step_mb", "threads", "device"]
+    assert len(frame) == len(bench.IMPLS) * len(bench.QUICK_SHAPES)  # one G under --quick
+    assert sorted(frame.impl) == sorted(bench.IMPLS)
+    assert not frame.duplicated(["impl", *bench.KEYS]).any()
+    times = frame[["fwd_ms", "fwdbwd_ms"]].to_numpy()
+    assert np.isfinite(times).all() and (times > 0).all()
+    assert (frame.peak_mb > 0).all()
+    md = (tmp_path / "kan_layer.md").read_text()
+    assert f"python scripts/bench_kan.py --quick --out {tmp_path}" in md
+    assert "pykan" in md
+
+
+def test_implementations_map_the_same_input_to_outputs_of_the_same_shape():
+    bench = load_script()
+    outputs, inputs = {}, {}
+    for impl in bench.IMPLS:
+        model, inputs[impl] = bench.build(impl, d_in=8, d_out=4, batch=16, G=5, k=3)
+        outputs[impl] = model(inputs[impl])
+    first = next(iter(bench.IMPLS))
+    for impl in bench.IMPLS:
+        assert torch.equal(inputs[impl], inputs[first])
+        # different parametrizations and initializations: shapes agree, values need not
+        assert outputs[impl].shape == (16, 4)
+        assert torch.isfinite(outputs[impl]).all()

@@ -1,0 +1,78 @@
+import pytest
+
+from suite import grid
+from suite.errors import KanbenchError
+from suite.registry import TASKS
+from tests.conftest import run_script
+
+
+@pytest.mark.parametrize("preset", grid.presets())
+def test_every_preset_expands(preset):
+    cells = grid.cells(preset)
+    assert cells and len({c.run_id for c in cells}) == len(cells)
+    assert all(c.grid == preset for c in cells)
+
+
+def test_smoke_grid_covers_every_registered_task():
+    assert {c.task for c in grid.cells("smoke")} == set(TASKS.names())
+
+
+def test_quick_grid_is_the_issue_s_main_job():
+    cells = grid.cells("quick")
+    feynman = {c.args["task"]["equation"] for c in cells if c.task == "feynman"}
+    assert len(feynman) >= 3 and "I.6.20b" in feynman
+    assert {c.task for c in cells} == {"feynman", "highdim", "digits", "fashion_mnist"}
+    assert {c.seed for c in cells} == {0, 1, 2}
+
+
+def test_overrides_filter_and_set():
+    cells = grid.cells("quick", ["tasks=[digits]", "seeds=[5]", "train.max_epochs=2"])
+    assert [(c.task, c.seed, c.args["train"]["max_epochs"]) for c in cells] == [("digits", 5, 2)]
+    # task.* overrides reach only the tasks that have the arg
+    cells = grid.cells("quick", ["task.equation=I.9.18"])
+    assert {c.args["task"]["equation"] for c in cells if c.task == "feynman"} == {"I.9.18"}
+    with pytest.raises(KanbenchError, match="applies to no cell"):
+        grid.cells("quick", ["tasks=[digits]", "task.equation=I.9.18"])
+
+
+def write(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("blocks: [\n  - tasks: [digits", "not valid YAML at line"),
+    ("- a\n- b\n", "a grid must be a mapping"),
+    ("seeds: [0]\nmethods: [dense]\nblocks: []\n", "'blocks' must be a non-empty list"),
+    ("seeds: [0]\nmethods: [dense]\nblockz: []\n", "unknown key 'blockz'"),
+    ("methods: [dense]\nblocks:\n  - tasks: [digits]\n", "seeds must be a non-empty list"),
+    ("seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [digits]\n    sweep: {task.x: 3}\n",
+     "sweep.task.x must be a non-empty list"),
+    ("seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [digits]\n    args: {train: {epochs: 3}}\n",
+     "unknown train arg 'epochs'"),
+])
+def test_malformed_grids_are_one_line_errors(tmp_path, text, message):
+    with pytest.raises(KanbenchError, match=message):
+        grid.cells(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--grid", "nonesuch"], "unknown grid 'nonesuch'; presets:"),
+    (["tasks=[nonesuch]"], "unknown task 'nonesuch'; valid:"),
+    (["methods=[nonesuch]"], "unknown method 'nonesuch'; valid: dense"),
+    (["train.nonesuch=1"], "unknown train arg 'nonesuch'"),
+])
+def test_run_grid_bad_input_exits_2_with_one_line(tmp_path, args, message):
+    done = run_script("run_grid.py", *args, "--results", str(tmp_path), "--wandb", "off")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_grid_malformed_yaml_exits_2(tmp_path):
+    done = run_script("run_grid.py", "--grid", write(tmp_path, "blocks: [\n"), "--wandb", "off",
+                      "--results", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "not valid YAML" in done.stderr

@@ -1,0 +1,62 @@
+import pytest
+import torch
+from safetensors.torch import save_model
+
+from methods.kan import KAN, ConvKAN, DenseKANFactory, KANSpec
+from suite import measure
+
+
+def nets():
+    factory = DenseKANFactory(KANSpec(grid_size=4, spline_order=2))
+    return {"mlp": KAN([6, 5, 3], factory),
+            "conv": ConvKAN([4, 8], [1, 2], in_channels=3, num_classes=5, factory=factory)}
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_storage_itemizes_every_byte_of_the_file(name, tmp_path):
+    net = nets()[name]
+    sizes = measure.storage(net)
+    assert sum(sizes["itemized"].values()) == sizes["total_bytes"]
+    assert sizes["total_bytes"] == sizes["kan_bytes"] + sizes["other_bytes"]
+    path = tmp_path / "model.safetensors"
+    save_model(net, str(path))
+    assert measure.safetensors_payload_bytes(path) == sizes["total_bytes"]
+    # dense layers: compressed bytes are the dense bytes
+    assert sizes["kan_ratio"] == 1.0 and sizes["model_ratio"] == 1.0
+
+
+def test_mlp_storage_counts_parameters():
+    net = nets()["mlp"]
+    sizes = measure.storage(net)
+    assert sizes["kan_bytes"] == 4 * sum(p.numel() for p in net.parameters())
+    assert sizes["other_bytes"] == 0 and sizes["kan_layers"] == 2
+    edges = 6 * 5 + 5 * 3
+    assert sizes["itemized"] == {"coefficients": edges * 6 * 4, "base_weights": edges * 4,
+                                 "scalers": edges * 4, "other": 0}
+
+
+def test_conv_norms_are_other_bytes():
+    net = nets()["conv"]
+    sizes = measure.storage(net)
+    norm_bytes = sum(t.numel() * t.element_size() for k, t in net.state_dict().items()
+                     if k.startswith("features.1.") or k.startswith("features.3."))
+    assert sizes["other_bytes"] == norm_bytes > 0
+    assert sizes["kan_layers"] == 3  # two convolutions and the head
+
+
+def test_peak_memory_grows_with_the_batch():
+    net = KAN([64, 64, 10], DenseKANFactory(KANSpec()))
+    small = measure.peak_memory(net, torch.randn(8, 64))
+    large = measure.peak_memory(net, torch.randn(4096, 64))
+    assert small["kind"] == large["kind"] == "cpu_peak_rss_fresh_process_train_step"
+    assert large["step_bytes"] > small["step_bytes"]
+    # a (4096, 64, 8) float32 basis tensor alone is 8 MiB
+    assert large["step_bytes"] > 8 * 2**20
+    assert large["peak_bytes"] >= large["baseline_bytes"]
+
+
+def test_latency_reports_each_batch():
+    net = KAN([6, 3], DenseKANFactory(KANSpec()))
+    result = measure.latency(net, lambda b: torch.randn(b, 6), [1, 16], kernel="torch")
+    assert set(result["ms"]) == {"1", "16"} and all(v > 0 for v in result["ms"].values())
+    assert result["kernel"] == "torch" and result["device"] == "cpu"

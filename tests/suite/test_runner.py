@@ -1,0 +1,101 @@
+"""End to end: every registered task x method through the smoke grid, records, W&B, resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scripts.run_grid import main as run_grid
+from suite.registry import METHODS, TASKS
+from suite.store import ResultsStore
+from tests.conftest import REPO, run_script
+from tests.suite import wandb_log
+
+CELLS = [(t, m) for t in TASKS.names() for m in METHODS.names()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,method", CELLS)
+def test_smoke_grid_cell_end_to_end(task, method, data_root, tmp_path):
+    results, wandb_dir = tmp_path / "results", tmp_path / "wandb"
+    argv = ["--grid", "smoke", f"tasks=[{task}]", f"methods=[{method}]", "--results",
+            str(results), "--cache", str(tmp_path / "cache"), "--data-root", str(data_root),
+            "--wandb", "offline", "--wandb-dir", str(wandb_dir)]
+    assert run_grid(argv) == 0
+    (record,) = ResultsStore(results).records("smoke")
+    assert record["status"] == "done", record.get("traceback")
+    assert (record["task"], record["method"]) == (task, method)
+    metric = record["metrics"]["primary"]
+    assert record["metrics"][metric] == record["metrics"]["stages"]["train"][metric]
+    storage = record["storage"]
+    assert sum(storage["itemized"].values()) == storage["total_bytes"] == storage["file_bytes"]
+    assert record["memory"]["step_bytes"] > 0 and record["latency"]["ms"]["1"] > 0
+    assert record["config"]["args"]["task"] and record["env"]["torch"]
+
+    # the offline W&B run holds the record's summary metrics
+    (run_file,) = (wandb_dir / "wandb").glob(f"offline-run-*-{record['run_id']}/*.wandb")
+    summary = wandb_log.summary(run_file)
+    assert summary["status"] == "done"
+    assert summary[f"metrics/{metric}"] == pytest.approx(record["metrics"][metric])
+    assert summary["storage/kan_bytes"] == storage["kan_bytes"]
+
+    # rerunning does no work: same record, no second W&B run
+    before = (results / "runs" / "smoke" / f"{record['run_id']}.json").read_bytes()
+    assert run_grid(argv) == 0
+    assert (results / "runs" / "smoke" / f"{record['run_id']}.json").read_bytes() == before
+    assert len(list((wandb_dir / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_missing_dataset_is_one_line_and_no_record(tmp_path):
+    done = run_script("run_grid.py", "--grid", "smoke", "tasks=[mnist]", "--data-root",
+                      str(tmp_path / "nothing"), "--results", str(tmp_path / "results"),
+                      "--wandb", "off")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "mnist: dataset not found at" in lines[0], done.stderr
+    assert str(tmp_path / "nothing" / "MNIST" / "raw") in lines[0]
+    assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
+    # a learning rate this large makes the loss inf from the second step on
+    argv = ["--grid", "smoke", "tasks=[feynman,highdim]", "--results", str(tmp_path),
+            "--cache", str(tmp_path / "cache"), "--wandb", "off", "train.lr=1e30", "train.max_epochs=3",
+            "measure.memory=false", "measure.latency=false"]
+    assert run_grid(argv) == 1
+    records = ResultsStore(tmp_path).records("smoke")
+    assert len(records) == 2 and {r["status"] for r in records} == {"failed"}
+    assert all("loss became" in r["error"] and r["traceback"] for r in records)
+    assert run_grid(argv) == 1  # failed cells are not rerun without --retry-failed
+    assert len(ResultsStore(tmp_path).records("smoke")) == 2
+
+
+@pytest.mark.slow
+def test_killed_grid_resumes_without_duplicates_or_lost_records(tmp_path):
+    args = [sys.executable, str(REPO / "scripts" / "run_grid.py"), "--grid", "smoke",
+            "tasks=[feynman,highdim,digits]", "seeds=[0,1,2]", "train.max_epochs=3",
+            "measure.memory=false", "--results", str(tmp_path), "--cache",
+            str(tmp_path / "cache"), "--wandb", "off"]
+    runs = tmp_path / "runs" / "smoke"
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and len(list(runs.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-grid, possibly mid-cell
+    proc.wait()
+    finished = {p.name: p.read_bytes() for p in runs.glob("*.json")}
+    assert 2 <= len(finished) < 9, "the kill should land mid-grid"
+
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    records = ResultsStore(tmp_path).records("smoke")
+    assert len(records) == len({r["run_id"] for r in records}) == 9
+    assert all(r["status"] == "done" for r in records)
+    for name, content in finished.items():  # finished records are intact and untouched
+        assert (runs / name).read_bytes() == content
+    assert not [p for p in runs.iterdir() if not p.name.endswith(".json")
+                and not p.name.startswith(".")]
