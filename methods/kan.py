@@ -182,7 +182,7 @@ class KAN(nn.Sequential):
     def __init__(self, widths: list[int], factory):
         if len(widths) < 2:
             raise ValueError(f"KAN needs at least two widths, got {widths}")
-        super().__init__(*(factory.linear(a, b) for a, b in zip(widths[:-1], widths[1:])))
+        super().__init__(*(factory.linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
 
 
 CONV_PRESETS = {
@@ -202,7 +202,7 @@ class ConvKAN(nn.Module):
         if len(widths) != len(strides):
             raise ValueError(f"ConvKAN widths {widths} and strides {strides} differ in length")
         blocks, prev = [], in_channels
-        for width, stride in zip(widths, strides):
+        for width, stride in zip(widths, strides, strict=True):
             blocks += [factory.conv2d(prev, width, 3, stride=stride, padding=1),
                        nn.BatchNorm2d(width)]
             prev = width
@@ -211,7 +211,7 @@ class ConvKAN(nn.Module):
         self.head = factory.linear(prev, num_classes)
 
     @classmethod
-    def preset(cls, name: str, in_channels: int, num_classes: int, factory) -> "ConvKAN":
+    def preset(cls, name: str, in_channels: int, num_classes: int, factory) -> ConvKAN:
         if name not in CONV_PRESETS:
             raise ValueError(f"unknown ConvKAN preset {name!r}; valid: {sorted(CONV_PRESETS)}")
         widths, strides = CONV_PRESETS[name]

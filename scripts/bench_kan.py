@@ -9,7 +9,7 @@ Times are `torch.utils.benchmark.Timer(...).blocked_autorange` medians, whose bl
 doubles as warm-up. Memory is measured by this script re-run as a child (`--child`), so the
 parent's imports and earlier layers do not count: the child builds the layer and input, resets
 the RSS high-water mark (/proc/self/clear_refs, Linux only), runs one step and reads VmHWM.
-Every measurement uses the same seed and torch thread count (the machine's core count).
+Every measurement uses the same seed and torch thread count (default: the machine's cores).
 
 Writes <out>/kan_layer.csv (one row per measurement) and <out>/kan_layer.md (the command, the
 machine, and how many times faster and leaner ours is than each baseline, in this same run).
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -45,6 +46,9 @@ QUICK_SHAPES = [(8, 4, 16)]
 SPLINE_ORDER = 3
 SEED = 0
 MIB = 2**20
+# threading settings this was launched with (read now: importing pykan's sklearn adds KMP_*)
+THREADING_ENV = [f"{k}={v}" for k, v in sorted(os.environ.items())
+                 if k.startswith(("OMP_", "MKL_", "KMP_"))]
 
 
 class PykanLayer(nn.Module):
@@ -62,7 +66,7 @@ class PykanLayer(nn.Module):
 
 REFERENCE = "ours"
 IMPLS = {  # name -> (in, out, G, k) -> module mapping (batch, in) to (batch, out)
-    REFERENCE: lambda d_in, d_out, G, k: KANLinear(d_in, d_out, KANSpec(grid_size=G, spline_order=k)),
+    REFERENCE: lambda d_in, d_out, G, k: KANLinear(d_in, d_out, KANSpec(G, spline_order=k)),
     "pykan": PykanLayer,
 }
 KEYS = ["in", "out", "batch", "G", "k"]
@@ -122,9 +126,8 @@ def ratios(frame: pd.DataFrame) -> pd.DataFrame:
 
 def machine(threads: int) -> str:
     cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in
-              (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-              if line.startswith("model name")]
+    models = re.findall(r"^model name\s*:\s*(.+)$",
+                        cpuinfo.read_text() if cpuinfo.exists() else "", re.MULTILINE)
     cpu = models[0] if models else platform.processor() or "unknown CPU"
     return (f"{platform.platform()}, CPU {cpu}, {os.cpu_count()} cores ({threads} torch "
             f"threads), torch {torch.__version__}")
@@ -172,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "kan_layer.csv", index=False, float_format="%.6g")
-    threading_env = [f"{k}={v}" for k, v in sorted(os.environ.items())
-                     if k.startswith(("OMP_", "MKL_", "KMP_"))]
-    command = shlex.join([*threading_env, "python", "scripts/bench_kan.py", *argv])
+    command = shlex.join([*THREADING_ENV, "python", "scripts/bench_kan.py", *argv])
     (out / "kan_layer.md").write_text(
         f"# KAN layer benchmark\n\nMade by `{command}` on {machine(args.threads)}.\n\n"
         f"Times are medians of torch.utils.benchmark blocked_autorange (min_run_time "

@@ -10,7 +10,7 @@ import os
 import sys
 
 from suite import grid, tracking
-from suite.errors import KanbenchError, one_line_errors
+from suite.errors import one_line_errors
 from suite.executors import EXECUTORS, Progress
 from suite.registry import METHODS, TASKS
 from suite.report.tables import summary

@@ -141,7 +141,7 @@ def cells(name: str, overrides: list[str] = ()) -> list[RunConfig]:
                 continue
             for combo in itertools.product(*sweep.values()):
                 given = copy.deepcopy(base)
-                for key, value in zip(sweep, combo):
+                for key, value in zip(sweep, combo, strict=True):
                     set_dotted(given, key, value)
                 for key, value in sets:
                     if _applies(key, task, method):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_model
@@ -28,7 +29,7 @@ class Task:
         """Raise KanbenchError (one line: what is missing, where, how to get it)."""
 
     def datamodule(self, args: dict, data_root: str, batch_size: int,
-                   seed: int) -> "L.LightningDataModule":
+                   seed: int) -> L.LightningDataModule:
         raise NotImplementedError
 
     def build(self, args: dict, factory) -> nn.Module:
@@ -37,7 +38,7 @@ class Task:
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def metrics(self, args: dict) -> "torchmetrics.MetricCollection":
+    def metrics(self, args: dict) -> torchmetrics.MetricCollection:
         raise NotImplementedError
 
     def example_input(self, args: dict, batch: int) -> torch.Tensor:

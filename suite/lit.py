@@ -20,7 +20,6 @@ logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*Starting from v1\.9\.0, `tensorboardX`.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 class KanbenchModule(L.LightningModule):
@@ -62,7 +61,7 @@ def make_trainer(max_epochs: int, logger=None, gradient_clip: float = 0.0) -> L.
                      logger=logger if logger is not None else False,
                      enable_checkpointing=False, enable_progress_bar=False,
                      enable_model_summary=False, num_sanity_val_steps=0,
-                     gradient_clip_val=gradient_clip or None, log_every_n_steps=10)
+                     gradient_clip_val=gradient_clip or None, log_every_n_steps=1)
 
 
 @dataclass

@@ -85,7 +85,7 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
 
     stages = method.stages(args["method"])
     stage_metrics, timing = {}, {}
-    for stage, key in zip(stages, stage_keys(cfg, stages)):
+    for stage, key in zip(stages, stage_keys(cfg, stages), strict=True):
         skeleton = stage.skeleton(net)
         meta = cache.load(key, skeleton)
         if meta is not None:

@@ -45,10 +45,10 @@ def start(cfg: RunConfig, mode: str, wandb_dir: str | Path):
         logger = WandbLogger(project="kanbench", group=cfg.grid, name=cfg.label, id=cfg.run_id,
                              resume="allow", mode=mode, save_dir=str(wandb_dir),
                              config=cfg.to_dict())
-        logger.experiment  # start the run now, so a failure shows here and not mid-training
+        _ = logger.experiment  # start the run now: a failure shows here, not mid-training
         return logger
     except Exception as err:  # noqa: BLE001 - tracking must never take a run down
-        warnings.warn(f"W&B did not start ({err}); the run goes on without it")
+        warnings.warn(f"W&B did not start ({err}); the run goes on without it", stacklevel=2)
         return None
 
 
@@ -75,6 +75,6 @@ def finish(logger, record: dict) -> None:
             summary.update(flat(record.get(part) or {}, f"{part}/"))
         logger.experiment.summary.update(summary)
     except Exception as err:  # noqa: BLE001
-        warnings.warn(f"W&B summary not written ({err})")
+        warnings.warn(f"W&B summary not written ({err})", stacklevel=2)
     finally:
         wandb.finish(exit_code=0 if record["status"] == "done" else 1)

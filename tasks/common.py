@@ -9,8 +9,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import (BatchSampler, DataLoader, RandomSampler, SequentialSampler,
-                              TensorDataset)
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from suite.errors import KanbenchError
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+SETUP_SECTIONS = ("task", "kan", "train")
+
 
 def setup_label(df: pd.DataFrame) -> pd.Series:
-    """`task` plus the task args that vary among that task's records, e.g.
+    """`task` plus the task, kan and train args that vary among that task's records, e.g.
     `feynman[equation=I.9.18]`, so different setups of one task get their own rows."""
     labels = df["task"].copy()
-    arg_cols = [c for c in df.columns if c.startswith("config.args.task.")]
+    arg_cols = [c for c in df.columns
+                if any(c.startswith(f"config.args.{s}.") for s in SETUP_SECTIONS)]
     for task, rows in df.groupby("task"):
         varying = [c for c in arg_cols
                    if rows[c].notna().any() and rows[c].astype(str).nunique() > 1]
@@ -33,7 +36,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "setup": setup, "method": method, "seeds": len(g),
             "metric": g["metrics.primary"].iloc[0],
-            "mean": g["value"].mean(), "std": g["value"].std(ddof=1) if len(g) > 1 else float("nan"),
+            "mean": g["value"].mean(),
+            "std": g["value"].std(ddof=1) if len(g) > 1 else float("nan"),
             "KAN bytes": int(g["storage.kan_bytes"].median()),
             "KAN ratio": g["storage.kan_ratio"].mean(),
             "model ratio": g["storage.model_ratio"].mean(),

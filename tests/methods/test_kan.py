@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from methods.kan import (CONV_PRESETS, KAN, ConvKAN, DenseKANFactory, KANConv2d, KANLinear,
-                         KANSpec, b_spline_bases)
+from methods.kan import (
+    CONV_PRESETS,
+    KAN,
+    ConvKAN,
+    DenseKANFactory,
+    KANConv2d,
+    KANLinear,
+    KANSpec,
+    b_spline_bases,
+)
 
 
 def bspline(x: float, knots: list[float], i: int, k: int) -> float:

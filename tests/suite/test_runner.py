@@ -63,8 +63,8 @@ def test_missing_dataset_is_one_line_and_no_record(tmp_path):
 def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
     # a learning rate this large makes the loss inf from the second step on
     argv = ["--grid", "smoke", "tasks=[feynman,highdim]", "--results", str(tmp_path),
-            "--cache", str(tmp_path / "cache"), "--wandb", "off", "train.lr=1e30", "train.max_epochs=3",
-            "measure.memory=false", "measure.latency=false"]
+            "--cache", str(tmp_path / "cache"), "--wandb", "off", "train.lr=1e30",
+            "train.max_epochs=3", "measure.memory=false", "measure.latency=false"]
     assert run_grid(argv) == 1
     records = ResultsStore(tmp_path).records("smoke")
     assert len(records) == 2 and {r["status"] for r in records} == {"failed"}
