@@ -182,7 +182,8 @@ class KAN(nn.Sequential):
     def __init__(self, widths: list[int], factory):
         if len(widths) < 2:
             raise ValueError(f"KAN needs at least two widths, got {widths}")
-        super().__init__(*(factory.linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
+        pairs = zip(widths[:-1], widths[1:], strict=True)
+        super().__init__(*(factory.linear(a, b) for a, b in pairs))
 
 
 CONV_PRESETS = {
