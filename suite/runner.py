@@ -19,7 +19,7 @@ from suite import measure, tracking
 from suite.config import RunConfig, content_hash
 from suite.lit import StageContext
 from suite.registry import METHODS, TASKS
-from suite.store import ResultsStore, write_json_atomic
+from suite.store import ResultsStore, read_json, write_json_atomic
 
 
 class StageCache:
@@ -34,7 +34,7 @@ class StageCache:
         if not (meta.exists() and weights.exists()):
             return None
         load_model(net, str(weights))
-        return ResultsStore._read(meta)
+        return read_json(meta)
 
     def save(self, key: str, net: torch.nn.Module, meta: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -88,17 +88,18 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
     for stage, key in zip(stages, stage_keys(cfg, stages), strict=True):
         skeleton = stage.skeleton(net)
         meta = cache.load(key, skeleton)
-        if meta is not None:
+        cached = meta is not None
+        if cached:
             net = skeleton
         else:
             L.seed_everything(cfg.seed, workers=True, verbose=False)
             start = time.perf_counter()
             net = stage.run(ctx, net)
             meta = {"stage": stage.name, "seconds": time.perf_counter() - start,
-                    "metrics": ctx.evaluate(net), "made_by": cfg.run_id}
+                    "metrics": ctx.evaluate(net), "made_by": cfg.run_id}  # the first run
             cache.save(key, net, meta)
         stage_metrics[stage.name] = meta["metrics"]
-        timing[stage.name] = {"seconds": meta["seconds"], "cached": meta["made_by"] != cfg.run_id}
+        timing[stage.name] = {"seconds": meta["seconds"], "cached": cached}
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = net.to(device)

@@ -16,6 +16,13 @@ import pandas as pd
 from suite.errors import KanbenchError
 
 
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise KanbenchError(f"{path}: not valid JSON ({err})") from None
+
+
 def write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -40,7 +47,7 @@ class ResultsStore:
 
     def get(self, grid: str, run_id: str) -> dict | None:
         path = self.path(grid, run_id)
-        return self._read(path) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
     def write(self, record: dict) -> Path:
         path = self.path(record["grid"], record["run_id"])
@@ -49,15 +56,8 @@ class ResultsStore:
 
     def records(self, grid: str | None = None) -> list[dict]:
         pattern = f"{grid}/*.json" if grid else "*/*.json"
-        return [self._read(p) for p in sorted(self.runs.glob(pattern))]
+        return [read_json(p) for p in sorted(self.runs.glob(pattern))]
 
     def to_frame(self, grid: str | None = None) -> pd.DataFrame:
         """One row per record; nested fields become dotted columns (metrics.accuracy...)."""
         return pd.json_normalize(self.records(grid), sep=".")
-
-    @staticmethod
-    def _read(path: Path) -> dict:
-        try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise KanbenchError(f"{path}: not a valid run record ({err})") from None

@@ -99,3 +99,15 @@ def test_killed_grid_resumes_without_duplicates_or_lost_records(tmp_path):
         assert (runs / name).read_bytes() == content
     assert not [p for p in runs.iterdir() if not p.name.endswith(".json")
                 and not p.name.startswith(".")]
+
+
+def test_a_finished_stage_is_reused_from_the_cache(tmp_path):
+    common = ["--grid", "smoke", "tasks=[feynman]", "--cache", str(tmp_path / "cache"),
+              "--wandb", "off", "measure.memory=false", "measure.latency=false"]
+    assert run_grid([*common, "--results", str(tmp_path / "first")]) == 0
+    assert run_grid([*common, "--results", str(tmp_path / "second")]) == 0
+    (first,) = ResultsStore(tmp_path / "first").records("smoke")
+    (second,) = ResultsStore(tmp_path / "second").records("smoke")
+    assert first["timing"]["train"]["cached"] is False
+    assert second["timing"]["train"]["cached"] is True
+    assert second["metrics"] == first["metrics"]

@@ -37,5 +37,5 @@ def test_unreadable_record_is_a_clear_error(tmp_path):
     store = ResultsStore(tmp_path)
     (tmp_path / "runs" / "g").mkdir(parents=True)
     (tmp_path / "runs" / "g" / "a.json").write_text('{"run_id": "a", "gri')
-    with pytest.raises(KanbenchError, match="a.json: not a valid run record"):
+    with pytest.raises(KanbenchError, match="a.json: not valid JSON"):
         store.records("g")
