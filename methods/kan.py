@@ -6,6 +6,7 @@ Every edge (input i, output o) of a `KANLinear` carries
     spline_scaler[o, i]        an optional standalone scale of the spline term,
 and the layer computes
     y = act(x) @ base_weight.T + B(x).flatten(1) @ (spline_weight * scaler[..., None]).flatten(1).T
+The spline term is computed by `methods.splines` (k+1 local bases per input, custom autograd).
 
 Networks never construct layers directly: they ask a *layer factory* (`linear`, `conv2d`),
 so a method can build the same architecture from dense, meta-learned or codebook layers.
@@ -20,6 +21,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from methods.splines import dense_bases, recursive_bases, spline_linear
 
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh,
                "identity": nn.Identity}
@@ -59,21 +63,6 @@ class KANSpec:
         return (lo + h * steps).to(dtype=dtype, device=device)
 
 
-def b_spline_bases(x: torch.Tensor, spec: KANSpec) -> torch.Tensor:
-    """B-spline bases of order k on the spec's extended uniform grid, by Cox-de Boor.
-
-    x: (...,) -> (..., G+k). Every basis is zero outside the extended knots.
-    """
-    x = x.unsqueeze(-1)                                              # (..., 1)
-    t = spec.knots(x.dtype, x.device)                                # (G+2k+1,)
-    bases = ((x >= t[:-1]) & (x < t[1:])).to(x.dtype)                # (..., G+2k)
-    for p in range(1, spec.spline_order + 1):
-        left = (x - t[: -(p + 1)]) / (t[p:-1] - t[: -(p + 1)]) * bases[..., :-1]
-        right = (t[p + 1:] - x) / (t[p + 1:] - t[1:-p]) * bases[..., 1:]
-        bases = left + right                                         # (..., G+2k-p)
-    return bases                                                     # (..., G+k)
-
-
 class KANLinear(nn.Module):
     """A fully connected KAN layer (efficient-kan layout). (..., in) -> (..., out)."""
 
@@ -107,9 +96,7 @@ class KANLinear(nn.Module):
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)                            # (batch, in)
         base = F.linear(self.base_activation(x), self.base_weight)    # (batch, out)
-        bases = b_spline_bases(x, self.spec)  # (batch, in, G+k)
-        spline = F.linear(bases.flatten(1),                            # (batch, in*(G+k))
-                          self.scaled_spline_weight().flatten(1))     # (out, in*(G+k))
+        spline = spline_linear(x, self.scaled_spline_weight(), self.spec)  # (batch, out)
         return (base + spline).reshape(*lead, self.out_features)
 
     def storage(self) -> dict[str, int]:
@@ -125,6 +112,19 @@ class KANLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_features}->{self.out_features}, {self.spec}"
+
+
+class RecursiveKANLinear(KANLinear):
+    """efficient-kan's formulation of the same layer: Cox-de Boor over all knots, dense bases,
+    F.linear and plain autograd. The benchmark's baseline and the tests' old path."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.in_features)                            # (batch, in)
+        base = F.linear(self.base_activation(x), self.base_weight)    # (batch, out)
+        bases = recursive_bases(x, self.spec).flatten(1)               # (batch, in*(G+k))
+        spline = F.linear(bases, self.scaled_spline_weight().flatten(1))
+        return (base + spline).reshape(*lead, self.out_features)
 
 
 class KANConv2d(nn.Module):
@@ -150,9 +150,14 @@ class KANConv2d(nn.Module):
         b, c, h, w = x.shape
         assert c == self.in_channels, (x.shape, self.in_channels)
         base = self.base_conv(self.base_activation(x))                   # (b, out, H', W')
-        bases = b_spline_bases(x, self.spec)    # (b, c, h, w, G+k)
+        # the (b, c*(G+k), h, w) bases are recomputed in backward instead of kept
+        return base + checkpoint(self.spline, x, use_reentrant=False)    # (b, out, H', W')
+
+    def spline(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        bases = dense_bases(x, self.spec)                                # (b, c, h, w, G+k)
         bases = bases.permute(0, 1, 4, 2, 3).reshape(b, c * self.spec.n_coef, h, w)
-        return base + self.spline_conv(bases)                            # (b, out, H', W')
+        return self.spline_conv(bases)
 
     def storage(self) -> dict[str, int]:
         return {"coefficients": self.spline_conv.weight.numel() * FP32_BYTES,

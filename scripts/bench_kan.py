@@ -1,4 +1,5 @@
-"""CPU benchmark of one KAN layer: our `methods.kan.KANLinear` against baselines (pykan).
+"""CPU benchmark of one KAN layer: our `methods.kan.KANLinear` against baselines: efficient-kan's
+formulation (`methods.kan.RecursiveKANLinear`) and pykan's `KANLayer`.
 
 For every implementation x shape x grid size G (spline order k) it measures
     fwd_ms     median time of `model(x)` under torch.no_grad,
@@ -34,13 +35,14 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from methods.kan import KANLinear, KANSpec
+from methods.kan import KANLinear, KANSpec, RecursiveKANLinear
 from suite.memprobe import reset_peak, status_bytes
 
 SHAPES = [  # (in, out, batch)
     (784, 64, 1024),
     (64, 10, 1024),
     (1024, 1024, 256),
+    (784, 256, 4096),
 ]
 QUICK_SHAPES = [(8, 4, 16)]
 SPLINE_ORDER = 3
@@ -67,9 +69,13 @@ class PykanLayer(nn.Module):
 REFERENCE = "ours"
 IMPLS = {  # name -> (in, out, G, k) -> module mapping (batch, in) to (batch, out)
     REFERENCE: lambda d_in, d_out, G, k: KANLinear(d_in, d_out, KANSpec(G, spline_order=k)),
+    "efficient-kan": lambda d_in, d_out, G, k: RecursiveKANLinear(d_in, d_out, KANSpec(G, k)),
     "pykan": PykanLayer,
 }
 KEYS = ["in", "out", "batch", "G", "k"]
+# pykan keeps several (batch, in, out) float32 tensors alive per step; past this many elements
+# in one of them (1.6 GB) a step needs more memory than these 24 GB machines have.
+PYKAN_MAX_EDGE_ACTIVATIONS = 4 * 10**8
 
 
 def build(impl: str, d_in: int, d_out: int, batch: int, G: int, k: int):
@@ -95,7 +101,18 @@ def child(config: dict, threads: int) -> None:
     print(json.dumps({"before": before, "peak": status_bytes("VmHWM")}))
 
 
+def skip_reason(config: dict) -> str | None:
+    size = config["batch"] * config["d_in"] * config["d_out"]
+    if config["impl"] == "pykan" and size > PYKAN_MAX_EDGE_ACTIVATIONS:
+        return f"pykan would hold (batch, in, out) tensors of {size * 4 / 1e9:.1f} GB each"
+    return None
+
+
 def measure(config: dict, threads: int, min_run_time: float) -> dict:
+    row = {"impl": config["impl"], "in": config["d_in"], "out": config["d_out"],
+           "batch": config["batch"], "G": config["G"], "k": config["k"]}
+    if reason := skip_reason(config):
+        return {**row, "skipped": reason}
     model, x = build(**config)
     with torch.no_grad():
         fwd = median_ms("model(x)", model, x, threads, min_run_time)
@@ -105,22 +122,22 @@ def measure(config: dict, threads: int, min_run_time: float) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(config),
                            "--threads", str(threads)], capture_output=True, text=True, check=True)
     mem = json.loads(proc.stdout.splitlines()[-1])
-    return {"impl": config["impl"], "in": config["d_in"], "out": config["d_out"],
-            "batch": config["batch"], "G": config["G"], "k": config["k"],
-            "fwd_ms": fwd, "fwdbwd_ms": fwdbwd, "peak_mb": mem["peak"] / MIB,
+    return {**row, "fwd_ms": fwd, "fwdbwd_ms": fwdbwd, "peak_mb": mem["peak"] / MIB,
             "step_mb": (mem["peak"] - mem["before"]) / MIB, "threads": threads, "device": "cpu"}
 
 
 def ratios(frame: pd.DataFrame) -> pd.DataFrame:
     """baseline / ours for every baseline, shape and G: how many times faster/leaner ours is."""
-    both = frame[frame.impl != REFERENCE].merge(frame[frame.impl == REFERENCE], on=KEYS,
-                                                suffixes=("", "_ours"))
+    measured = frame.dropna(subset=["fwd_ms"])
+    both = measured[measured.impl != REFERENCE].merge(measured[measured.impl == REFERENCE],
+                                                      on=KEYS, suffixes=("", "_ours"))
     return pd.DataFrame({
         "shape": both["in"].astype(str) + "->" + both["out"].astype(str),
         "batch": both["batch"], "G": both["G"], "baseline": both["impl"],
         "fwd x": both["fwd_ms"] / both["fwd_ms_ours"],
         "fwd+bwd x": both["fwdbwd_ms"] / both["fwdbwd_ms_ours"],
         "step mem x": both["step_mb"] / both["step_mb_ours"],
+        "peak mem x": both["peak_mb"] / both["peak_mb_ours"],
     })
 
 
@@ -145,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/bench")
     p.add_argument("--min-run-time", type=float, default=0.5, help="seconds per timing")
-    p.add_argument("--grids", default="5", help="comma-separated grid sizes G")
+    p.add_argument("--grids", default="5,10,20", help="comma-separated grid sizes G")
     p.add_argument("--shapes", help="comma-separated IN x OUT @ BATCH, e.g. 784x64@1024")
     p.add_argument("--quick", action="store_true", help="tiny shape, G=5, short timings")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -182,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.min_run_time} s); memory is one forward+backward in a fresh process (MiB). "
         "Ratios are baseline / ours from this run: how many times faster or leaner ours is.\n\n"
         + ratios(frame).to_markdown(index=False, floatfmt=".3g") + "\n\n## Measurements\n\n"
-        + frame.to_markdown(index=False, floatfmt=".4g") + "\n")
+        + frame.fillna("").to_markdown(index=False, floatfmt=".4g") + "\n")
     print(f"wrote {out}/kan_layer.csv and {out}/kan_layer.md")
     return 0
 

@@ -6,33 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from methods.kan import (
-    CONV_PRESETS,
-    KAN,
-    ConvKAN,
-    DenseKANFactory,
-    KANConv2d,
-    KANLinear,
-    KANSpec,
-    b_spline_bases,
-)
-
-
-def bspline(x: float, knots: list[float], i: int, k: int) -> float:
-    """B_{i,k}(x) by the textbook recursion, one scalar at a time."""
-    if k == 0:
-        return 1.0 if knots[i] <= x < knots[i + 1] else 0.0
-    left = (x - knots[i]) / (knots[i + k] - knots[i]) * bspline(x, knots, i, k - 1)
-    right = (knots[i + k + 1] - x) / (knots[i + k + 1] - knots[i + 1]) * \
-        bspline(x, knots, i + 1, k - 1)
-    return left + right
-
-
-def reference_knots(spec: KANSpec) -> list[float]:
-    lo, hi = spec.grid_range
-    h = (hi - lo) / spec.grid_size
-    return [lo + h * (j - spec.spline_order)
-            for j in range(spec.grid_size + 2 * spec.spline_order + 1)]
+from methods.kan import CONV_PRESETS, KAN, ConvKAN, DenseKANFactory, KANConv2d, KANLinear, KANSpec
+from methods.splines import dense_bases
+from tests.methods.reference import bspline, reference_knots
 
 
 def silu(v: float) -> float:
@@ -84,7 +60,7 @@ def test_kan_linear_keeps_leading_dims():
 @pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(2, 1), KANSpec(7, 0)], ids=str)
 def test_bases_partition_unity_inside_grid(spec):
     x = torch.linspace(*spec.grid_range, 101, dtype=torch.float64)[:-1]
-    sums = b_spline_bases(x, spec).sum(-1)
+    sums = dense_bases(x, spec).sum(-1)
     torch.testing.assert_close(sums, torch.ones_like(sums))
 
 

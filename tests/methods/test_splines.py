@@ -1,0 +1,99 @@
+"""The closed-form local bases and the custom-autograd spline term."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from methods.kan import KAN, DenseKANFactory, KANSpec, RecursiveKANLinear
+from methods import splines
+from methods.splines import dense_bases, local_bases, recursive_bases, spline_linear
+from tests.methods.reference import bspline, reference_knots
+
+SPECS = [KANSpec(G, k) for k in (1, 2, 3) for G in (3, 5, 10, 20)] + \
+    [KANSpec(4, 0), KANSpec(6, 3, (-2.5, 0.5)), KANSpec(1, 1)]
+
+
+def random_inputs(spec: KANSpec, n: int = 200, seed: int = 0) -> torch.Tensor:
+    """Inputs inside the grid, in the extension knots and beyond them."""
+    lo, hi = spec.grid_range
+    span = hi - lo
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, generator=g, dtype=torch.float64) * 3 * span + lo - span
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_bases_match_the_float64_reference(spec):
+    x = random_inputs(spec)
+    knots = reference_knots(spec)
+    expected = np.array([[bspline(v, knots, j, spec.spline_order) for j in range(spec.n_coef)]
+                         for v in x.tolist()])
+    np.testing.assert_allclose(dense_bases(x, spec).numpy(), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(recursive_bases(x, spec).numpy(), expected, rtol=1e-9,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_local_values_are_the_non_zero_bases(spec):
+    x = random_inputs(spec, seed=1).reshape(20, 10)                  # any leading shape
+    values, first = local_bases(x, spec)
+    assert values.shape == (20, 10, spec.spline_order + 1) and first.shape == (20, 10)
+    dense = dense_bases(x, spec)
+    for r in range(spec.spline_order + 1):
+        index = first + r
+        ok = (index >= 0) & (index < spec.n_coef)
+        picked = dense.gather(-1, index.clamp(0, spec.n_coef - 1).unsqueeze(-1)).squeeze(-1)
+        torch.testing.assert_close(values[..., r][ok], picked[ok])
+        assert (values[..., r][~ok] == 0).all()
+    # every non-zero basis is among the k+1
+    assert torch.equal((dense != 0).sum(-1) <= spec.spline_order + 1,
+                       torch.ones_like(first, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("spec", [KANSpec(3, 1), KANSpec(5, 3), KANSpec(10, 2), KANSpec(4, 0)],
+                         ids=str)
+def test_spline_linear_gradcheck(spec):
+    torch.manual_seed(0)
+    x = random_inputs(spec, n=12, seed=2).reshape(4, 3).requires_grad_()
+    coef = torch.randn(2, 3, spec.n_coef, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, c: spline_linear(a, c, spec), (x, coef))
+
+
+@pytest.mark.parametrize("chunk_inputs", [4, 2**18], ids=["chunks of one row", "one chunk"])
+@pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(20, 3), KANSpec(3, 1)], ids=str)
+def test_spline_linear_matches_autograd_through_the_recursion(spec, chunk_inputs, monkeypatch):
+    monkeypatch.setattr(splines, "CHUNK_INPUTS", chunk_inputs)
+    torch.manual_seed(0)
+    x = random_inputs(spec, n=64, seed=3).reshape(16, 4).requires_grad_()
+    coef = torch.randn(5, 4, spec.n_coef, dtype=torch.float64, requires_grad=True)
+    new = spline_linear(x, coef, spec)
+    old = F.linear(recursive_bases(x, spec).flatten(1), coef.flatten(1))
+    torch.testing.assert_close(new, old)
+    weights = torch.randn_like(new)
+    torch.testing.assert_close(torch.autograd.grad((new * weights).sum(), (x, coef)),
+                               torch.autograd.grad((old * weights).sum(), (x, coef)))
+
+
+class RecursiveFactory(DenseKANFactory):
+    def linear(self, in_features, out_features):
+        return RecursiveKANLinear(in_features, out_features, self.spec)
+
+
+@pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(10, 2)], ids=str)
+def test_training_gives_the_same_losses_on_both_paths(spec):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 12, generator=g) * 2.4 - 1.2, torch.randint(0, 3, (64,), generator=g)
+    losses = {}
+    for name, factory in (("new", DenseKANFactory(spec)), ("old", RecursiveFactory(spec))):
+        torch.manual_seed(7)
+        net = KAN([12, 8, 3], factory)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        losses[name] = []
+        for _ in range(20):
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses[name].append(loss.item())
+    np.testing.assert_allclose(losses["new"], losses["old"], rtol=1e-4)
+    assert losses["new"][-1] < losses["new"][0]
