@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.min_run_time} s); memory is one forward+backward in a fresh process (MiB). "
         "Ratios are baseline / ours from this run: how many times faster or leaner ours is.\n\n"
         + ratios(frame).to_markdown(index=False, floatfmt=".3g") + "\n\n## Measurements\n\n"
-        + frame.fillna("").to_markdown(index=False, floatfmt=".4g") + "\n")
+        + frame.fillna({"skipped": ""}).to_markdown(index=False, floatfmt=".4g") + "\n")
     print(f"wrote {out}/kan_layer.csv and {out}/kan_layer.md")
     return 0
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.kan import KAN, DenseKANFactory, KANSpec, RecursiveKANLinear
 from methods import splines
+from methods.kan import KAN, DenseKANFactory, KANSpec, RecursiveKANLinear
 from methods.splines import dense_bases, local_bases, recursive_bases, spline_linear
 from tests.methods.reference import bspline, reference_knots
 
