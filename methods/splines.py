@@ -5,10 +5,12 @@ m = floor((x - t_0) / h) at fraction f, and only the k+1 bases B_{m-k}..B_m are 
 Their values follow from the Cox-de Boor recursion restricted to those k+1 values, where
 uniform spacing turns every ratio of knot differences into a function of f alone:
 
-    v_r^(p) = ((f + p - r) v_{r-1}^(p-1) + (r + 1 - f) v_r^(p-1)) / p,   r = 0..p,
+    v_r^(p) = ((f + p - r) v_{r-1}^(p-1) + (r + 1 - f) v_r^(p-1)) / p,   r = 0..p.
 
-and their derivatives are (v_{r-1}^(k-1) - v_r^(k-1)) / h. Nothing of size G is touched
-until the values are scattered into (or gathered against) the G+k coefficients.
+Each v_r^(k) is therefore a fixed polynomial of degree k in f: `basis_matrix(k)` expands
+the recursion once, and the layer evaluates all k+1 values (and their derivatives) with one
+small matmul of the powers of f. Nothing of size G is touched until the values are
+scattered into (or gathered against) the G+k coefficients.
 
 `spline_linear` is an autograd Function that saves only its input and the coefficients,
 recomputes the bases in backward and walks the batch in chunks of rows, so training memory
@@ -20,9 +22,23 @@ tests' old path.
 
 from __future__ import annotations
 
-import math
+import functools
 
+import numpy as np
 import torch
+from numpy.polynomial import polynomial as P
+
+
+@functools.cache
+def basis_matrix(k: int) -> np.ndarray:
+    """(k+1, k+1): row r holds the coefficients (in powers f^0..f^k) of the r-th non-zero
+    basis as a polynomial of the fraction f, from the local recursion above."""
+    polys = [np.array([1.0])]
+    for p in range(1, k + 1):
+        rise = [P.polymul([p - r, 1.0], polys[r - 1]) if r > 0 else 0 for r in range(p + 1)]
+        fall = [P.polymul([r + 1.0, -1.0], polys[r]) if r < p else 0 for r in range(p + 1)]
+        polys = [P.polyadd(a, b) / p for a, b in zip(rise, fall, strict=True)]
+    return np.stack([np.pad(c, (0, k + 1 - len(c))) for c in polys])
 
 
 def _local(x: torch.Tensor, spec, derivatives: bool = False):
@@ -35,28 +51,26 @@ def _local(x: torch.Tensor, spec, derivatives: bool = False):
     h = (hi - lo) / G
     u = (x - lo) * (1 / h) + k                                       # (...,) position in knots
     m = torch.floor(u)
-    f = u - m                                                        # (...,) in [0, 1)
-    inside = ((m >= 0) & (m <= G + 2 * k - 1)).to(x.dtype)
+    inside = ((m >= 0) & (m <= G + 2 * k - 1)).unsqueeze(-1)         # (..., 1)
     slots = m.clamp(0, G + 2 * k - 1).long().unsqueeze(-1) + torch.arange(k + 1,
                                                                          device=x.device)
-    # k! * v_r^(p), kept unnormalized: each level would divide by p
-    values, lower = [inside], None
-    for p in range(1, k + 1):
-        lower = values
-        values = [(f + (p - r)) * lower[r - 1] if r > 0 else None for r in range(p + 1)]
-        for r in range(p):
-            term = ((r + 1) - f) * lower[r]
-            values[r] = term if values[r] is None else values[r] + term
-    scale = 1 / math.factorial(k)
+    f = (u - m).unsqueeze(-1)                                        # (..., 1) in [0, 1)
+    coeffs = torch.as_tensor(basis_matrix(k), dtype=x.dtype, device=x.device)
+    values = _horner(coeffs, f) * inside                             # (..., k+1)
     derivs = None
-    if derivatives:
-        if k == 0:
-            derivs = torch.zeros_like(x).unsqueeze(-1)
-        else:
-            zero = torch.zeros_like(x)
-            pairs = zip([zero, *lower], [*lower, zero], strict=True)
-            derivs = torch.stack([a - b for a, b in pairs], -1) * (1 / (h * math.factorial(k - 1)))
-    return torch.stack(values, -1) * scale, slots, derivs
+    if derivatives:  # d/dx of f^d is d f^(d-1) / h
+        slope = coeffs[:, 1:] * torch.arange(1, k + 1, device=x.device, dtype=x.dtype) / h
+        derivs = _horner(slope, f) * inside if k else torch.zeros_like(values)
+    return values, slots, derivs
+
+
+def _horner(coeffs: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Evaluate the k+1 polynomials (rows of coeffs, ascending powers) at f: (..., 1) ->
+    (..., k+1), one fused multiply-add per degree."""
+    out = coeffs[:, -1].expand(*f.shape[:-1], coeffs.shape[0])
+    for degree in range(coeffs.shape[1] - 2, -1, -1):
+        out = torch.addcmul(coeffs[:, degree], out, f)
+    return out
 
 
 def local_bases(x: torch.Tensor, spec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +109,7 @@ def recursive_bases(x: torch.Tensor, spec) -> torch.Tensor:
 
 # Inputs per chunk of rows: small enough that a chunk's temporaries stay in cache (and in
 # the allocator's reuse) instead of being faulted in fresh for every elementwise op.
-CHUNK_INPUTS = 2**18
+CHUNK_INPUTS = 2**17
 
 
 def _row_chunks(x: torch.Tensor) -> list[slice]:
