@@ -51,9 +51,10 @@ def _local(x: torch.Tensor, spec, derivatives: bool = False):
     h = (hi - lo) / G
     u = (x - lo) * (1 / h) + k                                       # (...,) position in knots
     m = torch.floor(u)
-    inside = ((m >= 0) & (m <= G + 2 * k - 1)).unsqueeze(-1)         # (..., 1)
-    slots = m.clamp(0, G + 2 * k - 1).long().unsqueeze(-1) + torch.arange(k + 1,
+    inside = (m >= 0) & (m <= G + 2 * k - 1)                         # False for nan and inf
+    slots = torch.where(inside, m, 0).long().unsqueeze(-1) + torch.arange(k + 1,
                                                                          device=x.device)
+    inside = inside.unsqueeze(-1)                                    # (..., 1)
     f = (u - m).unsqueeze(-1)                                        # (..., 1) in [0, 1)
     coeffs = torch.as_tensor(basis_matrix(k), dtype=x.dtype, device=x.device)
     values = _horner(coeffs, f) * inside                             # (..., k+1)

@@ -97,3 +97,16 @@ def test_training_gives_the_same_losses_on_both_paths(spec):
             losses[name].append(loss.item())
     np.testing.assert_allclose(losses["new"], losses["old"], rtol=1e-4)
     assert losses["new"][-1] < losses["new"][0]
+
+
+@pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(3, 1)], ids=str)
+def test_non_finite_inputs_propagate_nan_like_the_recursion(spec):
+    """A diverged network must surface as a nan loss (which the runner records), never as
+    an index error from the slot arithmetic."""
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.3], dtype=torch.float64)
+    new, old = dense_bases(x, spec), recursive_bases(x, spec)
+    assert new[:3].isnan().any(-1).all() and old[:3].isnan().any(-1).all()
+    torch.testing.assert_close(new[3], old[3])
+    coef = torch.randn(2, 4, spec.n_coef, dtype=torch.float64)
+    y = spline_linear(x.reshape(1, 4), coef, spec)                   # no index error
+    assert y.isnan().all()
