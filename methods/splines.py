@@ -8,8 +8,8 @@ uniform spacing turns every ratio of knot differences into a function of f alone
     v_r^(p) = ((f + p - r) v_{r-1}^(p-1) + (r + 1 - f) v_r^(p-1)) / p,   r = 0..p.
 
 Each v_r^(k) is therefore a fixed polynomial of degree k in f: `basis_matrix(k)` expands
-the recursion once, and the layer evaluates all k+1 values (and their derivatives) with one
-small matmul of the powers of f. Nothing of size G is touched until the values are
+the recursion once, and the layer evaluates all k+1 values (and their derivatives) by
+Horner's rule, one fused multiply-add per degree. Nothing of size G is touched until the values are
 scattered into (or gathered against) the G+k coefficients.
 
 `spline_linear` is an autograd Function that saves only its input and the coefficients,
