@@ -8,14 +8,16 @@ uniform spacing turns every ratio of knot differences into a function of f alone
     v_r^(p) = ((f + p - r) v_{r-1}^(p-1) + (r + 1 - f) v_r^(p-1)) / p,   r = 0..p.
 
 Each v_r^(k) is therefore a fixed polynomial of degree k in f: `basis_matrix(k)` expands
-the recursion once, and the layer evaluates all k+1 values (and their derivatives) by
-Horner's rule, one fused multiply-add per degree. Nothing of size G is touched until the values are
-scattered into (or gathered against) the G+k coefficients.
+the recursion once, and the layer evaluates the k+1 values (and their derivatives) by
+Horner's rule with scalar coefficients. Nothing of size G is touched until the values are
+scatter-added into (or gathered against) the G+k coefficients.
 
-`spline_linear` is an autograd Function that saves only its input and the coefficients,
-recomputes the bases in backward and walks the batch in chunks of rows, so training memory
-grows with batch x in, not with batch x in x (G+2k) x recursion levels as under plain
-autograd through the recursion.
+`spline_linear` is the spline term of a layer. For training it is an autograd Function that
+saves only its input and the coefficients, recomputes the bases in backward and walks the
+batch in chunks of rows, so training memory grows with batch x in, not with batch x in x
+(G+2k) x recursion levels as under plain autograd through the recursion. For inference on
+wide grids into few outputs it multiplies a CSR matrix of the k+1 values per input instead
+(`use_sparse` says when; `scripts/bench_kan.py` measures both).
 `recursive_bases` keeps efficient-kan's formulation: the benchmark's baseline and the
 tests' old path.
 """
@@ -23,10 +25,14 @@ tests' old path.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import torch
 from numpy.polynomial import polynomial as P
+
+
+warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta state")
 
 
 @functools.cache
@@ -42,58 +48,75 @@ def basis_matrix(k: int) -> np.ndarray:
 
 
 def _local(x: torch.Tensor, spec, derivatives: bool = False):
-    """Per input: the k+1 non-zero basis values, the slot of each (basis j sits in slot
-    j + k of a row padded with k slots on each side) and, if asked, their derivatives.
-    x: (...,) -> values (..., k+1), slots (..., k+1) int64, derivs (..., k+1) or None.
-    Inputs outside the extended grid get all-zero values and derivatives."""
-    k, G = spec.spline_order, spec.grid_size
-    lo, hi = spec.grid_range
-    h = (hi - lo) / G
-    u = (x - lo) * (1 / h) + k                                       # (...,) position in knots
+    """Per input: the k+1 non-zero basis values, the index of the basis each belongs to and,
+    if asked, their derivatives. x: (...,) -> values (..., k+1), index (..., k+1) int64,
+    derivs (..., k+1) or None.
+
+    A value whose basis falls outside 0..G+k-1 (the input sits in the extension knots or
+    beyond the extended grid) is zero and its index is clamped into range, so the k+1 values
+    can be scatter-added into, or gathered against, the G+k coefficients without padding.
+    Non-finite inputs give nan values, so a diverged network surfaces as a nan loss."""
+    k, n = spec.spline_order, spec.n_coef
+    u = _knot_position(x, spec)                                      # (...,)
     m = torch.floor(u)
-    inside = (m >= 0) & (m <= G + 2 * k - 1)                         # False for nan and inf
-    slots = torch.where(inside, m, 0).long().unsqueeze(-1) + torch.arange(k + 1,
-                                                                         device=x.device)
-    inside = inside.unsqueeze(-1)                                    # (..., 1)
-    f = (u - m).unsqueeze(-1)                                        # (..., 1) in [0, 1)
-    coeffs = torch.as_tensor(basis_matrix(k), dtype=x.dtype, device=x.device)
-    values = _horner(coeffs, f) * inside                             # (..., k+1)
+    f = u - m                                                        # (...,) in [0, 1)
+    first = m.unsqueeze(-1) - k                                      # (..., 1) basis of value 0
+    index = first + torch.arange(k + 1, device=x.device, dtype=x.dtype)  # (..., k+1)
+    valid = (index >= 0) & (index < n)                               # False for nan and inf
+    index = torch.where(valid, index, 0).long()
+    coeffs = basis_matrix(k)
+    values = _horner(coeffs, f) * valid                              # (..., k+1)
     derivs = None
     if derivatives:  # d/dx of f^d is d f^(d-1) / h
-        slope = coeffs[:, 1:] * torch.arange(1, k + 1, device=x.device, dtype=x.dtype) / h
-        derivs = _horner(slope, f) * inside if k else torch.zeros_like(values)
-    return values, slots, derivs
+        slope = coeffs[:, 1:] * np.arange(1, k + 1) / _knot_spacing(spec)
+        derivs = _horner(slope, f) * valid if k else torch.zeros_like(values)
+    return values, index, derivs
 
 
-def _horner(coeffs: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """Evaluate the k+1 polynomials (rows of coeffs, ascending powers) at f: (..., 1) ->
-    (..., k+1), one fused multiply-add per degree."""
-    out = coeffs[:, -1].expand(*f.shape[:-1], coeffs.shape[0])
-    for degree in range(coeffs.shape[1] - 2, -1, -1):
-        out = torch.addcmul(coeffs[:, degree], out, f)
-    return out
+def _knot_spacing(spec) -> float:
+    lo, hi = spec.grid_range
+    return (hi - lo) / spec.grid_size
+
+
+def _knot_position(x: torch.Tensor, spec) -> torch.Tensor:
+    """u = (x - t_0) / h: x lies in knot interval floor(u) at fraction u - floor(u)."""
+    h = _knot_spacing(spec)
+    return x * (1 / h) + (spec.spline_order - spec.grid_range[0] / h)
+
+
+def _horner(coeffs: np.ndarray, f: torch.Tensor) -> torch.Tensor:
+    """Evaluate the polynomials in the rows of coeffs (ascending powers) at f by Horner's
+    rule with scalar coefficients, one contiguous (...,) tensor per polynomial:
+    f (...,) -> (..., rows). Much faster on CPU than broadcasting (rows,) against (..., 1)."""
+    columns = []
+    for row in coeffs.tolist():
+        value = torch.full_like(f, row[-1])
+        for c in reversed(row[:-1]):
+            value = value.mul_(f).add_(c)
+        columns.append(value)
+    return torch.stack(columns, -1)
 
 
 def local_bases(x: torch.Tensor, spec) -> tuple[torch.Tensor, torch.Tensor]:
     """The k+1 non-zero bases of each input and the index of the first:
     x (...,) -> values (..., k+1), first (...,). Values whose basis index falls outside
     0..G+k-1 (and all values of inputs outside the extended grid) are zero."""
-    values, slots, _ = _local(x, spec)
-    index = slots - spec.spline_order
-    return values * ((index >= 0) & (index < spec.n_coef)), index[..., 0]
+    values, _, _ = _local(x, spec)
+    first = torch.floor(_knot_position(x, spec)).long() - spec.spline_order
+    return values, first
 
 
 def dense_bases(x: torch.Tensor, spec) -> torch.Tensor:
-    """All G+k bases: x (...,) -> (..., G+k), by scattering the k+1 local values."""
-    values, slots, _ = _local(x, spec)
-    return _scatter(values, slots, spec)
+    """All G+k bases: x (...,) -> (..., G+k), by scatter-adding the k+1 local values."""
+    values, index, _ = _local(x, spec)
+    return _scatter(values, index, spec)
 
 
-def _scatter(values: torch.Tensor, slots: torch.Tensor, spec) -> torch.Tensor:
-    """(..., k+1) values at their slots -> (..., G+k) dense bases."""
-    k = spec.spline_order
-    padded = values.new_zeros(*values.shape[:-1], spec.n_coef + 2 * k)  # (..., G+3k)
-    return padded.scatter_(-1, slots, values)[..., k:k + spec.n_coef]
+def _scatter(values: torch.Tensor, index: torch.Tensor, spec) -> torch.Tensor:
+    """(..., k+1) values at their basis indices -> (..., G+k) dense bases. Adding (not
+    writing) lets the zeroed out-of-range values share a clamped index with a real one."""
+    dense = values.new_zeros(*values.shape[:-1], spec.n_coef)        # (..., G+k)
+    return dense.scatter_add_(-1, index, values)
 
 
 def recursive_bases(x: torch.Tensor, spec) -> torch.Tensor:
@@ -128,28 +151,58 @@ class SplineLinear(torch.autograd.Function):
         ctx.spec = spec
         ctx.save_for_backward(x, coef)
         weight = coef.flatten(1).T                                   # (in*(G+k), out)
-        return torch.cat([dense_bases(x[rows], spec).flatten(1) @ weight
-                          for rows in _row_chunks(x)])
+        y = x.new_empty(x.shape[0], coef.shape[0])
+        for rows in _row_chunks(x):
+            torch.mm(dense_bases(x[rows], spec).flatten(1), weight, out=y[rows])
+        return y
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, coef = ctx.saved_tensors
-        spec, k = ctx.spec, ctx.spec.spline_order
+        spec = ctx.spec
         want_x, want_coef = ctx.needs_input_grad[:2]
         grad_x = torch.empty_like(x) if want_x else None
         grad_coef = torch.zeros_like(coef).flatten(1) if want_coef else None  # (out, in*(G+k))
         for rows in _row_chunks(x):
             g = grad_out[rows]                                       # (chunk, out)
-            values, slots, derivs = _local(x[rows], spec, derivatives=want_x)  # (chunk, in, k+1)
+            values, index, derivs = _local(x[rows], spec, derivatives=want_x)  # (chunk, in, k+1)
             if want_coef:
-                grad_coef.addmm_(g.T, _scatter(values, slots, spec).flatten(1))
+                grad_coef.addmm_(g.T, _scatter(values, index, spec).flatten(1))
             if want_x:
-                back = (g @ coef.flatten(1)).view(*x[rows].shape, spec.n_coef)
-                back = torch.nn.functional.pad(back, (k, k))         # (chunk, in, G+3k)
-                grad_x[rows] = (back.gather(-1, slots) * derivs).sum(-1)
+                back = (g @ coef.flatten(1)).view(*x[rows].shape, spec.n_coef)  # (chunk, in, G+k)
+                grad_x[rows] = (back.gather(-1, index) * derivs).sum(-1)
         return grad_x, (grad_coef.view_as(coef) if want_coef else None), None
 
 
-def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec) -> torch.Tensor:
-    """The spline term of a KAN layer: (batch, in), (out, in, G+k) -> (batch, out)."""
+def sparse_bases(x: torch.Tensor, spec) -> torch.Tensor:
+    """The bases as a CSR matrix holding only the k+1 values per input:
+    x (batch, in) -> (batch, in*(G+k)) with batch*in*(k+1) stored entries."""
+    batch, d_in = x.shape
+    values, index, _ = _local(x, spec)                               # (batch, in, k+1)
+    columns = index + torch.arange(d_in, device=x.device).unsqueeze(-1) * spec.n_coef
+    per_row = d_in * (spec.spline_order + 1)
+    rows = torch.arange(0, batch * per_row + 1, per_row, device=x.device)
+    return torch.sparse_csr_tensor(rows, columns.flatten(), values.flatten(),
+                                   size=(batch, d_in * spec.n_coef), check_invariants=False)
+
+
+# When the sparse product wins, from `scripts/bench_kan.py` on CPU: only for inference
+# (its backward lost at every benchmark shape), on wide grids into few outputs, where the
+# dense product is too small to reach matmul speed. Elsewhere the dense product is faster.
+SPARSE_MIN_GRID, SPARSE_MAX_OUT = 10, 16
+
+
+def use_sparse(x: torch.Tensor, coef: torch.Tensor, spec) -> bool:
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or coef.requires_grad)
+    return (not needs_grad and x.device.type == "cpu" and spec.grid_size >= SPARSE_MIN_GRID
+            and coef.shape[0] <= SPARSE_MAX_OUT)
+
+
+def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec,
+                  sparse: bool | None = None) -> torch.Tensor:
+    """The spline term of a KAN layer: (batch, in), (out, in, G+k) -> (batch, out).
+    `sparse` forces the sparse (inference-only) or dense product; None picks by
+    `use_sparse`."""
+    if use_sparse(x, coef, spec) if sparse is None else sparse:
+        return sparse_bases(x, spec) @ coef.flatten(1).T
     return SplineLinear.apply(x, coef, spec)

@@ -7,13 +7,18 @@ For every implementation x shape x grid size G (spline order k) it measures
     peak_mb    the resident set (MiB) at the peak of one training step in a fresh process,
     step_mb    that peak minus the resident set just before the step.
 Times are `torch.utils.benchmark.Timer(...).blocked_autorange` medians, whose block-size search
-doubles as warm-up. Memory is measured by this script re-run as a child (`--child`), so the
+doubles as warm-up, taken in `--rounds` interleaved rounds (every implementation once per round)
+and reduced by the median over rounds, so a slow spell of a shared machine hits all alike. Memory is measured by this script re-run as a child (`--child`), so the
 parent's imports and earlier layers do not count: the child builds the layer and input, resets
 the RSS high-water mark (/proc/self/clear_refs, Linux only), runs one step and reads VmHWM.
 Every measurement uses the same seed and torch thread count (default: the machine's cores).
 
-Writes <out>/kan_layer.csv (one row per measurement) and <out>/kan_layer.md (the command, the
-machine, and how many times faster and leaner ours is than each baseline, in this same run).
+It also times the inference-only sparse product of `methods.splines` against the dense one on
+the same shapes, and says which one `use_sparse` picks.
+
+Writes <out>/kan_layer.csv (one row per measurement), <out>/sparse_path.csv and
+<out>/kan_layer.md (the command, the machine, and how many times faster and leaner ours is
+than each baseline, in this same run).
 
     python scripts/bench_kan.py [--grids 5,10,20] [--shapes 784x64@1024,...] [--quick]
 """
@@ -36,6 +41,7 @@ from torch import nn
 from torch.utils import benchmark
 
 from methods.kan import KANLinear, KANSpec, RecursiveKANLinear
+from methods.splines import spline_linear, use_sparse
 from suite.memprobe import reset_peak, status_bytes
 
 SHAPES = [  # (in, out, batch)
@@ -108,22 +114,60 @@ def skip_reason(config: dict) -> str | None:
     return None
 
 
-def measure(config: dict, threads: int, min_run_time: float) -> dict:
-    row = {"impl": config["impl"], "in": config["d_in"], "out": config["d_out"],
-           "batch": config["batch"], "G": config["G"], "k": config["k"]}
-    if reason := skip_reason(config):
-        return {**row, "skipped": reason}
-    model, x = build(**config)
-    with torch.no_grad():
-        fwd = median_ms("model(x)", model, x, threads, min_run_time)
-    fwdbwd = median_ms("model.zero_grad(set_to_none=True); model(x).sum().backward()",
-                       model, x, threads, min_run_time)
-    del model, x
+def memory(config: dict, threads: int) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(config),
                            "--threads", str(threads)], capture_output=True, text=True, check=True)
     mem = json.loads(proc.stdout.splitlines()[-1])
-    return {**row, "fwd_ms": fwd, "fwdbwd_ms": fwdbwd, "peak_mb": mem["peak"] / MIB,
-            "step_mb": (mem["peak"] - mem["before"]) / MIB, "threads": threads, "device": "cpu"}
+    return {"peak_mb": mem["peak"] / MIB, "step_mb": (mem["peak"] - mem["before"]) / MIB}
+
+
+def measure(configs: list[dict], threads: int, min_run_time: float, rounds: int) -> list[dict]:
+    """One row per implementation of the same shape and G, timed in interleaved rounds."""
+    rows = [{"impl": c["impl"], "in": c["d_in"], "out": c["d_out"], "batch": c["batch"],
+             "G": c["G"], "k": c["k"]} for c in configs]
+    timed = []
+    for config, row in zip(configs, rows, strict=True):
+        if reason := skip_reason(config):
+            row["skipped"] = reason
+        else:
+            timed.append((config, row, []))
+    for _ in range(rounds):
+        for config, _, times in timed:
+            model, x = build(**config)
+            with torch.no_grad():
+                fwd = median_ms("model(x)", model, x, threads, min_run_time)
+            fwdbwd = median_ms("model.zero_grad(set_to_none=True); model(x).sum().backward()",
+                               model, x, threads, min_run_time)
+            times.append((fwd, fwdbwd))
+            del model, x
+    for config, row, times in timed:
+        fwd, fwdbwd = torch.tensor(times).median(0).values.tolist()
+        row.update(fwd_ms=fwd, fwdbwd_ms=fwdbwd, **memory(config, threads), threads=threads,
+                   device="cpu")
+    return rows
+
+
+def measure_sparse(d_in: int, d_out: int, batch: int, G: int, threads: int,
+                   min_run_time: float, rounds: int) -> dict:
+    """Inference time of the spline product, dense against sparse, and `use_sparse`'s pick."""
+    spec = KANSpec(G, SPLINE_ORDER)
+    torch.manual_seed(SEED)
+    x = torch.rand(batch, d_in) * 2 - 1                              # (batch, in)
+    coef = torch.randn(d_out, d_in, spec.n_coef)                     # (out, in, G+k)
+    times = {"dense": [], "sparse": []}
+    for _ in range(rounds):
+        for path in times:
+            timer = benchmark.Timer(
+                "with torch.no_grad(): spline_linear(x, coef, spec, sparse=sparse)",
+                globals={"spline_linear": spline_linear, "torch": torch, "x": x, "coef": coef,
+                         "spec": spec, "sparse": path == "sparse"}, num_threads=threads)
+            times[path].append(timer.blocked_autorange(min_run_time=min_run_time).median * 1e3)
+    dense_ms, sparse_ms = (float(torch.tensor(t).median()) for t in times.values())
+    with torch.no_grad():
+        picks = "sparse" if use_sparse(x, coef, spec) else "dense"
+    return {"in": d_in, "out": d_out, "batch": batch, "G": G, "k": SPLINE_ORDER,
+            "dense_fwd_ms": dense_ms, "sparse_fwd_ms": sparse_ms,
+            "faster": "sparse" if sparse_ms < dense_ms else "dense", "use_sparse picks": picks}
 
 
 def ratios(frame: pd.DataFrame) -> pd.DataFrame:
@@ -164,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-run-time", type=float, default=0.5, help="seconds per timing")
     p.add_argument("--grids", default="5,10,20", help="comma-separated grid sizes G")
     p.add_argument("--shapes", help="comma-separated IN x OUT @ BATCH, e.g. 784x64@1024")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     p.add_argument("--quick", action="store_true", help="tiny shape, G=5, short timings")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=os.cpu_count(),
@@ -176,31 +221,39 @@ def main(argv: list[str] | None = None) -> int:
     shapes = [parse_shape(s) for s in args.shapes.split(",")] if args.shapes else SHAPES
     grids = [int(g) for g in args.grids.split(",")]
     if args.quick:
-        shapes, grids, args.min_run_time = QUICK_SHAPES, [5], 0.01
+        shapes, grids, args.min_run_time, args.rounds = QUICK_SHAPES, [5], 0.01, 1
     torch.set_num_threads(args.threads)
-    rows = []
+    rows, sparse_rows = [], []
     for d_in, d_out, batch in shapes:
         for G in grids:
-            for impl in IMPLS:
-                config = {"impl": impl, "d_in": d_in, "d_out": d_out, "batch": batch, "G": G,
-                          "k": SPLINE_ORDER}
-                rows.append(measure(config, args.threads, args.min_run_time))
+            configs = [{"impl": impl, "d_in": d_in, "d_out": d_out, "batch": batch, "G": G,
+                        "k": SPLINE_ORDER} for impl in IMPLS]
+            rows += measure(configs, args.threads, args.min_run_time, args.rounds)
+            sparse_rows.append(measure_sparse(d_in, d_out, batch, G, args.threads,
+                                              args.min_run_time, args.rounds))
+            for row in [*rows[-len(configs):], sparse_rows[-1]]:
                 print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in rows[-1].items()), flush=True)
-    frame = pd.DataFrame(rows)
+                                for k, v in row.items()), flush=True)
+    frame, sparse = pd.DataFrame(rows), pd.DataFrame(sparse_rows)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "kan_layer.csv", index=False, float_format="%.6g")
+    sparse.to_csv(out / "sparse_path.csv", index=False, float_format="%.6g")
     command = shlex.join([*THREADING_ENV, "python", "scripts/bench_kan.py", *argv])
     (out / "kan_layer.md").write_text(
         f"# KAN layer benchmark\n\nMade by `{command}` on {machine(args.threads)}.\n\n"
-        f"Times are medians of torch.utils.benchmark blocked_autorange (min_run_time "
-        f"{args.min_run_time} s); memory is one forward+backward in a fresh process (MiB). "
-        "Ratios are baseline / ours from this run: how many times faster or leaner ours is.\n\n"
-        + ratios(frame).to_markdown(index=False, floatfmt=".3g") + "\n\n## Measurements\n\n"
+        f"Times are medians over {args.rounds} interleaved rounds of torch.utils.benchmark "
+        f"blocked_autorange medians (min_run_time {args.min_run_time} s); memory is one "
+        "forward+backward in a fresh process (MiB). Ratios are baseline / ours from this run: "
+        "how many times faster or leaner ours is.\n\n"
+        + ratios(frame).to_markdown(index=False, floatfmt=".3g")
+        + "\n\n## Sparse spline product (inference)\n\nForward of the spline term alone under "
+        "torch.no_grad, dense chunked product against the CSR product, and what "
+        "`methods.splines.use_sparse` picks for that shape.\n\n"
+        + sparse.to_markdown(index=False, floatfmt=".4g") + "\n\n## Measurements\n\n"
         + frame.fillna({"skipped": ""}).to_markdown(index=False, floatfmt=".4g") + "\n")
-    print(f"wrote {out}/kan_layer.csv and {out}/kan_layer.md")
+    print(f"wrote kan_layer.csv, sparse_path.csv and kan_layer.md to {out}")
     return 0
 
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from methods import splines
 from methods.kan import KAN, DenseKANFactory, KANSpec, RecursiveKANLinear
-from methods.splines import dense_bases, local_bases, recursive_bases, spline_linear
+from methods.splines import (dense_bases, local_bases, recursive_bases, sparse_bases,
+                             spline_linear, use_sparse)
 from tests.methods.reference import bspline, reference_knots
 
 SPECS = [KANSpec(G, k) for k in (1, 2, 3) for G in (3, 5, 10, 20)] + \
@@ -110,3 +111,22 @@ def test_non_finite_inputs_propagate_nan_like_the_recursion(spec):
     coef = torch.randn(2, 4, spec.n_coef, dtype=torch.float64)
     y = spline_linear(x.reshape(1, 4), coef, spec)                   # no index error
     assert y.isnan().all()
+
+
+@pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(20, 3), KANSpec(10, 1), KANSpec(4, 0)],
+                         ids=str)
+def test_sparse_product_equals_the_dense_one(spec):
+    x = random_inputs(spec, n=60, seed=4).reshape(12, 5)            # ragged, partly outside
+    coef = torch.randn(3, 5, spec.n_coef, dtype=torch.float64)
+    torch.testing.assert_close(sparse_bases(x, spec).to_dense(), dense_bases(x, spec).flatten(1))
+    torch.testing.assert_close(spline_linear(x, coef, spec, sparse=True),
+                               F.linear(recursive_bases(x, spec).flatten(1), coef.flatten(1)))
+
+
+def test_sparse_product_is_picked_only_for_inference_on_wide_grids_into_few_outputs():
+    x, few, many = torch.rand(8, 6), torch.randn(4, 6, 23), torch.randn(64, 6, 23)
+    with torch.no_grad():
+        assert use_sparse(x, few, KANSpec(20, 3))
+        assert not use_sparse(x, many, KANSpec(20, 3))
+        assert not use_sparse(x, torch.randn(4, 6, 8), KANSpec(5, 3))
+    assert not use_sparse(x, few.requires_grad_(), KANSpec(20, 3))  # training: dense path

@@ -35,6 +35,10 @@ def test_quick_run_writes_one_row_per_measurement_and_names_its_command(tmp_path
     times = frame[["fwd_ms", "fwdbwd_ms"]].to_numpy()
     assert np.isfinite(times).all() and (times > 0).all()
     assert (frame.peak_mb > 0).all()
+    sparse = pd.read_csv(tmp_path / "sparse_path.csv")
+    assert len(sparse) == len(bench.QUICK_SHAPES)
+    assert (sparse[["dense_fwd_ms", "sparse_fwd_ms"]].to_numpy() > 0).all()
+    assert set(sparse["use_sparse picks"]) <= {"dense", "sparse"}
     md = (tmp_path / "kan_layer.md").read_text()
     assert f"python scripts/bench_kan.py --quick --out {tmp_path}" in md
     assert "pykan" in md
