@@ -60,10 +60,11 @@ def _local(x: torch.Tensor, spec, derivatives: bool = False):
     u = _knot_position(x, spec)                                      # (...,)
     m = torch.floor(u)
     f = u - m                                                        # (...,) in [0, 1)
-    first = m.unsqueeze(-1) - k                                      # (..., 1) basis of value 0
-    index = first + torch.arange(k + 1, device=x.device, dtype=x.dtype)  # (..., k+1)
-    valid = (index >= 0) & (index < n)                               # False for nan and inf
-    index = torch.where(valid, index, 0).long()
+    # basis of value r is m - k + r; the int cast of a non-finite m is garbage, but clamped
+    offsets = torch.arange(-k, 1, device=x.device)
+    unclamped = m.long().unsqueeze(-1) + offsets                     # (..., k+1)
+    index = unclamped.clamp(0, n - 1)
+    valid = index == unclamped                                       # (..., k+1)
     coeffs = basis_matrix(k)
     values = _horner(coeffs, f) * valid                              # (..., k+1)
     derivs = None
