@@ -7,11 +7,20 @@ edge, only the index of that code: ceil(log2 K) bits, packed (DESIGN.md's storag
 
 from __future__ import annotations
 
+import copy
+import json
 import math
+from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from methods.kan import FP32_BYTES, EdgeWeightsConv2d, EdgeWeightsLinear, KANSpec
+from suite.errors import KanbenchError
 
 
 def index_bits(codes: int) -> int:
@@ -71,3 +80,252 @@ def kmeans(vectors: torch.Tensor, codes: int, seed: int, iterations: int = 25
     km.train(data)
     _, assignments = km.index.search(data, 1)                         # (N, 1)
     return torch.from_numpy(km.centroids.copy()), torch.from_numpy(assignments[:, 0]).long()
+
+
+# --- compressed layers ---------------------------------------------------------------------
+
+CODEBOOK_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+class Codebook(nn.Module):
+    """K codes of D numbers (an edge's coefficients, then its base weight), shared by the
+    layers that index it and stored at `dtype` precision; counted once via `shared_storage`."""
+
+    def __init__(self, codes: torch.Tensor, dtype: str = "fp32"):
+        super().__init__()
+        if dtype not in CODEBOOK_DTYPES:
+            raise ValueError(f"codebook dtype must be one of {sorted(CODEBOOK_DTYPES)}")
+        self.codes = nn.Parameter(codes.detach().float().clone())      # (K, D)
+        self.dtype = dtype
+
+    @property
+    def size(self) -> int:
+        return self.codes.shape[0]
+
+    def stored(self) -> torch.Tensor:
+        """The codes as the file holds them: (K, D) at the storage precision."""
+        return self.codes.to(CODEBOOK_DTYPES[self.dtype])
+
+    def values(self) -> torch.Tensor:
+        """The codes the layers compute with: the stored ones, back in fp32 (a cast that passes
+        gradients straight through, so fine-tuning sees the rounding)."""
+        return self.stored().float()                                   # (K, D)
+
+    def shared_storage(self) -> dict[str, int]:
+        return {"codebook": self.codes.numel() * CODEBOOK_DTYPES[self.dtype].itemsize}
+
+
+class CodebookEdges:
+    """What codebook layers share: per-edge `indices` into `codebook`, optional per-edge
+    `gains` and `biases` (w_e = gain_e * code + bias_e), and their bytes."""
+
+    def init_edges(self, codebook: Codebook, indices: torch.Tensor, gain_bias: bool) -> None:
+        assert indices.shape == self.edge_shape, (indices.shape, self.edge_shape)
+        self.codebook = codebook
+        self.register_buffer("indices", indices.long().clone())
+        self.gains = nn.Parameter(torch.ones(self.edge_shape)) if gain_bias else None
+        self.biases = nn.Parameter(torch.zeros(self.edge_shape)) if gain_bias else None
+
+    def edge_weights(self) -> torch.Tensor:
+        w = self.codebook.values()[self.indices]                      # (*edges, D)
+        if self.gains is not None:
+            w = w * self.gains.unsqueeze(-1) + self.biases.unsqueeze(-1)
+        return w
+
+    def storage(self) -> dict[str, int]:
+        parts = {"indices": packed_bytes(self.indices.numel(), self.codebook.size)}
+        if self.gains is not None:
+            parts |= {"gains": self.gains.numel() * FP32_BYTES,
+                      "biases": self.biases.numel() * FP32_BYTES}
+        return parts
+
+    def entropy_bytes(self) -> float:
+        return entropy_bytes(self.indices, self.codebook.size)
+
+
+class CodebookKANLinear(CodebookEdges, EdgeWeightsLinear):
+    """A KAN layer whose (out, in) edges are codes of a (shared) codebook."""
+
+    def __init__(self, in_features: int, out_features: int, spec: KANSpec, codebook: Codebook,
+                 indices: torch.Tensor, gain_bias: bool = False):
+        EdgeWeightsLinear.__init__(self, in_features, out_features, spec)
+        self.init_edges(codebook, indices, gain_bias)
+
+
+class CodebookKANConv2d(CodebookEdges, EdgeWeightsConv2d):
+    """A KAN convolution whose (out, in, kh, kw) edges are codes of a (shared) codebook."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 padding: int, spec: KANSpec, codebook: Codebook, indices: torch.Tensor,
+                 gain_bias: bool = False):
+        EdgeWeightsConv2d.__init__(self, in_channels, out_channels, kernel_size, stride,
+                                   padding, spec)
+        self.init_edges(codebook, indices, gain_bias)
+
+
+def edge_layers(net: nn.Module) -> dict[str, nn.Module]:
+    """The layers with computed edge weights, by qualified name, in network order."""
+    return {name: m for name, m in net.named_modules()
+            if isinstance(m, (EdgeWeightsLinear, EdgeWeightsConv2d))}
+
+
+def codebook_layer(layer: nn.Module, codebook: Codebook, indices: torch.Tensor,
+                   gain_bias: bool = False) -> nn.Module:
+    """The codebook layer of `layer`'s kind and shape."""
+    if isinstance(layer, EdgeWeightsConv2d):
+        return CodebookKANConv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                                 layer.stride, layer.padding, layer.spec, codebook, indices,
+                                 gain_bias)
+    return CodebookKANLinear(layer.in_features, layer.out_features, layer.spec, codebook,
+                             indices, gain_bias)
+
+
+def replace_layers(net: nn.Module, new: dict[str, nn.Module]) -> nn.Module:
+    """Swap the modules named in `new` (qualified names) in place; returns net."""
+    for name, module in new.items():
+        parent, _, child = name.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, child, module)
+    return net
+
+
+def cluster_edges(net: nn.Module, codes: int, scope: str, dtype: str, seed: int,
+                  iterations: int = 25) -> nn.Module:
+    """Replace every edge-weight layer by a codebook layer: k-means (faiss) on the edges'
+    weight vectors, one codebook for the model (scope="model") or one per layer ("layer")."""
+    layers = edge_layers(net)
+    with torch.no_grad():
+        vectors = {name: m.edge_weights().reshape(-1, m.spec.n_coef + 1)
+                   for name, m in layers.items()}                       # (edges, D) each
+    groups = [list(layers)] if scope == "model" else [[name] for name in layers]
+    new = {}
+    for names in groups:
+        centroids, assignments = kmeans(torch.cat([vectors[n] for n in names]), codes, seed,
+                                        iterations)
+        codebook = Codebook(centroids, dtype)
+        for name, part in zip(names, assignments.split([len(vectors[n]) for n in names]),
+                              strict=True):
+            layer = layers[name]
+            new[name] = codebook_layer(layer, codebook, part.reshape(layer.edge_shape))
+    return replace_layers(net, new)
+
+
+def codebook_skeleton(net: nn.Module, codes: int, scope: str, dtype: str) -> nn.Module:
+    """The structure `cluster_edges` makes of (a copy of) `net`, with zero codes and indices:
+    what a cached clustered state dict loads into."""
+    net = copy.deepcopy(net)
+    layers = edge_layers(net)
+    groups = [list(layers)] if scope == "model" else [[name] for name in layers]
+    new = {}
+    for names in groups:
+        edges = sum(math.prod(layers[n].edge_shape) for n in names)
+        dim = layers[names[0]].spec.n_coef + 1
+        codebook = Codebook(torch.zeros(min(codes, edges), dim), dtype)
+        for name in names:
+            layer = layers[name]
+            new[name] = codebook_layer(layer, codebook, torch.zeros(layer.edge_shape))
+    return replace_layers(net, new)
+
+
+# --- the compressed-model file -------------------------------------------------------------
+# safetensors tensors (bit-packed indices, each codebook once at its storage precision, gains,
+# biases, every tensor outside the KAN layers) plus a JSON header saying how to read them.
+
+FORMAT = "kanbench.codebook"
+VERSION = 1
+
+
+def codebooks_of(layers: dict[str, nn.Module]) -> list[Codebook]:
+    """The distinct codebooks of the layers, in order of first use."""
+    unique: dict[int, Codebook] = {}
+    for layer in layers.values():
+        unique.setdefault(id(layer.codebook), layer.codebook)
+    return list(unique.values())
+
+
+def save_compressed(net: nn.Module, path: str | Path, method: str) -> None:
+    layers = {n: m for n, m in edge_layers(net).items() if isinstance(m, CodebookEdges)}
+    books = codebooks_of(layers)
+    book_index = {id(b): i for i, b in enumerate(books)}
+    tensors = {f"codebooks.{i}": b.stored().detach().contiguous() for i, b in enumerate(books)}
+    header = {"format": FORMAT, "version": VERSION, "method": method,
+              "codebooks": [{"codes": b.size, "dim": b.codes.shape[1], "dtype": b.dtype}
+                            for b in books], "layers": {}}
+    for name, layer in layers.items():
+        tensors[f"{name}.indices"] = pack_indices(layer.indices, layer.codebook.size)
+        if layer.gains is not None:
+            tensors[f"{name}.gains"] = layer.gains.detach().contiguous()
+            tensors[f"{name}.biases"] = layer.biases.detach().contiguous()
+        header["layers"][name] = {"edges": list(layer.edge_shape),
+                                  "codebook": book_index[id(layer.codebook)],
+                                  "bits": index_bits(layer.codebook.size),
+                                  "gain_bias": layer.gains is not None}
+    for name, tensor in net.state_dict().items():
+        if not any(name.startswith(f"{layer}.") for layer in layers):
+            tensors[name] = tensor.detach().contiguous()
+    save_file(tensors, str(path), metadata={"kanbench": json.dumps(header)})
+
+
+def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
+    """Fill `net` (the codebook structure the method builds) from a compressed-model file,
+    checking every name, shape, dtype and index range first. Raises KanbenchError (one line)
+    on any mismatch; nothing is loaded from a bad file."""
+    where = f"compressed model {path}"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = (f.metadata() or {}).get("kanbench")
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as err:
+        raise KanbenchError(f"{where}: not a readable safetensors file ({err})") from None
+    try:
+        header = json.loads(meta)
+        if header.get("format") != FORMAT or header.get("version") != VERSION:
+            raise ValueError
+    except (TypeError, ValueError, AttributeError):
+        raise KanbenchError(f"{where}: no {FORMAT} v{VERSION} header") from None
+
+    layers = {n: m for n, m in edge_layers(net).items() if isinstance(m, CodebookEdges)}
+    books = codebooks_of(layers)
+
+    def expect(name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+        if name not in tensors:
+            raise KanbenchError(f"{where}: tensor {name!r} is missing")
+        t = tensors.pop(name)
+        if tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+            raise KanbenchError(f"{where}: {name} is {t.dtype} {tuple(t.shape)}, "
+                                f"expected {dtype} {tuple(shape)}")
+        return t
+
+    if len(header.get("codebooks", [])) != len(books) or \
+            set(header.get("layers", {})) != set(layers):
+        raise KanbenchError(f"{where}: its layers and codebooks do not match this network's")
+    codes = [expect(f"codebooks.{i}", tuple(b.codes.shape), CODEBOOK_DTYPES[b.dtype])
+             for i, b in enumerate(books)]
+    decoded = {}
+    for name, layer in layers.items():
+        size, count = layer.codebook.size, layer.indices.numel()
+        packed = expect(f"{name}.indices", (packed_bytes(count, size),), torch.uint8)
+        indices = unpack_indices(packed, count, size)
+        if count and indices.max() >= size:
+            raise KanbenchError(f"{where}: {name} has an index {int(indices.max())} outside "
+                                f"its codebook of {size} codes")
+        decoded[name] = [indices.reshape(layer.edge_shape)]
+        if layer.gains is not None:
+            decoded[name] += [expect(f"{name}.{part}", layer.edge_shape, torch.float32)
+                              for part in ("gains", "biases")]
+    others = {n: t for n, t in net.state_dict().items()
+              if not any(n.startswith(f"{layer}.") for layer in layers)}
+    rest = {n: expect(n, tuple(t.shape), t.dtype) for n, t in others.items()}
+    if tensors:
+        raise KanbenchError(f"{where}: unexpected tensor {sorted(tensors)[0]!r}")
+
+    with torch.no_grad():
+        for book, stored in zip(books, codes, strict=True):
+            book.codes.copy_(stored.float())
+        for name, parts in decoded.items():
+            layer = layers[name]
+            layer.indices.copy_(parts[0])
+            if layer.gains is not None:
+                layer.gains.copy_(parts[1])
+                layer.biases.copy_(parts[2])
+        net.load_state_dict(rest, strict=False)
+    return net

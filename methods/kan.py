@@ -92,12 +92,8 @@ class KANLinear(nn.Module):
         return self.spline_weight * self.spline_scaler.unsqueeze(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert x.shape[-1] == self.in_features, (x.shape, self.in_features)
-        lead = x.shape[:-1]
-        x = x.reshape(-1, self.in_features)                            # (batch, in)
-        base = F.linear(self.base_activation(x), self.base_weight)    # (batch, out)
-        spline = spline_linear(x, self.scaled_spline_weight(), self.spec)  # (batch, out)
-        return (base + spline).reshape(*lead, self.out_features)
+        return kan_linear(x, self.base_weight, self.scaled_spline_weight(), self.spec,
+                          self.base_activation)
 
     def storage(self) -> dict[str, int]:
         edges = self.out_features * self.in_features
@@ -112,6 +108,19 @@ class KANLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_features}->{self.out_features}, {self.spec}"
+
+
+def kan_linear(x: torch.Tensor, base_weight: torch.Tensor, coef: torch.Tensor, spec: KANSpec,
+               activation: nn.Module) -> torch.Tensor:
+    """The KAN layer as a function of its weights, for stored, generated or decoded ones:
+    x (..., in), base_weight (out, in), coef (out, in, G+k) -> (..., out)."""
+    out_features, in_features = base_weight.shape
+    assert x.shape[-1] == in_features, (x.shape, in_features)
+    lead = x.shape[:-1]
+    x = x.reshape(-1, in_features)                                     # (batch, in)
+    base = F.linear(activation(x), base_weight)                        # (batch, out)
+    spline = spline_linear(x, coef, spec)                              # (batch, out)
+    return (base + spline).reshape(*lead, out_features)
 
 
 class RecursiveKANLinear(KANLinear):
@@ -147,17 +156,8 @@ class KANConv2d(nn.Module):
         nn.init.kaiming_uniform_(self.spline_conv.weight, a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        assert c == self.in_channels, (x.shape, self.in_channels)
-        base = self.base_conv(self.base_activation(x))                   # (b, out, H', W')
-        # the (b, c*(G+k), h, w) bases are recomputed in backward instead of kept
-        return base + checkpoint(self.spline, x, use_reentrant=False)    # (b, out, H', W')
-
-    def spline(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        bases = dense_bases(x, self.spec)                                # (b, c, h, w, G+k)
-        bases = bases.permute(0, 1, 4, 2, 3).reshape(b, c * self.spec.n_coef, h, w)
-        return self.spline_conv(bases)
+        return kan_conv2d(x, self.base_conv.weight, self.spline_conv.weight, self.spec,
+                          self.base_activation, self.base_conv.stride, self.base_conv.padding)
 
     def storage(self) -> dict[str, int]:
         return {"coefficients": self.spline_conv.weight.numel() * FP32_BYTES,
@@ -165,6 +165,91 @@ class KANConv2d(nn.Module):
 
     def dense_bytes(self) -> int:
         return sum(self.storage().values())
+
+
+def kan_conv2d(x: torch.Tensor, base_kernel: torch.Tensor, spline_kernel: torch.Tensor,
+               spec: KANSpec, activation: nn.Module, stride, padding) -> torch.Tensor:
+    """The KAN convolution as a function of its kernels: x (b, in, H, W), base_kernel
+    (out, in, kh, kw), spline_kernel (out, in*(G+k), kh, kw) with input channel c*(G+k) + j
+    for basis j of channel c -> (b, out, H', W')."""
+    assert x.shape[1] == base_kernel.shape[1], (x.shape, base_kernel.shape)
+    base = F.conv2d(activation(x), base_kernel, stride=stride, padding=padding)
+    # the (b, in*(G+k), H, W) bases are recomputed in backward instead of kept
+    spline = checkpoint(_spline_conv2d, x, spline_kernel, spec, stride, padding,
+                        use_reentrant=False)
+    return base + spline                                                 # (b, out, H', W')
+
+
+def _spline_conv2d(x, spline_kernel, spec, stride, padding):
+    b, c, h, w = x.shape
+    bases = dense_bases(x, spec)                                         # (b, c, h, w, G+k)
+    bases = bases.permute(0, 1, 4, 2, 3).reshape(b, c * spec.n_coef, h, w)
+    return F.conv2d(bases, spline_kernel, stride=stride, padding=padding)
+
+
+class EdgeWeightsLinear(nn.Module):
+    """A KAN layer whose edge weights are computed (generated, decoded) rather than stored.
+    Subclasses give `edge_weights()`: (out, in, G+k+1), the spline coefficients of each edge
+    followed by its base weight (no separate scaler). (..., in) -> (..., out)."""
+
+    def __init__(self, in_features: int, out_features: int, spec: KANSpec):
+        super().__init__()
+        self.in_features, self.out_features, self.spec = in_features, out_features, spec
+        self.base_activation = ACTIVATIONS[spec.base_activation]()
+
+    @property
+    def edge_shape(self) -> tuple[int, ...]:
+        return (self.out_features, self.in_features)
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_features
+
+    def edge_weights(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.edge_weights()                                          # (out, in, G+k+1)
+        return kan_linear(x, w[..., -1], w[..., :-1], self.spec, self.base_activation)
+
+    def dense_bytes(self) -> int:
+        """fp32 bytes of the dense layer this one stands for (its scaler included)."""
+        per_edge = self.spec.n_coef + 1 + int(self.spec.spline_scaler)
+        return math.prod(self.edge_shape) * per_edge * FP32_BYTES
+
+
+class EdgeWeightsConv2d(nn.Module):
+    """The convolution counterpart: `edge_weights()` is (out, in, kh, kw, G+k+1).
+    (batch, in, H, W) -> (batch, out, H', W')."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 padding: int, spec: KANSpec):
+        super().__init__()
+        self.in_channels, self.out_channels, self.spec = in_channels, out_channels, spec
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.base_activation = ACTIVATIONS[spec.base_activation]()
+
+    @property
+    def edge_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels, self.kernel_size, self.kernel_size)
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels * self.kernel_size**2
+
+    def edge_weights(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.edge_weights()                                    # (out, in, kh, kw, G+k+1)
+        out, c, kh, kw, _ = w.shape
+        spline = w[..., :-1].permute(0, 1, 4, 2, 3).reshape(out, c * self.spec.n_coef, kh, kw)
+        return kan_conv2d(x, w[..., -1], spline, self.spec, self.base_activation, self.stride,
+                          self.padding)
+
+    def dense_bytes(self) -> int:
+        """fp32 bytes of the dense KANConv2d this layer stands for."""
+        return math.prod(self.edge_shape) * (self.spec.n_coef + 1) * FP32_BYTES
 
 
 class DenseKANFactory:

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from numpy.polynomial import polynomial as P
 
-
 warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta state")
 
 

@@ -98,13 +98,19 @@ def resolve(grid: str, task: str, method: str, seed: int, given: dict) -> RunCon
     t, m = TASKS.create(task), METHODS.create(method)
     args = {
         "task": merge("task", t.defaults, given.get("task", {}), f"task {task!r}"),
-        "method": merge("method", m.defaults, given.get("method", {}), f"method {method!r}"),
+        "method": merge("method", {**m.defaults, **{k: v for k, v in t.method_defaults.items()
+                                                    if k in m.defaults}},
+                        given.get("method", {}), f"method {method!r}"),
         "kan": merge("kan", KAN_DEFAULTS, given.get("kan", {}), "the kan settings"),
         "train": merge("train", {**TRAIN_DEFAULTS, **t.train_defaults},
                        given.get("train", {}), "the train settings"),
         "measure": merge("measure", MEASURE_DEFAULTS, given.get("measure", {}),
                          "the measure settings"),
     }
+    for key, allowed in m.choices.items():
+        if args["method"][key] not in allowed:
+            raise KanbenchError(f"method.{key}: {args['method'][key]!r} is not one of "
+                                f"{', '.join(allowed)}")
     return RunConfig(grid, task, method, seed, args)
 
 

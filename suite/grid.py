@@ -11,6 +11,8 @@ A grid file:
         sweep: {task.equation: [I.6.20b, I.9.18]}
         args: {train: {max_epochs: 200}}
 
+`method` args (in the file or on the command line) apply to the cells whose method has that
+arg, so one grid can tune several methods; each must apply somewhere.
 Command-line overrides: `section.key=value` sets an arg (task./method. keys apply to the
 cells whose task/method has that key), `tasks=[...]`/`methods=[...]` keep only those cells,
 `seeds=[...]` replaces the seeds.
@@ -135,6 +137,10 @@ def cells(name: str, overrides: list[str] = ()) -> list[RunConfig]:
         seeds = filters.get("seeds", block.get("seeds", doc.get("seeds")))
         sweep = block.get("sweep") or {}
         base = _merge(doc.get("args") or {}, block.get("args") or {})
+        for key in base.get("method", {}):
+            if not any(_applies(f"method.{key}", "", m) for m in methods):
+                raise KanbenchError(f"{grid}: arg method.{key} applies to none of the methods "
+                                    f"{methods}")
         for task, method in itertools.product(block["tasks"], methods):
             if task not in filters.get("tasks", [task]) or \
                     method not in filters.get("methods", [method]):
@@ -147,12 +153,15 @@ def cells(name: str, overrides: list[str] = ()) -> list[RunConfig]:
                     if _applies(key, task, method):
                         set_dotted(given, key, value)
                         used[key] = True
+                for key in list(given.get("method", {})):
+                    if not _applies(f"method.{key}", task, method):
+                        del given["method"][key]
                 for seed in seeds:
                     cfg = resolve(grid, task, method, seed, given)
                     out.setdefault(cfg.run_id, cfg)
     unused = [key for key, hit in used.items() if not hit]
     if unused:
-        raise KanbenchError(f"override {unused[0]!r} applies to no cell of grid {grid!r}")
+        raise KanbenchError(f"arg {unused[0]!r} applies to no cell of grid {grid!r}")
     if not out:
         raise KanbenchError(f"grid {grid!r} has no cells left after the filters {filters}")
     return list(out.values())

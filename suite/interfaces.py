@@ -24,6 +24,7 @@ class Task:
     higher_is_better: bool = True
     defaults: dict[str, Any] = {}        # task args and their default values
     train_defaults: dict[str, Any] = {}  # overrides of suite.config.TRAIN_DEFAULTS
+    method_defaults: dict[str, Any] = {} # overrides of any method's defaults of the same name
 
     def check_data(self, args: dict, data_root: str) -> None:
         """Raise KanbenchError (one line: what is missing, where, how to get it)."""
@@ -68,10 +69,16 @@ class Method:
 
     name: str = ""
     defaults: dict[str, Any] = {}
+    choices: dict[str, tuple] = {}  # method args restricted to a set of values
     kernel: str = "torch"  # what computes the final model's forward (recorded with latency)
 
     def factory(self, kan: dict, args: dict):
         raise NotImplementedError
+
+    def prepare(self, net: nn.Module, factory, args: dict, seed: int) -> nn.Module:
+        """Finish the network the task built from `factory` (e.g. share modules across
+        layers); called once per cell, before the first stage."""
+        return net
 
     def stages(self, args: dict) -> list[Stage]:
         raise NotImplementedError
@@ -79,7 +86,7 @@ class Method:
     def regularizer(self, net: nn.Module) -> torch.Tensor | float:
         return 0.0
 
-    def param_groups(self, net: nn.Module, train: dict) -> list[dict]:
+    def param_groups(self, net: nn.Module, train: dict, args: dict) -> list[dict]:
         """AdamW parameter groups; override for per-group learning rates."""
         return [{"params": [p for p in net.parameters() if p.requires_grad], "lr": train["lr"]}]
 

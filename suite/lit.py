@@ -28,6 +28,7 @@ class KanbenchModule(L.LightningModule):
         super().__init__()
         self.net, self.task, self.method = net, task, method
         self.train_args, self.stage = train, stage
+        self.method_args = cfg.args["method"]
         self.test_metrics = task.metrics(cfg.args["task"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ class KanbenchModule(L.LightningModule):
         self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
-        groups = self.method.param_groups(self.net, self.train_args)
+        groups = self.method.param_groups(self.net, self.train_args, self.method_args)
         opt = torch.optim.AdamW(groups, weight_decay=self.train_args["weight_decay"])
         if self.train_args["scheduler"] == "none":
             return opt

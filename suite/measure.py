@@ -1,8 +1,10 @@
 """Storage bytes, peak memory and latency of a model.
 
 Storage (DESIGN.md): every KAN-like layer (any module with `storage()` and `dense_bytes()`)
-itemizes its own bytes; every other tensor of the state dict is `other`. The KAN ratio is
-dense fp32 KAN bytes over compressed KAN bytes; the model ratio adds `other` to both sides.
+itemizes its own bytes; a module shared by several layers (a meta-learner, a codebook) reports
+`shared_storage()` and is counted once; every other tensor of the state dict is `other`.
+The KAN ratio is dense fp32 KAN bytes over compressed KAN bytes; the model ratio adds `other`
+to both sides.
 """
 
 from __future__ import annotations
@@ -36,11 +38,16 @@ def storage(model: nn.Module) -> dict:
     itemized: Counter[str] = Counter()
     for layer in layers.values():
         itemized.update(layer.storage())
+    for module in model.modules():  # each module once, however many layers share it
+        if callable(getattr(module, "shared_storage", None)):
+            itemized.update(module.shared_storage())
     kan_bytes = sum(itemized.values())
     dense_kan_bytes = sum(layer.dense_bytes() for layer in layers.values())
     other = sum(t.numel() * t.element_size() for name, t in model.state_dict().items()
                 if not any(name.startswith(f"{p}.") for p in layers))
     itemized["other"] += other
+    # codebook layers: the empirical-entropy bound on their indices, beside the packed bytes
+    entropy = [m.entropy_bytes() for m in layers.values() if hasattr(m, "entropy_bytes")]
     return {
         "itemized": dict(sorted(itemized.items())),
         "kan_bytes": kan_bytes,
@@ -50,6 +57,7 @@ def storage(model: nn.Module) -> dict:
         "kan_ratio": dense_kan_bytes / kan_bytes if kan_bytes else float("nan"),
         "model_ratio": (dense_kan_bytes + other) / (kan_bytes + other),
         "kan_layers": len(layers),
+        **({"indices_entropy_bytes": sum(entropy)} if entropy else {}),
     }
 
 

@@ -80,7 +80,8 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
     args = cfg.args
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = task.datamodule(args["task"], data_root, args["train"]["batch_size"], cfg.seed)
-    net = task.build(args["task"], method.factory(args["kan"], args["method"]))
+    factory = method.factory(args["kan"], args["method"])
+    net = method.prepare(task.build(args["task"], factory), factory, args["method"], cfg.seed)
     ctx = StageContext(cfg, task, method, datamodule, logger)
 
     stages = method.stages(args["method"])

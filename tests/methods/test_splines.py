@@ -7,8 +7,14 @@ import torch.nn.functional as F
 
 from methods import splines
 from methods.kan import KAN, DenseKANFactory, KANSpec, RecursiveKANLinear
-from methods.splines import (dense_bases, local_bases, recursive_bases, sparse_bases,
-                             spline_linear, use_sparse)
+from methods.splines import (
+    dense_bases,
+    local_bases,
+    recursive_bases,
+    sparse_bases,
+    spline_linear,
+    use_sparse,
+)
 from tests.methods.reference import bspline, reference_knots
 
 SPECS = [KANSpec(G, k) for k in (1, 2, 3) for G in (3, 5, 10, 20)] + \

@@ -1,0 +1,53 @@
+"""MetaCluster (arXiv 2510.19105): train the MetaKAN form, k-means every edge's generated
+weight vector into a codebook of K codes, keep per-edge indices (the meta-learner and prompts
+are dropped), then fine-tune the codebook with the indices frozen.
+
+Stage 1 is MetaKAN's own training stage with the same key, so a `metakan` cell with the same
+settings trains it once for both (the record's `timing.train.cached` shows the hit).
+"""
+
+from __future__ import annotations
+
+from methods.codebook import cluster_edges, codebook_skeleton, save_compressed
+from methods.metakan import META_DEFAULTS, MetaKAN, meta_train_stage
+from suite.interfaces import Stage
+from suite.registry import METHODS
+
+CLUSTER_KEYS = ("codebook_size", "codebook_scope", "codebook_dtype", "kmeans_iterations")
+FINETUNE_KEYS = ("finetune_epochs", "finetune_lr")
+
+
+@METHODS.register("metacluster")
+class MetaCluster(MetaKAN):
+    defaults = {**META_DEFAULTS,
+                "codebook_size": 16,         # K (tasks with ConvKANs default to 256)
+                "codebook_scope": "model",   # one codebook for the model, or one per layer
+                "codebook_dtype": "fp32",    # fp32 or fp16 codes
+                "kmeans_iterations": 25,
+                "finetune_epochs": 2,
+                "finetune_lr": 1e-3}
+    choices = {"codebook_scope": ("model", "layer"), "codebook_dtype": ("fp32", "fp16")}
+    kernel = "torch (codebook gather)"
+
+    def stages(self, args):
+        def cluster(ctx, net):
+            return cluster_edges(net, args["codebook_size"], args["codebook_scope"],
+                                 args["codebook_dtype"], ctx.cfg.seed, args["kmeans_iterations"])
+
+        def finetune(ctx, net):
+            if args["finetune_epochs"] == 0:
+                return net
+            return ctx.fit(net, stage="finetune", max_epochs=args["finetune_epochs"],
+                           lr=args["finetune_lr"])
+
+        def skeleton(net):
+            return codebook_skeleton(net, args["codebook_size"], args["codebook_scope"],
+                                     args["codebook_dtype"])
+
+        return [meta_train_stage(args),
+                Stage("cluster", cluster, key={k: args[k] for k in CLUSTER_KEYS},
+                      skeleton=skeleton),
+                Stage("finetune", finetune, key={k: args[k] for k in FINETUNE_KEYS})]
+
+    def serialize(self, net, path):
+        save_compressed(net, path, method=self.name)
