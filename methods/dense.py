@@ -13,7 +13,9 @@ def kan_spec(kan: dict) -> KANSpec:
     try:
         return KANSpec(grid_size=kan["grid_size"], spline_order=kan["spline_order"],
                        grid_range=tuple(kan["grid_range"]),
-                       base_activation=kan["base_activation"], spline_scaler=kan["spline_scaler"])
+                       base_activation=kan["base_activation"], spline_scaler=kan["spline_scaler"],
+                       basis=kan["basis"], rbf_centers=kan["rbf_centers"],
+                       rbf_range=tuple(kan["rbf_range"]), gram_degree=kan["gram_degree"])
     except (ValueError, TypeError) as err:
         raise KanbenchError(f"kan settings: {err}") from None
 

@@ -7,6 +7,8 @@ Every edge (input i, output o) of a `KANLinear` carries
 and the layer computes
     y = act(x) @ base_weight.T + B(x).flatten(1) @ (spline_weight * scaler[..., None]).flatten(1).T
 The spline term is computed by `methods.splines` (k+1 local bases per input, custom autograd).
+`KANSpec.basis` swaps the B-splines for FastKAN's RBFs or Gram polynomials (`methods.bases`);
+`n_coef` is then the number of those functions and everything else stays the same.
 
 Networks never construct layers directly: they ask a *layer factory* (`linear`, `conv2d`),
 so a method can build the same architecture from dense, meta-learned or codebook layers.
@@ -23,8 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from methods.bases import basis_values, normalize
 from methods.splines import dense_bases, recursive_bases, spline_linear
 
+BASIS_NAMES = ("bspline", "rbf", "gram")
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh,
                "identity": nn.Identity}
 FP32_BYTES = 4
@@ -39,19 +43,31 @@ class KANSpec:
     grid_range: tuple[float, float] = (-1.0, 1.0)
     base_activation: str = "silu"
     spline_scaler: bool = True
+    basis: str = "bspline"                 # bspline | rbf | gram (methods.bases)
+    rbf_centers: int = 8
+    rbf_range: tuple[float, float] = (-2.0, 2.0)
+    gram_degree: int = 3
 
     def __post_init__(self):
         if self.grid_size < 1 or self.spline_order < 0:
             raise ValueError(f"need grid_size >= 1 and spline_order >= 0, got {self}")
-        if not self.grid_range[0] < self.grid_range[1]:
-            raise ValueError(f"grid_range must be increasing, got {self.grid_range}")
+        for name in ("grid_range", "rbf_range"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"{name} must be increasing, got {[lo, hi]}")
         if self.base_activation not in ACTIVATIONS:
             raise ValueError(f"base_activation must be one of {sorted(ACTIVATIONS)}")
+        if self.basis not in BASIS_NAMES:
+            raise ValueError(f"basis must be one of {', '.join(BASIS_NAMES)}")
+        if self.rbf_centers < 1 or self.gram_degree < 0:
+            raise ValueError("need rbf_centers >= 1 and gram_degree >= 0")
 
     @property
     def n_coef(self) -> int:
-        """Spline coefficients per edge: G + k."""
-        return self.grid_size + self.spline_order
+        """Basis coefficients per edge: G + k B-spline coefficients, or one per RBF centre,
+        or gram_degree + 1 polynomial coefficients."""
+        return {"bspline": self.grid_size + self.spline_order, "rbf": self.rbf_centers,
+                "gram": self.gram_degree + 1}[self.basis]
 
     def knots(self, dtype=torch.float32, device=None) -> torch.Tensor:
         """The uniform grid extended by k knots on each side: (G + 2k + 1,).
@@ -119,7 +135,11 @@ def kan_linear(x: torch.Tensor, base_weight: torch.Tensor, coef: torch.Tensor, s
     lead = x.shape[:-1]
     x = x.reshape(-1, in_features)                                     # (batch, in)
     base = F.linear(activation(x), base_weight)                        # (batch, out)
-    spline = spline_linear(x, coef, spec)                              # (batch, out)
+    if spec.basis == "bspline":
+        spline = spline_linear(x, coef, spec)                          # (batch, out)
+    else:
+        values = basis_values(normalize(x, spec), spec)                # (batch, in, n_coef)
+        spline = F.linear(values.flatten(1), coef.flatten(1))          # (batch, out)
     return (base + spline).reshape(*lead, out_features)
 
 
@@ -182,7 +202,10 @@ def kan_conv2d(x: torch.Tensor, base_kernel: torch.Tensor, spline_kernel: torch.
 
 def _spline_conv2d(x, spline_kernel, spec, stride, padding):
     b, c, h, w = x.shape
-    bases = dense_bases(x, spec)                                         # (b, c, h, w, G+k)
+    if spec.basis == "bspline":
+        bases = dense_bases(x, spec)                                     # (b, c, h, w, G+k)
+    else:
+        bases = basis_values(normalize(x, spec, dim=1), spec)            # (b, c, h, w, n_coef)
     bases = bases.permute(0, 1, 4, 2, 3).reshape(b, c * spec.n_coef, h, w)
     return F.conv2d(bases, spline_kernel, stride=stride, padding=padding)
 

@@ -17,13 +17,15 @@ import yaml
 from suite.errors import KanbenchError
 
 KAN_DEFAULTS = {"grid_size": 5, "spline_order": 3, "grid_range": [-1.0, 1.0],
-                "base_activation": "silu", "spline_scaler": True}
+                "base_activation": "silu", "spline_scaler": True, "basis": "bspline",
+                "rbf_centers": 8, "rbf_range": [-2.0, 2.0], "gram_degree": 3}
 TRAIN_DEFAULTS = {"max_epochs": 10, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4,
                   "scheduler": "cosine", "gradient_clip": 0.0}
 MEASURE_DEFAULTS = {"latency": True, "latency_batches": [1, 256], "memory": True}
 SECTIONS = ("task", "method", "kan", "train", "measure")
 CHOICES = {"train.scheduler": ("cosine", "none"),
-           "kan.base_activation": ("silu", "gelu", "relu", "tanh", "identity")}
+           "kan.base_activation": ("silu", "gelu", "relu", "tanh", "identity"),
+           "kan.basis": ("bspline", "rbf", "gram")}
 
 
 def content_hash(obj: Any, length: int = 16) -> str:
