@@ -10,27 +10,47 @@ SETUP_SECTIONS = ("task", "kan", "train")
 def setup_label(df: pd.DataFrame) -> pd.Series:
     """`task` plus the task, kan and train args that vary among that task's records, e.g.
     `feynman[equation=I.9.18]`, so different setups of one task get their own rows."""
-    labels = df["task"].copy()
+    return _label(df, "task", SETUP_SECTIONS)
+
+
+def method_label(df: pd.DataFrame) -> pd.Series:
+    """`method` plus the method args that vary among that method's records, e.g.
+    `metacluster[codebook_size=16]`."""
+    return _label(df, "method", ("method",))
+
+
+def _label(df: pd.DataFrame, by: str, sections: tuple[str, ...]) -> pd.Series:
+    labels = df[by].copy()
     arg_cols = [c for c in df.columns
-                if any(c.startswith(f"config.args.{s}.") for s in SETUP_SECTIONS)]
-    for task, rows in df.groupby("task"):
+                if any(c.startswith(f"config.args.{s}.") for s in sections)]
+    for name, rows in df.groupby(by):
         varying = [c for c in arg_cols
                    if rows[c].notna().any() and rows[c].astype(str).nunique() > 1]
         if varying:
-            parts = rows[varying].astype(str).apply(
-                lambda r: ",".join(f"{c.rsplit('.', 1)[1]}={v}" for c, v in r.items()), axis=1)
-            labels.loc[rows.index] = task + "[" + parts + "]"
+            parts = rows[varying].apply(
+                lambda r: ",".join(f"{c.rsplit('.', 1)[1]}={_text(v)}" for c, v in r.items()),
+                axis=1)
+            labels.loc[rows.index] = name + "[" + parts + "]"
     return labels
 
 
+def _text(value) -> str:
+    """4.0 -> '4' (a column with gaps holds floats), anything else as str."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per setup x method over the done records: seeds, primary metric mean and std,
-    KAN bytes, KAN and model ratios, batch-1 latency."""
+    """One row per setup x method over the done records: seeds, primary metric mean and std
+    (and its mean after the first stage, before any compression, for multi-stage methods),
+    KAN bytes, KAN and model ratios, trainable parameters, training-step memory, batch-1
+    latency and training time."""
     done = df[df["status"] == "done"].copy()
     if done.empty:
         return pd.DataFrame()
-    done["setup"] = setup_label(done)
+    done["setup"], done["method"] = setup_label(done), method_label(done)
     done["value"] = [row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()]
+    done["first stage"] = [row[f"metrics.stages.train.{row['metrics.primary']}"]
+                           for _, row in done.iterrows()]
     rows = []
     for (setup, method), g in done.groupby(["setup", "method"], sort=True):
         rows.append({
@@ -38,9 +58,12 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             "metric": g["metrics.primary"].iloc[0],
             "mean": g["value"].mean(),
             "std": g["value"].std(ddof=1) if len(g) > 1 else float("nan"),
+            "before compression": g["first stage"].mean(),
             "KAN bytes": int(g["storage.kan_bytes"].median()),
             "KAN ratio": g["storage.kan_ratio"].mean(),
             "model ratio": g["storage.model_ratio"].mean(),
+            "params": int(g["trainable_params"].median()),
+            "step MiB": g.get("memory.step_bytes", pd.Series(dtype=float)).median() / 2**20,
             "latency b1 (ms)": g.get("latency.ms.1", pd.Series(dtype=float)).median(),
             "train (s)": g["timing.train.seconds"].median()
             if "timing.train.seconds" in g else float("nan"),

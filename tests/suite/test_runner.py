@@ -63,7 +63,8 @@ def test_missing_dataset_is_one_line_and_no_record(tmp_path):
 
 def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
     # a learning rate this large makes the loss inf from the second step on
-    argv = ["--grid", "smoke", "tasks=[feynman,highdim]", "--results", str(tmp_path),
+    argv = ["--grid", "smoke", "tasks=[feynman,highdim]", "methods=[dense]", "--results",
+            str(tmp_path),
             "--cache", str(tmp_path / "cache"), "--wandb", "off", "train.lr=1e30",
             "train.max_epochs=3", "measure.memory=false", "measure.latency=false"]
     assert run_grid(argv) == 1
@@ -77,7 +78,8 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
 @pytest.mark.slow
 def test_killed_grid_resumes_without_duplicates_or_lost_records(tmp_path):
     args = [sys.executable, str(REPO / "scripts" / "run_grid.py"), "--grid", "smoke",
-            "tasks=[feynman,highdim,digits]", "seeds=[0,1,2]", "train.max_epochs=3",
+            "tasks=[feynman,highdim,digits]", "methods=[dense]", "seeds=[0,1,2]",
+            "train.max_epochs=3",
             "measure.memory=false", "--results", str(tmp_path), "--cache",
             str(tmp_path / "cache"), "--wandb", "off"]
     runs = tmp_path / "runs" / "smoke"
@@ -103,7 +105,8 @@ def test_killed_grid_resumes_without_duplicates_or_lost_records(tmp_path):
 
 
 def test_a_finished_stage_is_reused_from_the_cache(tmp_path):
-    common = ["--grid", "smoke", "tasks=[feynman]", "--cache", str(tmp_path / "cache"),
+    common = ["--grid", "smoke", "tasks=[feynman]", "methods=[dense]", "--cache",
+              str(tmp_path / "cache"),
               "--wandb", "off", "measure.memory=false", "measure.latency=false"]
     assert run_grid([*common, "--results", str(tmp_path / "first")]) == 0
     assert run_grid([*common, "--results", str(tmp_path / "second")]) == 0
@@ -112,3 +115,40 @@ def test_a_finished_stage_is_reused_from_the_cache(tmp_path):
     assert first["timing"]["train"]["cached"] is False
     assert second["timing"]["train"]["cached"] is True
     assert second["metrics"] == first["metrics"]
+
+
+def test_metacluster_reuses_the_metakan_stage_and_records_every_stage(tmp_path):
+    argv = ["--grid", "smoke", "tasks=[highdim]", "methods=[metakan,metacluster]", "--results",
+            str(tmp_path), "--cache", str(tmp_path / "cache"), "--wandb", "off",
+            "measure.memory=false", "measure.latency=false"]
+    assert run_grid(argv) == 0
+    records = {r["method"]: r for r in ResultsStore(tmp_path).records("smoke")}
+    meta, cluster = records["metakan"], records["metacluster"]
+    assert meta["timing"]["train"]["cached"] is False
+    assert cluster["timing"]["train"]["cached"] is True                # trained once, for both
+    assert cluster["metrics"]["stages"]["train"] == meta["metrics"]["stages"]["train"]
+    assert list(cluster["metrics"]["stages"]) == ["train", "cluster", "finetune"]
+    assert cluster["storage"]["itemized"].keys() == {"codebook", "indices", "other"}
+    assert meta["storage"]["itemized"].keys() == {"meta_learner", "prompts", "other"}
+    assert cluster["storage"]["indices_entropy_bytes"] <= cluster["storage"]["itemized"]["indices"]
+    assert cluster["trainable_params"] < meta["trainable_params"]
+
+
+TASKS_LEARNED = [t for t in TASKS.names() if t not in ("voc", "coco")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("basis", ["rbf", "gram"])
+@pytest.mark.parametrize("task", TASKS_LEARNED)
+def test_meta_methods_run_the_smoke_grid_on_every_basis(task, basis, data_root, tmp_path):
+    argv = ["--grid", "smoke", f"tasks=[{task}]", "methods=[metakan,metacluster]",
+            f"kan.basis={basis}", "--results", str(tmp_path), "--cache", str(tmp_path / "c"),
+            "--data-root", str(data_root), "--wandb", "off", "measure.memory=false"]
+    assert run_grid(argv) == 0
+    records = ResultsStore(tmp_path).records("smoke")
+    assert sorted(r["method"] for r in records) == ["metacluster", "metakan"]
+    for record in records:
+        assert record["status"] == "done", record.get("traceback")
+        assert record["config"]["args"]["kan"]["basis"] == basis
+        storage = record["storage"]
+        assert sum(storage["itemized"].values()) == storage["total_bytes"] == storage["file_bytes"]
