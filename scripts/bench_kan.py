@@ -8,9 +8,10 @@ For every implementation x shape x grid size G (spline order k) it measures
     step_mb    that peak minus the resident set just before the step.
 Times are `torch.utils.benchmark.Timer(...).blocked_autorange` medians, whose block-size search
 doubles as warm-up, taken in `--rounds` interleaved rounds (every implementation once per round)
-and reduced by the median over rounds, so a slow spell of a shared machine hits all alike. Memory is measured by this script re-run as a child (`--child`), so the
-parent's imports and earlier layers do not count: the child builds the layer and input, resets
-the RSS high-water mark (/proc/self/clear_refs, Linux only), runs one step and reads VmHWM.
+and reduced by the median over rounds, so a slow spell of a shared machine hits all alike.
+Memory is measured by this script re-run as a child (`--child`), so the parent's imports and
+earlier layers do not count: the child builds the layer and input, resets the RSS high-water
+mark (/proc/self/clear_refs, Linux only), runs one step and reads VmHWM.
 Every measurement uses the same seed and torch thread count (default: the machine's cores).
 
 It also times the inference-only sparse product of `methods.splines` against the dense one on

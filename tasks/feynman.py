@@ -35,6 +35,9 @@ def feynman_equation(name: str):
 class RegressionTask(Task):
     metric, higher_is_better = "rmse", False
     train_defaults = {"max_epochs": 200, "batch_size": 128, "lr": 1e-2, "weight_decay": 0.0}
+    # MetaKAN's meta-learner width for equations; MetaCluster's fine-tune at the task's lr, and
+    # long enough to matter: 100 epochs of 1000 samples are 800 steps (a quarter of training)
+    method_defaults = {"hidden_dim": 16, "finetune_epochs": 100, "finetune_lr": 1e-2}
 
     def function(self, args: dict):
         """(fn, ranges): fn maps (N, n_var) in the ranges to (N, 1)."""

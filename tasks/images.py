@@ -138,6 +138,7 @@ class CIFAR(ClassificationTask):
     reader: type = datasets.CIFAR10
     defaults = {"arch": "conv4", "n_train": 0, "n_test": 0}
     train_defaults = {"max_epochs": 30, "batch_size": 128, "lr": 1e-3}
+    method_defaults = {"codebook_size": 256}  # MetaCluster's K for ConvKANs
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
     def build(self, args, factory):
