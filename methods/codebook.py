@@ -66,15 +66,16 @@ def entropy_bytes(indices: torch.Tensor, codes: int) -> float:
 
 def kmeans(vectors: torch.Tensor, codes: int, seed: int, iterations: int = 25
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """faiss k-means on every vector (no subsampling): (N, D) -> codebook (K', D) float32,
-    assignments (N,) int64, with K' = min(K, N) (a network with fewer edges than codes keeps
-    one code per edge)."""
+    """faiss k-means on every vector (no subsampling; k-means++ seeding, as scikit-learn's):
+    (N, D) -> codebook (K', D) float32, assignments (N,) int64, with K' = min(K, N) (a network
+    with fewer edges than codes keeps one code per edge)."""
     data = np.ascontiguousarray(vectors.detach().cpu().numpy(), dtype=np.float32)
     count, dim = data.shape
     codes = min(codes, count)
     if codes == count:  # every vector is its own code
         return torch.from_numpy(data.copy()), torch.arange(count)
     km = faiss.Kmeans(dim, codes, niter=iterations, seed=seed, verbose=False,
+                      init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS,
                       min_points_per_centroid=1,
                       max_points_per_centroid=math.ceil(count / codes) + 1)
     km.train(data)
