@@ -79,9 +79,12 @@ def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
 
     CUDA: torch.cuda.max_memory_allocated in this process. CPU: peak RSS of a fresh process
     (suite.memprobe) holding only the model and the batch, with its RSS before the step.
+    Both warm up on two rows first, so first-use costs do not count as the step's.
     """
     if example.is_cuda:
         model.train()
+        model(example[:2]).float().square().mean().backward()      # warm-up: one-time costs
+        model.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
