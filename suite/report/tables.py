@@ -14,8 +14,8 @@ def setup_label(df: pd.DataFrame) -> pd.Series:
 
 
 def method_label(df: pd.DataFrame) -> pd.Series:
-    """`method` plus the method args that vary among that method's records, e.g.
-    `metacluster[codebook_size=16]`."""
+    """`method` plus the method args that vary among that method's records (of one setup),
+    e.g. `metacluster[codebook_size=16]`."""
     return _label(df, "method", ("method",))
 
 
@@ -47,7 +47,9 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     done = df[df["status"] == "done"].copy()
     if done.empty:
         return pd.DataFrame()
-    done["setup"], done["method"] = setup_label(done), method_label(done)
+    done["setup"] = setup_label(done)
+    for _, rows in done.groupby("setup"):  # args that vary within a setup name the rows
+        done.loc[rows.index, "method"] = method_label(rows)
     done["value"] = [row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()]
     done["first stage"] = [row[f"metrics.stages.train.{row['metrics.primary']}"]
                            for _, row in done.iterrows()]

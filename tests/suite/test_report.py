@@ -32,7 +32,14 @@ def test_method_args_that_vary_split_a_method_into_rows():
     rows = [row("feynman", 0, 1.0) | {"method": "metacluster", "config.args.method.K": k,
                                       "metrics.stages.train.rmse": 0.5}
             for k in (4, 16)] + [row("feynman", 0, 2.0)]
-    table = summary(pd.DataFrame(rows)).set_index("method")
-    assert list(table.index) == ["dense", "metacluster[K=16]", "metacluster[K=4]"]
+    other_setup = row("feynman", 0, 3.0, equation="B") | {"method": "metacluster",
+                                                          "config.args.method.K": 8}
+    rows = [r | {"config.args.task.equation": "A"} for r in rows] + [other_setup]
+    table = summary(pd.DataFrame(rows)).set_index(["setup", "method"])
+    assert list(table.loc["feynman[equation=A]"].index) == \
+        ["dense", "metacluster[K=16]", "metacluster[K=4]"]
+    # K differs between setups but not within B's: its row is plain `metacluster`
+    assert list(table.loc["feynman[equation=B]"].index) == ["metacluster"]
+    table = table.loc["feynman[equation=A]"]
     assert table.loc["metacluster[K=4]", "before compression"] == 0.5
     assert table.loc["dense", "before compression"] == table.loc["dense", "mean"] == 2.0
