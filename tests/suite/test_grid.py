@@ -23,10 +23,20 @@ def test_quick_grid_is_the_issue_s_main_job():
     assert len(feynman) >= 3 and "I.6.20b" in feynman
     assert {c.task for c in cells} == {"feynman", "highdim", "digits", "fashion_mnist"}
     assert {c.seed for c in cells} == {0, 1, 2}
+    assert {c.method for c in cells} == {"dense", "metakan", "metacluster"}
+
+
+def test_method_args_in_a_grid_reach_only_the_methods_that_have_them():
+    cells = grid.cells("quick", ["tasks=[digits]", "seeds=[0]"])
+    by_method = {c.method: c.args["method"] for c in cells}
+    assert by_method["dense"] == {}
+    assert by_method["metakan"]["lr_prompt"] == by_method["metacluster"]["lr_prompt"] == 0.1
+    assert "finetune_epochs" not in by_method["metakan"]
 
 
 def test_overrides_filter_and_set():
-    cells = grid.cells("quick", ["tasks=[digits]", "seeds=[5]", "train.max_epochs=2"])
+    cells = grid.cells("quick", ["tasks=[digits]", "methods=[dense]", "seeds=[5]",
+                                 "train.max_epochs=2"])
     assert [(c.task, c.seed, c.args["train"]["max_epochs"]) for c in cells] == [("digits", 5, 2)]
     # task.* overrides reach only the tasks that have the arg
     cells = grid.cells("quick", ["task.equation=I.9.18"])
@@ -51,6 +61,8 @@ def write(tmp_path, text):
      "sweep.task.x must be a non-empty list"),
     ("seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [digits]\n    args: {train: {epochs: 3}}\n",
      "unknown train arg 'epochs'"),
+    ("seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [digits]\n    args: {method: {K: 3}}\n",
+     "arg method.K applies to none of the methods"),
 ])
 def test_malformed_grids_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(KanbenchError, match=message):
