@@ -1,6 +1,5 @@
 """scripts/bench_kan.py: a quick run end to end, and the layers it compares."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,20 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
+from scripts import bench_kan as bench
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "bench_kan.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_kan", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_quick_run_writes_one_row_per_measurement_and_names_its_command(tmp_path):
-    bench = load_script()
     subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
                    cwd=ROOT, check=True, capture_output=True, text=True)
     frame = pd.read_csv(tmp_path / "kan_layer.csv")
@@ -45,7 +38,6 @@ def test_quick_run_writes_one_row_per_measurement_and_names_its_command(tmp_path
 
 
 def test_implementations_map_the_same_input_to_outputs_of_the_same_shape():
-    bench = load_script()
     outputs, inputs = {}, {}
     for impl in bench.IMPLS:
         model, inputs[impl] = bench.build(impl, d_in=8, d_out=4, batch=16, G=5, k=3)

@@ -1,6 +1,5 @@
 """scripts/bench_kmeans.py: a quick run end to end, its inertia and its data."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,20 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
+from scripts import bench_kmeans as bench
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "bench_kmeans.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_kmeans", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_quick_run_writes_one_row_per_measurement_and_names_its_command(tmp_path):
-    bench = load_script()
     subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
                    cwd=ROOT, check=True, capture_output=True, text=True)
     frame = pd.read_csv(tmp_path / "kmeans.csv")
@@ -45,7 +38,6 @@ def test_quick_run_writes_one_row_per_measurement_and_names_its_command(tmp_path
 
 
 def test_inertia_matches_a_brute_force_float64_sum():
-    bench = load_script()
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(7, 3)).astype(np.float32)             # (N, D)
     codebook = rng.normal(size=(3, 3)).astype(np.float32)            # (K, D)
@@ -60,7 +52,6 @@ def test_inertia_matches_a_brute_force_float64_sum():
 
 
 def test_meta_vectors_are_seeded_and_not_degenerate():
-    bench = load_script()
     a, b = bench.meta_vectors(500, seed=3), bench.meta_vectors(500, seed=3)
     assert a.shape == (500, bench.DIM) and a.dtype == torch.float32
     assert torch.equal(a, b)
