@@ -1,8 +1,5 @@
 """scripts/bench_kan.py: a quick run end to end, and the layers it compares."""
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,15 +7,13 @@ import pytest
 import torch
 
 from scripts import bench_kan as bench
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "bench_kan.py"
+from tests.conftest import run_script
 
 
 @pytest.mark.slow
 def test_quick_run_writes_one_row_per_measurement_and_names_its_command(tmp_path):
-    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
-                   cwd=ROOT, check=True, capture_output=True, text=True)
+    done = run_script("bench_kan.py", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
     frame = pd.read_csv(tmp_path / "kan_layer.csv")
     assert list(frame.columns) == ["impl", "in", "out", "batch", "G", "k", "fwd_ms",
                                    "fwdbwd_ms", "peak_mb", "step_mb", "threads", "device"]
