@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from methods.kan import FP32_BYTES, EdgeWeightsConv2d, EdgeWeightsLinear, KANSpec
+from suite import kernels
 from suite.errors import KanbenchError
 
 
@@ -64,17 +65,18 @@ def entropy_bytes(indices: torch.Tensor, codes: int) -> float:
     return max(0.0, float(-(p * p.log2()).sum() * indices.numel() / 8))
 
 
-def kmeans(vectors: torch.Tensor, codes: int, seed: int, iterations: int = 25
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(vectors: torch.Tensor, codes: int, seed: int, iterations: int = 25,
+           spherical: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """faiss k-means on every vector (no subsampling; k-means++ seeding, as scikit-learn's):
     (N, D) -> codebook (K', D) float32, assignments (N,) int64, with K' = min(K, N) (a network
-    with fewer edges than codes keeps one code per edge)."""
+    with fewer edges than codes keeps one code per edge). `spherical`: centroids are
+    normalized to unit norm after each iteration (for unit-norm data)."""
     data = np.ascontiguousarray(vectors.detach().cpu().numpy(), dtype=np.float32)
     count, dim = data.shape
     codes = min(codes, count)
     if codes == count:  # every vector is its own code
         return torch.from_numpy(data.copy()), torch.arange(count)
-    km = faiss.Kmeans(dim, codes, niter=iterations, seed=seed, verbose=False,
+    km = faiss.Kmeans(dim, codes, niter=iterations, seed=seed, verbose=False, spherical=spherical,
                       init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS,
                       min_points_per_centroid=1,
                       max_points_per_centroid=math.ceil(count / codes) + 1)
@@ -85,19 +87,34 @@ def kmeans(vectors: torch.Tensor, codes: int, seed: int, iterations: int = 25
 
 # --- compressed layers ---------------------------------------------------------------------
 
-CODEBOOK_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+CODEBOOK_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
+
+
+def int8_scale(values: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-tensor int8 scale: max |v| / 127 (1 for an all-zero tensor), 0-dim fp32."""
+    peak = values.detach().abs().max().float() if values.numel() else torch.tensor(0.0)
+    return torch.where(peak > 0, peak / 127, torch.ones(())).float()
+
+
+def quantize_int8(values: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """round(v / scale) in [-127, 127] as int8; v is recovered to within scale / 2."""
+    return torch.round(values.detach().float() / scale).clamp(-127, 127).to(torch.int8)
 
 
 class Codebook(nn.Module):
-    """K codes of D numbers (an edge's coefficients, then its base weight), shared by the
-    layers that index it and stored at `dtype` precision; counted once via `shared_storage`."""
+    """K codes of D numbers shared by the layers that index it, stored at `dtype` precision
+    (fp32, fp16, or int8 with one fp32 scale); counted once via `shared_storage`."""
 
     def __init__(self, codes: torch.Tensor, dtype: str = "fp32"):
         super().__init__()
         if dtype not in CODEBOOK_DTYPES:
             raise ValueError(f"codebook dtype must be one of {sorted(CODEBOOK_DTYPES)}")
-        self.codes = nn.Parameter(codes.detach().float().clone())      # (K, D)
         self.dtype = dtype
+        codes = codes.detach().float().clone()                         # (K, D)
+        if dtype == "int8":
+            self.register_buffer("scale", int8_scale(codes))
+            codes = quantize_int8(codes, self.scale).float() * self.scale  # on the int8 grid
+        self.codes = nn.Parameter(codes)
 
     @property
     def size(self) -> int:
@@ -105,63 +122,85 @@ class Codebook(nn.Module):
 
     def stored(self) -> torch.Tensor:
         """The codes as the file holds them: (K, D) at the storage precision."""
+        if self.dtype == "int8":
+            return quantize_int8(self.codes, self.scale)
         return self.codes.to(CODEBOOK_DTYPES[self.dtype])
 
     def values(self) -> torch.Tensor:
-        """The codes the layers compute with: the stored ones, back in fp32 (a cast that passes
-        gradients straight through, so fine-tuning sees the rounding)."""
+        """The codes the layers compute with: the stored ones, back in fp32 (fp16: a cast that
+        passes gradients straight through, so fine-tuning sees the rounding)."""
+        if self.dtype == "int8":
+            return self.stored().float() * self.scale                  # (K, D)
         return self.stored().float()                                   # (K, D)
 
     def shared_storage(self) -> dict[str, int]:
-        return {"codebook": self.codes.numel() * CODEBOOK_DTYPES[self.dtype].itemsize}
+        parts = {"codebook": self.codes.numel() * CODEBOOK_DTYPES[self.dtype].itemsize}
+        if self.dtype == "int8":
+            parts["quantization_scales"] = FP32_BYTES
+        return parts
 
 
 class CodebookEdges:
-    """What codebook layers share: per-edge `indices` into `codebook`, optional per-edge
-    `gains` and `biases` (w_e = gain_e * code + bias_e), and their bytes."""
+    """What codebook layers share: per-edge `indices` into a (shared) `codebook`, their
+    bit-packed bytes, and the kernel layout of the layer for inference."""
 
-    def init_edges(self, codebook: Codebook, indices: torch.Tensor, gain_bias: bool) -> None:
+    def init_edges(self, codebook: Codebook, indices: torch.Tensor) -> None:
         assert indices.shape == self.edge_shape, (indices.shape, self.edge_shape)
         self.codebook = codebook
         self.register_buffer("indices", indices.long().clone())
-        self.gains = nn.Parameter(torch.ones(self.edge_shape)) if gain_bias else None
-        self.biases = nn.Parameter(torch.zeros(self.edge_shape)) if gain_bias else None
 
     def edge_weights(self) -> torch.Tensor:
-        w = self.codebook.values()[self.indices]                      # (*edges, D)
-        if self.gains is not None:
-            w = w * self.gains.unsqueeze(-1) + self.biases.unsqueeze(-1)
-        return w
+        return self.codebook.values()[self.indices]                   # (*edges, D)
 
     def storage(self) -> dict[str, int]:
-        parts = {"indices": packed_bytes(self.indices.numel(), self.codebook.size)}
-        if self.gains is not None:
-            parts |= {"gains": self.gains.numel() * FP32_BYTES,
-                      "biases": self.biases.numel() * FP32_BYTES}
-        return parts
+        return {"indices": packed_bytes(self.indices.numel(), self.codebook.size)}
 
     def entropy_bytes(self) -> float:
         return entropy_bytes(self.indices, self.codebook.size)
 
 
-class CodebookKANLinear(CodebookEdges, EdgeWeightsLinear):
-    """A KAN layer whose (out, in) edges are codes of a (shared) codebook."""
+class GatherForward:
+    """Inference through the suite's codebook kernels (suite.kernels) for fully connected
+    codebook layers; with gradients on (fine-tuning) the layer rebuilds its edge weights and
+    runs the dense path. The kernel layout is rebuilt whenever a source tensor changes."""
+
+    def kernel_layout(self):
+        raise NotImplementedError
+
+    def packed(self):
+        sources = [t for t in (*self.buffers(), *self.parameters())]
+        version = tuple((t.data_ptr(), t._version) for t in sources)
+        if getattr(self, "_packed_version", None) != version:
+            self._packed, self._packed_version = self.kernel_layout(), version
+        return self._packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        return kernels.codebook_linear(x, self.packed(), self.spec, self.base_activation)
+
+
+class CodebookKANLinear(CodebookEdges, GatherForward, EdgeWeightsLinear):
+    """A KAN layer whose (out, in) edges are codes of a (shared) codebook: each code is an
+    edge's coefficients followed by its base weight."""
 
     def __init__(self, in_features: int, out_features: int, spec: KANSpec, codebook: Codebook,
-                 indices: torch.Tensor, gain_bias: bool = False):
+                 indices: torch.Tensor):
         EdgeWeightsLinear.__init__(self, in_features, out_features, spec)
-        self.init_edges(codebook, indices, gain_bias)
+        self.init_edges(codebook, indices)
+
+    def kernel_layout(self):
+        return kernels.pack(self.codebook.values(), self.indices)
 
 
 class CodebookKANConv2d(CodebookEdges, EdgeWeightsConv2d):
     """A KAN convolution whose (out, in, kh, kw) edges are codes of a (shared) codebook."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, spec: KANSpec, codebook: Codebook, indices: torch.Tensor,
-                 gain_bias: bool = False):
+                 padding: int, spec: KANSpec, codebook: Codebook, indices: torch.Tensor):
         EdgeWeightsConv2d.__init__(self, in_channels, out_channels, kernel_size, stride,
                                    padding, spec)
-        self.init_edges(codebook, indices, gain_bias)
+        self.init_edges(codebook, indices)
 
 
 def edge_layers(net: nn.Module) -> dict[str, nn.Module]:
@@ -170,15 +209,13 @@ def edge_layers(net: nn.Module) -> dict[str, nn.Module]:
             if isinstance(m, (EdgeWeightsLinear, EdgeWeightsConv2d))}
 
 
-def codebook_layer(layer: nn.Module, codebook: Codebook, indices: torch.Tensor,
-                   gain_bias: bool = False) -> nn.Module:
+def codebook_layer(layer: nn.Module, codebook: Codebook, indices: torch.Tensor) -> nn.Module:
     """The codebook layer of `layer`'s kind and shape."""
     if isinstance(layer, EdgeWeightsConv2d):
         return CodebookKANConv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
-                                 layer.stride, layer.padding, layer.spec, codebook, indices,
-                                 gain_bias)
+                                 layer.stride, layer.padding, layer.spec, codebook, indices)
     return CodebookKANLinear(layer.in_features, layer.out_features, layer.spec, codebook,
-                             indices, gain_bias)
+                             indices)
 
 
 def replace_layers(net: nn.Module, new: dict[str, nn.Module]) -> nn.Module:
@@ -228,11 +265,17 @@ def codebook_skeleton(net: nn.Module, codes: int, scope: str, dtype: str) -> nn.
 
 
 # --- the compressed-model file -------------------------------------------------------------
-# safetensors tensors (bit-packed indices, each codebook once at its storage precision, gains,
-# biases, every tensor outside the KAN layers) plus a JSON header saying how to read them.
+# safetensors tensors plus a JSON header saying how to read them: each codebook once at its
+# storage precision (with its scale when int8), each codebook layer's bit-packed indices, and
+# every other tensor of the network (per-edge gains, biases, base weights, scales, non-KAN
+# parameters) as the state dict holds it.
 
 FORMAT = "kanbench.codebook"
-VERSION = 1
+VERSION = 2
+
+
+def codebook_layers(net: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in net.named_modules() if isinstance(m, CodebookEdges)}
 
 
 def codebooks_of(layers: dict[str, nn.Module]) -> list[Codebook]:
@@ -243,26 +286,42 @@ def codebooks_of(layers: dict[str, nn.Module]) -> list[Codebook]:
     return list(unique.values())
 
 
-def save_compressed(net: nn.Module, path: str | Path, method: str) -> None:
-    layers = {n: m for n, m in edge_layers(net).items() if isinstance(m, CodebookEdges)}
+def plain_tensors(net: nn.Module, layers: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """The state dict less what the file stores in its own form (codebooks, indices)."""
+    special = tuple(f"{name}.{part}" for name in layers for part in ("codebook.", "indices"))
+    return {n: t for n, t in net.state_dict().items() if not n.startswith(special)}
+
+
+def codebook_tensors(books: list[Codebook]) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for i, book in enumerate(books):
+        tensors[f"codebooks.{i}"] = book.stored().detach().contiguous()
+        if book.dtype == "int8":
+            tensors[f"codebooks.{i}.scale"] = book.scale.detach().reshape(1).contiguous()
+    return tensors
+
+
+def save_codebooks(net: nn.Module, path: str | Path) -> None:
+    """Only the codebooks: the file several heads that share them point to."""
+    save_file(codebook_tensors(codebooks_of(codebook_layers(net))), str(path))
+
+
+def save_compressed(net: nn.Module, path: str | Path, method: str,
+                    with_codebooks: bool = True) -> None:
+    """The model file; `with_codebooks=False` leaves the codebooks to a shared file."""
+    layers = codebook_layers(net)
     books = codebooks_of(layers)
     book_index = {id(b): i for i, b in enumerate(books)}
-    tensors = {f"codebooks.{i}": b.stored().detach().contiguous() for i, b in enumerate(books)}
+    tensors = codebook_tensors(books) if with_codebooks else {}
     header = {"format": FORMAT, "version": VERSION, "method": method,
               "codebooks": [{"codes": b.size, "dim": b.codes.shape[1], "dtype": b.dtype}
                             for b in books], "layers": {}}
     for name, layer in layers.items():
         tensors[f"{name}.indices"] = pack_indices(layer.indices, layer.codebook.size)
-        if layer.gains is not None:
-            tensors[f"{name}.gains"] = layer.gains.detach().contiguous()
-            tensors[f"{name}.biases"] = layer.biases.detach().contiguous()
         header["layers"][name] = {"edges": list(layer.edge_shape),
                                   "codebook": book_index[id(layer.codebook)],
-                                  "bits": index_bits(layer.codebook.size),
-                                  "gain_bias": layer.gains is not None}
-    for name, tensor in net.state_dict().items():
-        if not any(name.startswith(f"{layer}.") for layer in layers):
-            tensors[name] = tensor.detach().contiguous()
+                                  "bits": index_bits(layer.codebook.size)}
+    tensors |= {n: t.detach().contiguous() for n, t in plain_tensors(net, layers).items()}
     save_file(tensors, str(path), metadata={"kanbench": json.dumps(header)})
 
 
@@ -284,7 +343,7 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
     except (TypeError, ValueError, AttributeError):
         raise KanbenchError(f"{where}: no {FORMAT} v{VERSION} header") from None
 
-    layers = {n: m for n, m in edge_layers(net).items() if isinstance(m, CodebookEdges)}
+    layers = codebook_layers(net)
     books = codebooks_of(layers)
 
     def expect(name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
@@ -299,34 +358,35 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
     if len(header.get("codebooks", [])) != len(books) or \
             set(header.get("layers", {})) != set(layers):
         raise KanbenchError(f"{where}: its layers and codebooks do not match this network's")
-    codes = [expect(f"codebooks.{i}", tuple(b.codes.shape), CODEBOOK_DTYPES[b.dtype])
-             for i, b in enumerate(books)]
-    decoded = {}
+    codes, scales = [], []
+    for i, book in enumerate(books):
+        codes.append(expect(f"codebooks.{i}", tuple(book.codes.shape),
+                            CODEBOOK_DTYPES[book.dtype]))
+        if book.dtype == "int8":
+            scales.append(expect(f"codebooks.{i}.scale", (1,), torch.float32))
+    indices = {}
     for name, layer in layers.items():
         size, count = layer.codebook.size, layer.indices.numel()
         packed = expect(f"{name}.indices", (packed_bytes(count, size),), torch.uint8)
-        indices = unpack_indices(packed, count, size)
-        if count and indices.max() >= size:
-            raise KanbenchError(f"{where}: {name} has an index {int(indices.max())} outside "
+        decoded = unpack_indices(packed, count, size)
+        if count and decoded.max() >= size:
+            raise KanbenchError(f"{where}: {name} has an index {int(decoded.max())} outside "
                                 f"its codebook of {size} codes")
-        decoded[name] = [indices.reshape(layer.edge_shape)]
-        if layer.gains is not None:
-            decoded[name] += [expect(f"{name}.{part}", layer.edge_shape, torch.float32)
-                              for part in ("gains", "biases")]
-    others = {n: t for n, t in net.state_dict().items()
-              if not any(n.startswith(f"{layer}.") for layer in layers)}
-    rest = {n: expect(n, tuple(t.shape), t.dtype) for n, t in others.items()}
+        indices[name] = decoded.reshape(layer.edge_shape)
+    rest = {n: expect(n, tuple(t.shape), t.dtype)
+            for n, t in plain_tensors(net, layers).items()}
     if tensors:
         raise KanbenchError(f"{where}: unexpected tensor {sorted(tensors)[0]!r}")
 
     with torch.no_grad():
+        scale_of = iter(scales)
         for book, stored in zip(books, codes, strict=True):
-            book.codes.copy_(stored.float())
-        for name, parts in decoded.items():
-            layer = layers[name]
-            layer.indices.copy_(parts[0])
-            if layer.gains is not None:
-                layer.gains.copy_(parts[1])
-                layer.biases.copy_(parts[2])
+            if book.dtype == "int8":
+                book.scale.copy_(next(scale_of)[0])
+                book.codes.copy_(stored.float() * book.scale)
+            else:
+                book.codes.copy_(stored.float())
+        for name, layer in layers.items():
+            layer.indices.copy_(indices[name])
         net.load_state_dict(rest, strict=False)
     return net

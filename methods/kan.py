@@ -107,6 +107,14 @@ class KANLinear(nn.Module):
             return self.spline_weight
         return self.spline_weight * self.spline_scaler.unsqueeze(-1)
 
+    @property
+    def edge_shape(self) -> tuple[int, ...]:
+        return (self.out_features, self.in_features)
+
+    def edge_weights(self) -> torch.Tensor:
+        """(out, in, G+k+1): each edge's scaled coefficients, then its base weight."""
+        return torch.cat([self.scaled_spline_weight(), self.base_weight.unsqueeze(-1)], -1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return kan_linear(x, self.base_weight, self.scaled_spline_weight(), self.spec,
                           self.base_activation)
@@ -126,6 +134,14 @@ class KANLinear(nn.Module):
         return f"{self.in_features}->{self.out_features}, {self.spec}"
 
 
+def layer_bases(x: torch.Tensor, spec: KANSpec) -> torch.Tensor:
+    """Every basis function at every input of a fully connected layer, whatever the basis:
+    x (batch, in) -> (batch, in, n_coef)."""
+    if spec.basis == "bspline":
+        return dense_bases(x, spec)
+    return basis_values(normalize(x, spec), spec)
+
+
 def kan_linear(x: torch.Tensor, base_weight: torch.Tensor, coef: torch.Tensor, spec: KANSpec,
                activation: nn.Module) -> torch.Tensor:
     """The KAN layer as a function of its weights, for stored, generated or decoded ones:
@@ -138,8 +154,7 @@ def kan_linear(x: torch.Tensor, base_weight: torch.Tensor, coef: torch.Tensor, s
     if spec.basis == "bspline":
         spline = spline_linear(x, coef, spec)                          # (batch, out)
     else:
-        values = basis_values(normalize(x, spec), spec)                # (batch, in, n_coef)
-        spline = F.linear(values.flatten(1), coef.flatten(1))          # (batch, out)
+        spline = F.linear(layer_bases(x, spec).flatten(1), coef.flatten(1))  # (batch, out)
     return (base + spline).reshape(*lead, out_features)
 
 
@@ -168,6 +183,7 @@ class KANConv2d(nn.Module):
                  padding: int = 0, spec: KANSpec = KANSpec()):
         super().__init__()
         self.in_channels, self.out_channels, self.spec = in_channels, out_channels, spec
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.base_activation = ACTIVATIONS[spec.base_activation]()
         conv = dict(kernel_size=kernel_size, stride=stride, padding=padding, bias=False)
         self.base_conv = nn.Conv2d(in_channels, out_channels, **conv)
@@ -175,9 +191,19 @@ class KANConv2d(nn.Module):
         nn.init.kaiming_uniform_(self.base_conv.weight, a=math.sqrt(5))
         nn.init.kaiming_uniform_(self.spline_conv.weight, a=math.sqrt(5))
 
+    @property
+    def edge_shape(self) -> tuple[int, ...]:
+        return tuple(self.base_conv.weight.shape)
+
+    def edge_weights(self) -> torch.Tensor:
+        """(out, in, kh, kw, G+k+1): each edge's coefficients, then its base weight."""
+        out, c, kh, kw = self.edge_shape
+        coef = self.spline_conv.weight.reshape(out, c, self.spec.n_coef, kh, kw)
+        return torch.cat([coef.permute(0, 1, 3, 4, 2), self.base_conv.weight.unsqueeze(-1)], -1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return kan_conv2d(x, self.base_conv.weight, self.spline_conv.weight, self.spec,
-                          self.base_activation, self.base_conv.stride, self.base_conv.padding)
+                          self.base_activation, self.stride, self.padding)
 
     def storage(self) -> dict[str, int]:
         return {"coefficients": self.spline_conv.weight.numel() * FP32_BYTES,

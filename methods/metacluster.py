@@ -27,7 +27,6 @@ class MetaCluster(MetaKAN):
                 "finetune_epochs": 2,
                 "finetune_lr": 1e-3}
     choices = {"codebook_scope": ("model", "layer"), "codebook_dtype": ("fp32", "fp16")}
-    kernel = "torch (codebook gather)"
 
     def stages(self, args):
         def cluster(ctx, net):

@@ -70,7 +70,6 @@ class Method:
     name: str = ""
     defaults: dict[str, Any] = {}
     choices: dict[str, tuple] = {}  # method args restricted to a set of values
-    kernel: str = "torch"  # what computes the final model's forward (recorded with latency)
 
     def factory(self, kan: dict, args: dict):
         raise NotImplementedError

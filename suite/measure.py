@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
+from suite import kernels
+
 
 def kan_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Outermost KAN-like modules by qualified name."""
@@ -106,12 +108,24 @@ def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
             "batch": example.shape[0]}
 
 
-def latency(model: nn.Module, make_input, batches: list[int], kernel: str) -> dict:
-    """Median forward time (ms) over warm repeats, per batch size, with torch.utils.benchmark."""
+def forward_kernel(model: nn.Module, device: torch.device) -> str:
+    """What computes the model's KAN layers at inference: the suite's codebook kernel that
+    `suite.kernels.pick_kernel` picks for its compressed layers, else plain torch."""
+    specs = [m.spec for m in model.modules() if callable(getattr(m, "packed", None))]
+    if not specs:
+        return "torch"
+    picked = {kernels.pick_kernel(device, spec) for spec in specs}
+    return "+".join(sorted(picked))
+
+
+def latency(model: nn.Module, make_input, batches: list[int]) -> dict:
+    """Median forward time (ms) over warm repeats (the first call builds kernel layouts and
+    brings the codebooks into cache), per batch size, with torch.utils.benchmark."""
     model.eval()
-    device = next(model.parameters()).device
+    device = next(iter(model.state_dict().values())).device
     result = {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
-              "kernel": kernel, "threads": torch.get_num_threads(), "ms": {}}
+              "kernel": forward_kernel(model, device), "threads": torch.get_num_threads(),
+              "ms": {}}
     with torch.inference_mode():
         for batch in batches:
             x = make_input(batch).to(device)

@@ -120,12 +120,11 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
                           "primary": task.metric, "higher_is_better": task.higher_is_better},
               "storage": sizes, "timing": timing,
               "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)}
-    if args["measure"]["memory"]:
+    if args["measure"]["memory"] and result["trainable_params"]:  # a training step's memory
         example = make_input(args["train"]["batch_size"]).to(device)
         result["memory"] = measure.peak_memory(net, example)
     if args["measure"]["latency"]:
-        result["latency"] = measure.latency(net, make_input, args["measure"]["latency_batches"],
-                                            kernel=method.kernel)
+        result["latency"] = measure.latency(net, make_input, args["measure"]["latency_batches"])
     return result
 
 

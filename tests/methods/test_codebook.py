@@ -77,21 +77,34 @@ def test_kmeans_with_fewer_vectors_than_codes_keeps_each_vector():
     assert torch.equal(codebook, data) and torch.equal(assignments, torch.arange(5))
 
 
-def test_codebook_layer_equals_the_dense_layer_built_from_its_codes():
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "inference-kernel"])
+def test_codebook_layer_equals_the_dense_layer_built_from_its_codes(grad):
     torch.manual_seed(0)
     codebook = Codebook(torch.randn(4, SPEC.n_coef + 1))
     indices = torch.randint(0, 4, (3, 6))
-    layer = CodebookKANLinear(6, 3, SPEC, codebook, indices, gain_bias=True)
-    with torch.no_grad():
-        layer.gains.uniform_(0.5, 2)
-        layer.biases.uniform_(-1, 1)
-    coefs = layer.gains[..., None] * codebook.codes[indices] + layer.biases[..., None]
+    layer = CodebookKANLinear(6, 3, SPEC, codebook, indices)
+    codes = codebook.codes.detach()[indices]                         # (3, 6, D)
     dense = KANLinear(6, 3, SPEC)
     with torch.no_grad():
-        dense.spline_weight.copy_(coefs[..., :-1])
-        dense.base_weight.copy_(coefs[..., -1])
+        dense.spline_weight.copy_(codes[..., :-1])
+        dense.base_weight.copy_(codes[..., -1])
     x = torch.rand(10, 6) * 3 - 1.5
-    torch.testing.assert_close(layer(x), dense(x))
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(layer(x), dense(x))
+
+
+def test_the_kernel_layout_follows_fine_tuning_of_the_codebook():
+    torch.manual_seed(0)
+    layer = CodebookKANLinear(6, 3, SPEC, Codebook(torch.randn(4, SPEC.n_coef + 1)),
+                              torch.randint(0, 4, (3, 6)))
+    x = torch.rand(5, 6)
+    with torch.no_grad():
+        before = layer(x)
+        layer.codebook.codes.add_(1.0)
+        after = layer(x)
+    with torch.enable_grad():
+        torch.testing.assert_close(after, layer(x).detach())
+    assert not torch.allclose(before, after)
 
 
 def meta_net(conv: bool = False, seed: int = 0):
@@ -128,7 +141,7 @@ def test_storage_is_packed_indices_plus_each_codebook_once():
     assert 0 < s["indices_entropy_bytes"] <= edges * 3 / 8
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "int8"])
 @pytest.mark.parametrize("conv", [False, True], ids=["kan", "convkan"])
 def test_file_round_trip_is_bit_exact_and_its_size_is_the_itemized_bytes(dtype, conv,
                                                                          tmp_path):

@@ -23,13 +23,16 @@ def test_quick_grid_is_the_issue_s_main_job():
     assert len(feynman) >= 3 and "I.6.20b" in feynman
     assert {c.task for c in cells} == {"feynman", "highdim", "digits", "fashion_mnist"}
     assert {c.seed for c in cells} == {0, 1, 2}
-    assert {c.method for c in cells} == {"dense", "metakan", "metacluster"}
+    assert {c.method for c in cells} == {"dense", "metakan", "metacluster", "share_fp32",
+                                         "share_int8"}
 
 
 def test_method_args_in_a_grid_reach_only_the_methods_that_have_them():
     cells = grid.cells("quick", ["tasks=[digits]", "seeds=[0]"])
     by_method = {c.method: c.args["method"] for c in cells}
     assert by_method["dense"] == {}
+    assert by_method["share_fp32"] == by_method["share_int8"] == \
+        {"codebook_size": 256, "kmeans_iterations": 25}
     assert by_method["metakan"]["lr_prompt"] == by_method["metacluster"]["lr_prompt"] == 0.1
     assert "finetune_epochs" not in by_method["metakan"]
 

@@ -57,6 +57,14 @@ def test_peak_memory_grows_with_the_batch():
 
 def test_latency_reports_each_batch():
     net = KAN([6, 3], DenseKANFactory(KANSpec()))
-    result = measure.latency(net, lambda b: torch.randn(b, 6), [1, 16], kernel="torch")
+    result = measure.latency(net, lambda b: torch.randn(b, 6), [1, 16])
     assert set(result["ms"]) == {"1", "16"} and all(v > 0 for v in result["ms"].values())
     assert result["kernel"] == "torch" and result["device"] == "cpu"
+
+
+def test_latency_names_the_codebook_kernel_of_compressed_layers():
+    from methods.codebook import cluster_edges
+    from methods.metakan import MetaKANFactory
+    net = cluster_edges(KAN([6, 3], MetaKANFactory(KANSpec(), 1, 4)), 4, "model", "fp32", 0)
+    result = measure.latency(net, lambda b: torch.randn(b, 6), [1])
+    assert result["kernel"] == "cpu"                               # the compiled gather

@@ -34,7 +34,11 @@ def test_smoke_grid_cell_end_to_end(task, method, data_root, tmp_path):
     assert record["metrics"][metric] == record["metrics"]["stages"][stages[-1]][metric]
     storage = record["storage"]
     assert sum(storage["itemized"].values()) == storage["total_bytes"] == storage["file_bytes"]
-    assert record["memory"]["step_bytes"] > 0 and record["latency"]["ms"]["1"] > 0
+    assert record["latency"]["ms"]["1"] > 0
+    if record["trainable_params"]:  # a post-training method (SHARe) has no training step
+        assert record["memory"]["step_bytes"] > 0
+    else:
+        assert "memory" not in record and method.startswith("share")
     assert record["config"]["args"]["task"] and record["env"]["torch"]
 
     # the offline W&B run holds the record's summary metrics
@@ -136,19 +140,39 @@ def test_metacluster_reuses_the_metakan_stage_and_records_every_stage(tmp_path):
     assert cluster["trainable_params"] < meta["trainable_params"]
 
 
+def test_share_reuses_the_dense_checkpoint_and_int8_reuses_fp32(tmp_path):
+    argv = ["--grid", "smoke", "tasks=[highdim]", "methods=[dense,share_fp32,share_int8]",
+            "--results", str(tmp_path), "--cache", str(tmp_path / "cache"), "--wandb", "off",
+            "measure.memory=false"]
+    assert run_grid(argv) == 0
+    records = {r["method"]: r for r in ResultsStore(tmp_path).records("smoke")}
+    dense, fp32, int8 = records["dense"], records["share_fp32"], records["share_int8"]
+    assert dense["timing"]["train"]["cached"] is False
+    assert fp32["timing"]["train"]["cached"] is int8["timing"]["train"]["cached"] is True
+    assert fp32["timing"]["vq"]["cached"] is False and int8["timing"]["vq"]["cached"] is True
+    assert int8["metrics"]["stages"]["vq"] == fp32["metrics"]["stages"]["vq"]
+    assert set(int8["metrics"]["stages"]) == {"train", "vq", "int8"}
+    assert fp32["trainable_params"] == int8["trainable_params"] == 0  # no gradient step
+    assert fp32["storage"]["itemized"].keys() == {"codebook", "indices", "gains", "biases",
+                                                  "base_weights", "other"}
+    assert int8["storage"]["kan_bytes"] < fp32["storage"]["kan_bytes"]
+    assert fp32["latency"]["kernel"] == int8["latency"]["kernel"] == "cpu"
+
+
 TASKS_LEARNED = [t for t in TASKS.names() if t not in ("voc", "coco")]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("basis", ["rbf", "gram"])
 @pytest.mark.parametrize("task", TASKS_LEARNED)
-def test_meta_methods_run_the_smoke_grid_on_every_basis(task, basis, data_root, tmp_path):
-    argv = ["--grid", "smoke", f"tasks=[{task}]", "methods=[metakan,metacluster]",
+def test_compression_methods_run_the_smoke_grid_on_every_basis(task, basis, data_root, tmp_path):
+    methods = ["metakan", "metacluster", "share_fp32", "share_int8"]
+    argv = ["--grid", "smoke", f"tasks=[{task}]", f"methods=[{','.join(methods)}]",
             f"kan.basis={basis}", "--results", str(tmp_path), "--cache", str(tmp_path / "c"),
             "--data-root", str(data_root), "--wandb", "off", "measure.memory=false"]
     assert run_grid(argv) == 0
     records = ResultsStore(tmp_path).records("smoke")
-    assert sorted(r["method"] for r in records) == ["metacluster", "metakan"]
+    assert sorted(r["method"] for r in records) == sorted(methods)
     for record in records:
         assert record["status"] == "done", record.get("traceback")
         assert record["config"]["args"]["kan"]["basis"] == basis

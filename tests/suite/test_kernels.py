@@ -1,0 +1,121 @@
+"""The codebook kernels against the float64 reference: torch, cpu (compiled gather and the
+rebuilt-tile matmul) and triton (interpreted on CPU), on random ragged shapes."""
+
+import importlib
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from methods.kan import KANLinear, KANSpec
+from suite import kernels
+from suite.kernels import cpu
+
+SPECS = {"cubic": KANSpec(5, 3), "linear": KANSpec(3, 1, grid_range=(-2.0, 0.5)),
+         "k0": KANSpec(4, 0), "G1": KANSpec(1, 2), "rbf": KANSpec(basis="rbf"),
+         "gram": KANSpec(basis="gram")}
+
+
+def random_layer(spec, codes, form, out=37, n_in=53, seed=0):
+    """A packed layer: `carry` (MetaCluster: codes hold the base weight), `fp32` or `int8`
+    (SHARe: per-edge gain, bias and base weight)."""
+    g = torch.Generator().manual_seed(seed)
+    width = spec.n_coef + (form == "carry")
+    table = torch.randn(codes, width, generator=g)
+    indices = torch.randint(0, codes, (out, n_in), generator=g)
+    if form == "carry":
+        return kernels.pack(table, indices)
+    if form == "int8":
+        numbers = [(torch.randint(-127, 128, (out, n_in), generator=g, dtype=torch.int8), s)
+                   for s in (0.02, 0.005, 0.01)]
+    else:
+        numbers = [torch.rand(out, n_in, generator=g), torch.randn(out, n_in, generator=g),
+                   torch.randn(out, n_in, generator=g)]
+    return kernels.pack(table, indices, *numbers)
+
+
+def inputs(batch, n_in=53, seed=1):
+    """Mostly inside the grid, some far outside it, and exact knots."""
+    x = torch.randn(batch, n_in, generator=torch.Generator().manual_seed(seed)) * 1.5
+    special = torch.tensor([-1.0, 0.6, 5.0])[:n_in]
+    x[:, :len(special)] = special
+    return x
+
+
+def check(kernel, spec, codes, form, batch, **shape):
+    layer = random_layer(spec, codes, form, **shape)
+    x = inputs(batch, layer.in_features)
+    want = kernels.codebook_linear(x, layer, spec, nn.SiLU(), "reference")
+    got = kernels.codebook_linear(x, layer, spec, nn.SiLU(), kernel)
+    assert got.shape == want.shape == (batch, layer.out_features) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_the_reference_is_the_dense_layer_of_the_rebuilt_coefficients():
+    spec = SPECS["cubic"]
+    layer = random_layer(spec, 8, "fp32", out=4, n_in=6)
+    codes = layer.codes[layer.indices.t().long()]                    # (out, in, n_coef)
+    dense = KANLinear(6, 4, KANSpec(5, 3, spline_scaler=False))
+    with torch.no_grad():
+        dense.spline_weight.copy_(codes * layer.gains.data.t()[..., None]
+                                  + layer.biases.data.t()[..., None])
+        dense.base_weight.copy_(layer.base.data.t())
+        x = inputs(7, 6)
+        torch.testing.assert_close(kernels.codebook_linear(x, layer, spec, nn.SiLU(),
+                                                           "reference"), dense(x))
+
+
+@pytest.mark.parametrize("batch", [1, 5, cpu.GATHER_MAX_BATCH + 3])  # both CPU orders
+@pytest.mark.parametrize("form", ["carry", "fp32", "int8"])
+@pytest.mark.parametrize("codes", [1, 16, 300])                     # 300: int32 indices
+@pytest.mark.parametrize("spec", list(SPECS))
+@pytest.mark.parametrize("kernel", ["torch", "cpu"])
+def test_cpu_kernels_match_the_reference(kernel, spec, codes, form, batch):
+    check(kernel, SPECS[spec], codes, form, batch)
+
+
+def test_cpu_kernel_handles_one_input_and_one_output():
+    for shape in ({"out": 1, "n_in": 1}, {"out": 1, "n_in": 70}, {"out": 70, "n_in": 1}):
+        check("cpu", SPECS["cubic"], 4, "int8", 2, **shape)
+
+
+def test_the_compiled_gather_is_built_here():
+    """CI machines have a C++ compiler; the PyTorch gather is only the fallback."""
+    assert cpu.compiled() is not None
+    assert kernels.pick_kernel(torch.device("cpu")) == "cpu"
+
+
+@pytest.fixture(scope="module")
+def interpreted_triton():
+    """The Triton module re-imported with TRITON_INTERPRET=1 (read when kernels are
+    decorated), so its kernel runs on CPU tensors."""
+    before = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    module = importlib.reload(importlib.import_module("suite.kernels.triton_gather"))
+    yield module
+    if before is None:
+        os.environ.pop("TRITON_INTERPRET")
+    else:
+        os.environ["TRITON_INTERPRET"] = before
+    importlib.reload(module)
+
+
+@pytest.mark.parametrize("batch", [1, 19])
+@pytest.mark.parametrize("form", ["carry", "fp32", "int8"])
+@pytest.mark.parametrize("codes", [1, 16, 300])
+@pytest.mark.parametrize("spec", ["cubic", "linear", "k0", "G1"])
+def test_triton_kernel_matches_the_reference(interpreted_triton, spec, codes, form, batch):
+    check("triton", SPECS[spec], codes, form, batch)
+
+
+def test_triton_kernel_on_shapes_smaller_and_larger_than_its_blocks(interpreted_triton):
+    blocks = interpreted_triton.BLOCK_O, interpreted_triton.BLOCK_I
+    for out, n_in in ((1, 1), (blocks[0] + 1, blocks[1] * 2 + 5), (3, 100)):
+        check("triton", SPECS["cubic"], 16, "fp32", 17, out=out, n_in=n_in)
+
+
+def test_triton_kernel_refuses_what_it_does_not_compute(interpreted_triton):
+    layer = random_layer(SPECS["rbf"], 4, "fp32")
+    with pytest.raises(ValueError, match="B-spline layers with a SiLU base"):
+        kernels.codebook_linear(inputs(1), layer, SPECS["rbf"], nn.SiLU(), "triton")
