@@ -30,6 +30,9 @@ test: install
 
 bench: install
 	$(BIN)/python scripts/bench_kan.py
+	$(BIN)/python scripts/bench_kmeans.py
+	$(BIN)/python scripts/bench_gather.py
+	$(BIN)/python scripts/bench_multihead.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -178,10 +178,11 @@ def quantize_heads(nets: list[nn.Module], codes: int, seed: int, iterations: int
     return nets
 
 
-def to_int8(net: nn.Module) -> nn.Module:
+def to_int8(net: nn.Module, books: dict[int, Codebook] | None = None) -> nn.Module:
     """SHARe-Int8 of a SHARe-FP32 net, in place: codebooks, gains, biases and base weights to
-    int8 with one symmetric scale per tensor."""
-    books: dict[int, Codebook] = {}
+    int8 with one symmetric scale per tensor. Heads that shared an fp32 codebook share its
+    int8 one when converted with the same `books` dict."""
+    books = {} if books is None else books
     new = {}
     for name, layer in kan_layers(net).items():
         book = layer.codebook

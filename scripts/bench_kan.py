@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -43,6 +41,7 @@ from torch.utils import benchmark
 
 from methods.kan import KANLinear, KANSpec, RecursiveKANLinear
 from methods.splines import spline_linear, use_sparse
+from suite.measure import machine
 from suite.memprobe import reset_peak, status_bytes
 
 SHAPES = [  # (in, out, batch)
@@ -184,15 +183,6 @@ def ratios(frame: pd.DataFrame) -> pd.DataFrame:
         "step mem x": both["step_mb"] / both["step_mb_ours"],
         "peak mem x": both["peak_mb"] / both["peak_mb_ours"],
     })
-
-
-def machine(threads: int) -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    models = re.findall(r"^model name\s*:\s*(.+)$",
-                        cpuinfo.read_text() if cpuinfo.exists() else "", re.MULTILINE)
-    cpu = models[0] if models else platform.processor() or "unknown CPU"
-    return (f"{platform.platform()}, CPU {cpu}, {os.cpu_count()} cores ({threads} torch "
-            f"threads), torch {torch.__version__}")
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:

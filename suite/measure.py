@@ -10,7 +10,10 @@ to both sides.
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import platform
+import re
 import struct
 import subprocess
 import sys
@@ -106,6 +109,16 @@ def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
             "step_bytes": probe["peak"] - probe["before"], "device": "cpu",
             "kind": "cpu_peak_rss_fresh_process_train_step", "rss_reading": probe["method"],
             "batch": example.shape[0]}
+
+
+def machine(threads: int) -> str:
+    """The machine a benchmark ran on, in words: platform, CPU model, cores, torch."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = re.findall(r"^model name\s*:\s*(.+)$",
+                        cpuinfo.read_text() if cpuinfo.exists() else "", re.MULTILINE)
+    cpu = models[0] if models else platform.processor() or "unknown CPU"
+    return (f"{platform.platform()}, CPU {cpu}, {os.cpu_count()} cores ({threads} torch "
+            f"threads), torch {torch.__version__}")
 
 
 def forward_kernel(model: nn.Module, device: torch.device) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -30,6 +31,11 @@ def compiled():
     """The gather.cpp extension, built on first use (torch's JIT build cache keeps it), or
     None where it cannot be built (no compiler): the PyTorch gather stands in."""
     from torch.utils import cpp_extension
+    try:
+        import ninja  # the pip package's binary, in case the system has none on PATH
+        os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+    except ImportError:
+        pass
     try:
         return cpp_extension.load(
             name="kanbench_gather", sources=[str(Path(__file__).with_name("gather.cpp"))],
@@ -73,21 +79,23 @@ def gather(x, layer, spec, activation, use_compiled: bool) -> torch.Tensor:
 
 
 def rebuilt_matmul(x, layer, spec, activation) -> torch.Tensor:
-    bases, _, acts = basis_inputs(x, layer, spec, activation)
+    bases, sums, acts = basis_inputs(x, layer, spec, activation)
     flat = bases.flatten(1)                                           # (batch, in * C)
     n_in, n_out = layer.indices.shape
     tile = max(1, TILE_WEIGHTS // (n_in * layer.codes.shape[1]))
     y = torch.empty(x.shape[0], n_out, dtype=torch.float32, device=x.device)
     for o0 in range(0, n_out, tile):
         cols = slice(o0, min(o0 + tile, n_out))
-        weight = layer.codes[layer.indices[:, cols].t().long()]       # (tile, in, C)
+        weight = F.embedding(layer.indices[:, cols].t().long(), layer.codes)  # (tile, in, C)
         if layer.gains is not None:
-            gains = layer.gains.data[:, cols].t().float() * layer.gains.scale
-            biases = layer.biases.data[:, cols].t().float() * layer.biases.scale
-            weight = torch.addcmul(biases.unsqueeze(-1), weight, gains.unsqueeze(-1))
+            weight.mul_(layer.gains.data[:, cols].t().float().unsqueeze(-1))
+            weight.mul_(layer.gains.scale)
         y[:, cols] = F.linear(flat, weight.flatten(1))                # (batch, tile)
-        if layer.base is not None:
-            y[:, cols] += acts @ (layer.base.data[:, cols].float() * layer.base.scale)
+    # a bias adds b to each of its edge's coefficients: b times the sum of the bases
+    if layer.biases is not None:
+        y += sums @ layer.biases.dequantized()
+    if layer.base is not None:
+        y += acts @ layer.base.dequantized()
     return y
 
 

@@ -150,8 +150,11 @@ def test_a_share_file_for_another_precision_is_refused(tmp_path):
 
 def test_multi_head_files_grow_by_only_each_heads_own_numbers(tmp_path):
     def written(heads: int) -> dict[str, int]:
-        nets = [to_int8(h) for h in quantize_heads([dense_net(seed=s) for s in range(heads)],
-                                                   16, seed=0)]
+        books = {}
+        nets = [to_int8(h, books) for h in
+                quantize_heads([dense_net(seed=s) for s in range(heads)], 16, seed=0)]
+        shared = [[id(m.codebook) for m in kan_layers(n).values()] for n in nets]
+        assert all(s == shared[0] for s in shared)                    # one int8 codebook
         return save_heads(nets, tmp_path / str(heads), "share_int8")
 
     one, four = written(1), written(4)

@@ -1,0 +1,38 @@
+"""scripts/bench_gather.py: a quick run end to end, and the bytes it says a forward reads."""
+
+import pandas as pd
+import pytest
+import torch
+
+from methods.kan import KANLinear
+from scripts import bench_gather as bench
+from tests.conftest import run_script
+
+
+@pytest.mark.slow
+def test_quick_run_times_every_layer_against_both_dense_baselines(tmp_path):
+    done = run_script("bench_gather.py", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(tmp_path / "gather.csv")
+    layers = {"dense", "dense_prescaled", "share_int8", "share_fp32", "metacluster"}
+    assert set(frame.layer) == layers and len(frame) == len(layers) * 2   # 2 batches
+    assert (frame.ms > 0).all()
+    dense = frame[frame.layer == "dense"].set_index("batch").ms
+    for row in frame.itertuples():
+        assert row.dense_over_this == pytest.approx(dense[row.batch] / row.ms, rel=1e-3)
+    assert set(frame[frame.batch == 1].order) == {"dense", "gather"}
+    assert set(frame[frame.batch == 40].order) == {"dense", "rebuilt"}
+    orders = pd.read_csv(tmp_path / "gather_order.csv")
+    assert set(orders.order) == {"dense", "gather", "rebuilt"}
+    md = (tmp_path / "gather.md").read_text()
+    assert f"python scripts/bench_gather.py --quick --out {tmp_path}" in md
+
+
+def test_read_bytes_counts_the_kernel_layout():
+    dense = KANLinear(20, 6, bench.SPEC)
+    assert bench.read_bytes(dense) == 20 * 6 * (bench.SPEC.n_coef + 2) * 4
+    int8 = bench.compressed("share_int8", dense)
+    assert bench.read_bytes(int8) == 256 * bench.SPEC.n_coef * 4 + 20 * 6 * (1 + 3)
+    carry = bench.compressed("metacluster", dense)
+    assert carry.indices.dtype == torch.uint8
+    assert bench.read_bytes(carry) == 16 * (bench.SPEC.n_coef + 1) * 4 + 20 * 6
