@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   values="dense_prescaled_over_this")
     ms = frame.pivot_table(index=["shape", "batch"], columns="layer", values="ms")
     by_order = orders.pivot_table(index="batch", columns="order", values="ms")
+    read = frame.pivot_table(index="shape", columns="layer", values="read_bytes") / 1e6
     (args.out / "gather.md").write_text(
         f"# Codebook gather benchmark\n\nMade by `{command}` on {machine(torch.get_num_threads())}"
         f".\n\nCompressed layers run the `{kernel}` kernel; batches <= "
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         f"medians.\n\n## Dense KANLinear time / compressed time (above 1: compressed is "
         f"faster)\n\n{table.round(2).to_markdown()}\n\n## Dense with prescaled coefficients / "
         f"compressed\n\n{table_prescaled.round(2).to_markdown()}\n\n## Milliseconds per forward\n\n"
-        f"{ms.round(3).to_markdown()}\n\n## Both orders on {order_shape[0]}->{order_shape[1]} "
+        f"{ms.round(3).to_markdown()}\n\n## Weights one forward reads (MB)\n\n"
+        f"{read.round(4).to_markdown()}\n\n## Both orders on {order_shape[0]}->{order_shape[1]} "
         f"(share_int8, ms)\n\n{by_order.round(3).to_markdown()}\n")
     print((args.out / "gather.md").read_text())
     return 0

@@ -1,6 +1,12 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+# Triton kernels run in its interpreter on CPU tensors in these tests. Triton reads this once,
+# when it is first imported (its own standard library is decorated then), so it is set here,
+# before any test imports torch's compiler stack, which imports Triton.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 

@@ -6,8 +6,9 @@ closed-form cardinal B-spline, no knot tensor), gathers each edge's code from th
 codebook (it stays in L1/L2: K x C floats), applies gain and bias, and accumulates
 bases @ rebuilt-tile with tl.dot. Dense coefficients never exist outside one on-chip tile.
 
-CI has no GPU: tests run this file under TRITON_INTERPRET=1 on CPU tensors, against the
-reference, which needs the environment variable set before this module is imported.
+CI has no GPU: tests run this file in Triton's interpreter on CPU tensors, against the
+reference. TRITON_INTERPRET=1 must be set before Triton is first imported in the process
+(tests/conftest.py does), because Triton's own library functions are decorated then.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 rebuilt-tile matmul) and triton (interpreted on CPU), on random ragged shapes."""
 
 import importlib
-import os
 
 import pytest
 import torch
@@ -80,6 +79,22 @@ def test_cpu_kernel_handles_one_input_and_one_output():
         check("cpu", SPECS["cubic"], 4, "int8", 2, **shape)
 
 
+def test_without_a_compiler_the_cpu_kernel_falls_back_to_pytorch(monkeypatch):
+    from torch.utils import cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    cpu.compiled.cache_clear()
+    try:
+        assert cpu.compiled() is None
+        assert kernels.pick_kernel(torch.device("cpu")) == "torch"
+        check("cpu", SPECS["cubic"], 16, "int8", 3)                  # still correct
+    finally:
+        cpu.compiled.cache_clear()
+
+
 def test_the_compiled_gather_is_built_here():
     """CI machines have a C++ compiler; the PyTorch gather is only the fallback."""
     assert cpu.compiled() is not None
@@ -88,17 +103,12 @@ def test_the_compiled_gather_is_built_here():
 
 @pytest.fixture(scope="module")
 def interpreted_triton():
-    """The Triton module re-imported with TRITON_INTERPRET=1 (read when kernels are
-    decorated), so its kernel runs on CPU tensors."""
-    before = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    module = importlib.reload(importlib.import_module("suite.kernels.triton_gather"))
-    yield module
-    if before is None:
-        os.environ.pop("TRITON_INTERPRET")
-    else:
-        os.environ["TRITON_INTERPRET"] = before
-    importlib.reload(module)
+    """The Triton module, interpreted on CPU tensors: tests/conftest.py sets TRITON_INTERPRET=1
+    before Triton is first imported (it is read once, when kernels are decorated)."""
+    import triton
+
+    assert triton.knobs.runtime.interpret, "TRITON_INTERPRET=1 must be set before Triton loads"
+    return importlib.import_module("suite.kernels.triton_gather")
 
 
 @pytest.mark.parametrize("batch", [1, 19])
