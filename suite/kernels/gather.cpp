@@ -11,42 +11,57 @@
 
 namespace {
 
+// One pass over the outputs of a slice per input row, reading only the streams present
+// (compile-time flags), so the loop has no branches and the compiler can vectorize it.
+template <typename Index, typename Value, bool GAINS, bool BIASES, bool BASE>
+void gather_slice(const float* __restrict__ table, const float* __restrict__ sums,
+                  const float* __restrict__ acts, const Index* __restrict__ idx,
+                  const Value* __restrict__ gains, const Value* __restrict__ biases,
+                  const Value* __restrict__ base, float gain_scale, float bias_scale,
+                  float base_scale, float* __restrict__ y, int64_t batch, int64_t in,
+                  int64_t out, int64_t codes, int64_t o0, int64_t o1) {
+  const int64_t width = o1 - o0;
+  std::vector<float> acc_g(width), acc_b(width), acc_w(width);
+  float* __restrict__ g_acc = acc_g.data();
+  float* __restrict__ b_acc = acc_b.data();
+  float* __restrict__ w_acc = acc_w.data();
+  for (int64_t b = 0; b < batch; ++b) {
+    std::fill(acc_g.begin(), acc_g.end(), 0.f);
+    std::fill(acc_b.begin(), acc_b.end(), 0.f);
+    std::fill(acc_w.begin(), acc_w.end(), 0.f);
+    for (int64_t i = 0; i < in; ++i) {
+      const float* __restrict__ t = table + (b * in + i) * codes;     // (K,) this input's row
+      const int64_t row = i * out + o0;
+      const float s = BIASES ? sums[b * in + i] : 0.f;
+      const float a = BASE ? acts[b * in + i] : 0.f;
+      for (int64_t o = 0; o < width; ++o) {
+        const float picked = t[idx[row + o]];
+        g_acc[o] += GAINS ? static_cast<float>(gains[row + o]) * picked : picked;
+        if (BIASES) b_acc[o] += static_cast<float>(biases[row + o]) * s;
+        if (BASE) w_acc[o] += static_cast<float>(base[row + o]) * a;
+      }
+    }
+    float* out_row = y + b * out + o0;
+    for (int64_t o = 0; o < width; ++o)
+      out_row[o] = gain_scale * g_acc[o] + bias_scale * b_acc[o] + base_scale * w_acc[o];
+  }
+}
+
 template <typename Index, typename Value>
 void gather_rows(const float* table, const float* sums, const float* acts, const Index* idx,
                  const Value* gains, const Value* biases, const Value* base, float gain_scale,
                  float bias_scale, float base_scale, float* y, int64_t batch, int64_t in,
                  int64_t out, int64_t codes) {
   at::parallel_for(0, out, 256, [&](int64_t o0, int64_t o1) {
-    const int64_t width = o1 - o0;
-    std::vector<float> acc_g(width), acc_b(width), acc_w(width);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::fill(acc_g.begin(), acc_g.end(), 0.f);
-      std::fill(acc_b.begin(), acc_b.end(), 0.f);
-      std::fill(acc_w.begin(), acc_w.end(), 0.f);
-      for (int64_t i = 0; i < in; ++i) {
-        const float* t = table + (b * in + i) * codes;                // (K,) this input's row
-        const Index* ix = idx + i * out + o0;
-        if (gains) {
-          const Value* g = gains + i * out + o0;
-          for (int64_t o = 0; o < width; ++o) acc_g[o] += static_cast<float>(g[o]) * t[ix[o]];
-        } else {
-          for (int64_t o = 0; o < width; ++o) acc_g[o] += t[ix[o]];
-        }
-        if (biases) {
-          const float s = sums[b * in + i];
-          const Value* q = biases + i * out + o0;
-          for (int64_t o = 0; o < width; ++o) acc_b[o] += static_cast<float>(q[o]) * s;
-        }
-        if (base) {
-          const float a = acts[b * in + i];
-          const Value* w = base + i * out + o0;
-          for (int64_t o = 0; o < width; ++o) acc_w[o] += static_cast<float>(w[o]) * a;
-        }
-      }
-      float* row = y + b * out + o0;
-      for (int64_t o = 0; o < width; ++o)
-        row[o] = gain_scale * acc_g[o] + bias_scale * acc_b[o] + base_scale * acc_w[o];
-    }
+#define KANBENCH_SLICE(G, Q, W)                                                             \
+  gather_slice<Index, Value, G, Q, W>(table, sums, acts, idx, gains, biases, base, gain_scale, \
+                                      bias_scale, base_scale, y, batch, in, out, codes, o0, o1)
+    if (gains && biases && base) KANBENCH_SLICE(true, true, true);
+    else if (!gains && !biases && !base) KANBENCH_SLICE(false, false, false);
+    else if (gains && biases) KANBENCH_SLICE(true, true, false);
+    else if (base) KANBENCH_SLICE(false, false, true);
+    else TORCH_CHECK(false, "gains and biases come together");
+#undef KANBENCH_SLICE
   });
 }
 
