@@ -1,0 +1,109 @@
+"""VOC mAP on hand-made cases with known answers, and the COCO wrapper against pycocotools."""
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from tasks.detection_map import (
+    ImageDetections,
+    ImageTruth,
+    average_precision,
+    coco_map,
+    voc_map,
+)
+
+
+def truth(boxes, labels, difficult=None):
+    n = len(boxes)
+    return ImageTruth(torch.tensor(boxes, dtype=torch.float32).reshape(n, 4),
+                      torch.tensor(labels, dtype=torch.long),
+                      torch.tensor(difficult or [False] * n))
+
+
+def dets(boxes, scores, labels):
+    return ImageDetections(torch.tensor(boxes, dtype=torch.float32).reshape(len(boxes), 4),
+                           torch.tensor(scores), torch.tensor(labels, dtype=torch.long))
+
+
+TRUTHS = [truth([[0, 0, 10, 10], [20, 20, 40, 40]], [0, 1]), truth([[5, 5, 25, 25]], [0])]
+
+
+@pytest.mark.parametrize("variant", ["area", "11point"])
+def test_perfect_detections_score_one(variant):
+    found = [dets([[0, 0, 10, 10], [20, 20, 40, 40]], [0.9, 0.8], [0, 1]),
+             dets([[5, 5, 25, 25]], [0.7], [0])]
+    result = voc_map(found, TRUTHS, [0, 1], variant)
+    assert result["map"] == pytest.approx(1.0) and result["ap"] == {0: 1.0, 1: 1.0}
+
+
+def test_a_duplicate_is_a_false_positive():
+    two = [truth([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 0])]
+    # hit A, A again, hit B: recall 1/2 at precision 1, then recall 1 at precision 2/3
+    found = [dets([[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8, 0.7],
+                  [0, 0, 0])]
+    assert voc_map(found, two, [0])["map"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    without_duplicate = [dets([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.7], [0, 0])]
+    assert voc_map(without_duplicate, two, [0])["map"] == pytest.approx(1.0)
+
+
+def test_missing_a_difficult_object_costs_nothing_and_finding_it_earns_nothing():
+    truths = [truth([[0, 0, 10, 10], [30, 30, 34, 34]], [0, 0], [False, True])]
+    found = [dets([[0, 0, 10, 10]], [0.9], [0])]
+    assert voc_map(found, truths, [0])["map"] == pytest.approx(1.0)
+    found = [dets([[30, 30, 34, 34], [0, 0, 10, 10]], [0.99, 0.9], [0, 0])]
+    assert voc_map(found, truths, [0])["map"] == pytest.approx(1.0)  # not a false positive
+    only_difficult = [truth([[30, 30, 34, 34]], [1], [True])]
+    assert voc_map([dets([], [], [])], only_difficult, [1])["ap"] == {1: None}
+
+
+def test_low_overlap_is_a_miss_and_wrong_class_does_not_count():
+    one = [truth([[0, 0, 10, 10]], [0])]
+    shifted = [dets([[6, 0, 16, 10]], [0.9], [0])]                   # IoU 4/16 < 0.5
+    assert voc_map(shifted, one, [0])["map"] == 0.0
+    other_class = [dets([[0, 0, 10, 10]], [0.9], [1])]
+    assert voc_map(other_class, one, [0, 1])["ap"] == {0: 0.0, 1: None}
+
+
+def test_11point_and_area_differ_where_recall_stops_short():
+    # one of two objects found, at precision 1: area = 0.5; 11-point = 6/11 (t = 0 .. 0.5)
+    recall, precision = np.array([0.5]), np.array([1.0])
+    assert average_precision(recall, precision, "area") == pytest.approx(0.5)
+    assert average_precision(recall, precision, "11point") == pytest.approx(6 / 11)
+    # and agree on a full-recall perfect curve
+    assert average_precision(np.array([0.5, 1.0]), np.array([1.0, 1.0]), "11point") == 1.0
+
+
+def test_coco_map_equals_pycocotools_on_the_same_detections(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100}
+              for i in range(1, 6)]
+    annotations, detections = [], []
+    for i in range(1, 6):
+        for _ in range(3):
+            x, y = rng.uniform(0, 60, 2)
+            w, h = rng.uniform(10, 40, 2)
+            category = int(rng.choice([1, 3]))
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "iscrowd": 0,
+                                "category_id": category, "bbox": [x, y, w, h],
+                                "area": w * h})
+            jitter = rng.normal(0, 3, 4)
+            detections.append({"image_id": i, "category_id": category,
+                               "bbox": [x + jitter[0], y + jitter[1], w + jitter[2],
+                                        h + jitter[3]], "score": float(rng.uniform())})
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [
+        {"id": 1, "name": "a"}, {"id": 3, "name": "b"}]}))
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(path))
+        direct = COCOeval(coco, coco.loadRes(detections), "bbox")
+        direct.evaluate(), direct.accumulate(), direct.summarize()
+    ours = coco_map(coco, detections)
+    assert ours == {"map": direct.stats[0], "ap50": direct.stats[1]}
+    assert 0 < ours["map"] < ours["ap50"] <= 1
+    assert coco_map(coco, []) == {"map": 0.0, "ap50": 0.0}
