@@ -141,8 +141,8 @@ class Codebook(nn.Module):
 
 
 class CodebookEdges:
-    """What codebook layers share: per-edge `indices` into a (shared) `codebook`, their
-    bit-packed bytes, and the kernel layout of the layer for inference."""
+    """What codebook layers share: per-edge `indices` into a (shared) `codebook` and their
+    bit-packed bytes."""
 
     def init_edges(self, codebook: Codebook, indices: torch.Tensor) -> None:
         assert indices.shape == self.edge_shape, (indices.shape, self.edge_shape)
@@ -168,8 +168,8 @@ class GatherForward:
         raise NotImplementedError
 
     def packed(self):
-        sources = [t for t in (*self.buffers(), *self.parameters())]
-        version = tuple((t.data_ptr(), t._version) for t in sources)
+        version = tuple((t.data_ptr(), t._version) for t in (*self.buffers(),
+                                                              *self.parameters()))
         if getattr(self, "_packed_version", None) != version:
             self._packed, self._packed_version = self.kernel_layout(), version
         return self._packed
