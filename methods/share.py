@@ -161,20 +161,25 @@ def quantize_heads(nets: list[nn.Module], codes: int, seed: int, iterations: int
     shape codebook fitted on the edges of every net (one net: the paper's per-layer codebook)."""
     layers = [kan_layers(net) for net in nets]
     for name in layers[0]:
-        with torch.no_grad():
-            weights = [lay[name].edge_weights() for lay in layers]     # (*edges, n_coef+1) each
-        edge_shape = weights[0].shape[:-1]
-        flat = torch.cat([w.reshape(-1, w.shape[-1]) for w in weights])  # (heads * N, n+1)
-        gains, biases, shapes = decompose(flat[:, :-1].double())
-        codebook_values, assignments = shape_codebook(shapes.float(), codes, seed, iterations)
+        edge_shape = layers[0][name].edge_shape
+        numbers, shapes = [], []                      # one head at a time: 50 paper heads fit
+        for lay in layers:
+            with torch.no_grad():
+                weights = lay[name].edge_weights()                       # (*edges, n+1)
+            weights = weights.reshape(-1, weights.shape[-1])
+            gains, biases, unit = decompose(weights[:, :-1].double())    # (N,), (N,), (N, n)
+            numbers.append({"gains": gains, "biases": biases,
+                            "base_weights": weights[:, -1].clone()})
+            shapes.append(unit.float())
+        codebook_values, assignments = shape_codebook(torch.cat(shapes), codes, seed,
+                                                      iterations)  # over all heads' edges
+        del shapes
         codebook = Codebook(codebook_values).requires_grad_(False)
         count = math.prod(edge_shape)
         for head, lay in enumerate(layers):
-            part = slice(head * count, (head + 1) * count)
-            numbers = {"gains": gains[part], "biases": biases[part],
-                       "base_weights": flat[part, -1]}
-            replace_layers(nets[head], {name: share_layer(
-                lay[name], codebook, assignments[part].reshape(edge_shape), numbers, "fp32")})
+            indices = assignments[head * count:(head + 1) * count].reshape(edge_shape)
+            replace_layers(nets[head], {name: share_layer(lay[name], codebook, indices,
+                                                          numbers[head], "fp32")})
     return nets
 
 

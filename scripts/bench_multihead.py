@@ -1,17 +1,21 @@
 """Bytes of N KAN heads compressed by SHARe-KAN against one shared codebook per layer
 (multi-head sharing), measured from the files written, against the N dense heads' files.
 
-Heads are N dense KANs of one architecture (`--widths`), each from its own seed. File sizes
-depend only on the architecture, K and the dtypes, not on the weights' values, so the heads
-are freshly initialized here with trained-like coefficients (standard normal) rather than
-trained: what this measures is bytes, not accuracy. For each N in `--heads` it fits one
-shape codebook per layer position on all N heads' edges, writes SHARe-Int8 and SHARe-FP32
-files (`methods.share.save_heads`: the codebooks once, then one file per head) and the dense
-heads (safetensors), and reads back the tensor payload of every file.
+Heads are N dense heads of one architecture, each from its own seed: `--arch kan`, a KAN MLP
+of `--widths` (G=5, k=3); `--arch detection`, the detection tasks' KAN head (fc7, cls_score,
+bbox_pred of tasks.detection_model.KANHead) of `--head-width` and `--classes` at G=10, k=3,
+the paper preset's (1024 wide, 20 VOC classes). File sizes depend only on the architecture,
+K and the dtypes, not on the weights' values, so the heads are freshly initialized with
+trained-like coefficients (standard normal) rather than trained: this measures bytes, not
+accuracy. For each N in `--heads` it fits one shape codebook per layer position on all N
+heads' edges (`--kmeans-iterations`, default 25; bytes do not depend on it), writes
+SHARe-Int8 and SHARe-FP32 files (`methods.share.save_heads`: the codebooks once, then one
+file per head) and the dense heads (safetensors), and reads back every file's tensor payload.
 
-Writes <out>/multihead.csv and <out>/multihead.md (command, machine).
+Writes <out>/multihead[_<arch>].csv and .md (command, machine).
 
     python scripts/bench_multihead.py [--widths 784,64,10] [--heads 1,10,50] [--codes 256]
+    python scripts/bench_multihead.py --arch detection --kmeans-iterations 2
 """
 
 from __future__ import annotations
@@ -29,27 +33,31 @@ from safetensors.torch import save_model
 from methods.kan import KAN, DenseKANFactory, KANSpec
 from methods.share import kan_layers, quantize_heads, save_heads, to_int8
 from suite.measure import machine, safetensors_payload_bytes
+from tasks.detection_model import KANHead
 
 MB = 1e6
 
 
-def dense_head(widths: list[int], seed: int) -> KAN:
+def dense_head(args: argparse.Namespace, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    net = KAN(widths, DenseKANFactory(KANSpec(5, 3)))
+    if args.arch == "detection":
+        net = KANHead(args.head_width, args.classes, DenseKANFactory(KANSpec(10, 3)))
+    else:
+        net = KAN([int(w) for w in args.widths.split(",")], DenseKANFactory(KANSpec(5, 3)))
     with torch.no_grad():
         for layer in kan_layers(net).values():
             layer.spline_weight.normal_()
     return net
 
 
-def measure(widths: list[int], heads: int, codes: int, directory: Path) -> list[dict]:
-    nets = [dense_head(widths, seed) for seed in range(heads)]
+def measure(args: argparse.Namespace, heads: int, directory: Path) -> list[dict]:
+    nets = [dense_head(args, seed) for seed in range(heads)]
     dense_dir = directory / "dense"
     dense_dir.mkdir(parents=True)
     for i, net in enumerate(nets):
         save_model(net, str(dense_dir / f"head{i}.safetensors"))
     dense = sum(safetensors_payload_bytes(p) for p in dense_dir.glob("*.safetensors"))
-    shared = quantize_heads(nets, codes, seed=0)
+    shared = quantize_heads(nets, args.codes, seed=0, iterations=args.kmeans_iterations)
     rows = []
     for method in ("share_fp32", "share_int8"):
         if method == "share_int8":  # in place, after the fp32 files are written
@@ -65,32 +73,41 @@ def measure(widths: list[int], heads: int, codes: int, directory: Path) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--widths", default="784,64,10")
+    p.add_argument("--arch", choices=("kan", "detection"), default="kan")
+    p.add_argument("--widths", default="784,64,10", help="--arch kan: the KAN's widths")
+    p.add_argument("--head-width", type=int, default=1024, help="--arch detection")
+    p.add_argument("--classes", type=int, default=20, help="--arch detection")
     p.add_argument("--heads", default="1,10,50")
     p.add_argument("--codes", type=int, default=256)
+    p.add_argument("--kmeans-iterations", type=int, default=25)
     p.add_argument("--out", type=Path, default=Path("results/bench"))
     args = p.parse_args(argv)
-    widths = [int(w) for w in args.widths.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for heads in (int(h) for h in args.heads.split(",")):
-            rows += measure(widths, heads, args.codes, Path(tmp) / str(heads))
+            rows += measure(args, heads, Path(tmp) / str(heads))
+            print(f"{heads} heads measured", flush=True)
     frame = pd.DataFrame(rows)
     frame["ratio"] = frame.dense_bytes / frame.total_bytes
     args.out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out / "multihead.csv", index=False, float_format="%.4g")
+    name = "multihead" if args.arch == "kan" else f"multihead_{args.arch}"
+    frame.to_csv(args.out / f"{name}.csv", index=False, float_format="%.4g")
     command = shlex.join(["python", "scripts/bench_multihead.py", *(argv or sys.argv[1:])])
     table = frame.assign(**{"dense MB": frame.dense_bytes / MB, "SHARe MB": frame.total_bytes
                             / MB, "codebooks kB": frame.codebook_bytes / 1e3,
                             "per head kB": frame.per_head_bytes / 1e3})
     table = table[["heads", "method", "dense MB", "SHARe MB", "ratio", "codebooks kB",
                    "per head kB"]]
-    (args.out / "multihead.md").write_text(
+    what = (f"KAN [{args.widths}], G=5, k=3" if args.arch == "kan" else
+            f"the detection KAN head (fc7 {args.head_width}x{args.head_width}, cls_score "
+            f"{args.head_width}x{args.classes + 1}, bbox_pred {args.head_width}x"
+            f"{4 * (args.classes + 1)}), G=10, k=3")
+    (args.out / f"{name}.md").write_text(
         f"# Multi-head sharing: bytes from the files written\n\nMade by `{command}` on "
-        f"{machine(torch.get_num_threads())}.\n\nHeads: KAN {widths}, G=5, k=3, K={args.codes} "
-        f"shapes per layer shared by all heads (file payload bytes; the values of the "
-        f"weights do not change them).\n\n{table.to_markdown(index=False, floatfmt='.4g')}\n")
-    print((args.out / "multihead.md").read_text())
+        f"{machine(torch.get_num_threads())}.\n\nHeads: {what}; K={args.codes} shapes per "
+        f"layer shared by all heads (file payload bytes; the values of the weights do not "
+        f"change them).\n\n{table.to_markdown(index=False, floatfmt='.4g')}\n")
+    print((args.out / f"{name}.md").read_text())
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Fashion-MNIST: Debian's dataset-fashion-mnist ships the four gzipped IDX files in
 /usr/share/datasets/fashion-mnist/; torchvision reads them unpacked from
-<data_root>/FashionMNIST/raw/. Digits (scikit-learn) and the Feynman equations (pykan)
-ship inside their packages and need nothing here.
+<data_root>/FashionMNIST/raw/. The synthetic detection data (shapes_voc, shapes_coco) is
+written under <data_root>/shapes/ (the tasks would write it on first use too). Digits
+(scikit-learn) and the Feynman equations (pykan) ship inside their packages.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import shutil
 import sys
 from pathlib import Path
+
+from tasks.detection import ensure_shapes
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -42,6 +45,8 @@ def main() -> int:
     p.add_argument("--fashion-source", default=str(DEBIAN_FASHION))
     args = p.parse_args()
     print(unpack_fashion_mnist(Path(args.fashion_source), Path(args.data_root)))
+    voc, coco = ensure_shapes(Path(args.data_root))
+    print(f"shapes_voc, shapes_coco: ready in {voc} and {coco}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Render a grid's summary table from its records: results/tables/<grid>_summary.{md,csv}.
+"""Render a grid's tables from its records: results/tables/<grid>_summary.{md,csv}, and
+<grid>_detection.{md,csv} when the grid has detection cells.
 
 Reads only the results store; never trains.
 """
@@ -10,8 +11,19 @@ import sys
 from pathlib import Path
 
 from suite.errors import KanbenchError, one_line_errors
-from suite.report.tables import summary
+from suite.report.tables import detection, summary
 from suite.store import ResultsStore
+
+NOTES = {
+    "summary": "mean and std are over seeds (std needs >= 2 seeds); bytes are the KAN layers' "
+               "storage; latency is the median forward time at batch 1.",
+    "detection": "mAP50 is VOC mAP@0.5 (the task's voc_variant, area by default), in-domain "
+                 "and zero-shot on the transfer set over the mapped classes; COCO mAP is "
+                 "mAP@[.5:.95]. Retention is the method's mAP over the dense head's of the same "
+                 "setup and seed (mean over seeds). Head bytes and ratio: the KAN head (fc7, "
+                 "cls_score, bbox_pred); the detector ratio adds the frozen trunk (backbone, "
+                 "RPN, fc6) to both sides.",
+}
 
 
 def machines(frame) -> str:
@@ -30,19 +42,20 @@ def main(argv=None) -> int:
     frame = ResultsStore(args.results).to_frame(args.grid)
     if frame.empty:
         raise KanbenchError(f"no records for grid {args.grid!r} under {args.results}/runs")
-    table = summary(frame)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / f"{args.grid}_summary.csv", index=False, float_format="%.6g")
-    header = (f"# Grid `{args.grid}`: summary\n\n"
-              f"Made by `python scripts/render_tables.py --grid {args.grid}` from the "
+    source = (f"Made by `python scripts/render_tables.py --grid {args.grid}` from the "
               f"{len(frame)} records in `{args.results}/runs/{args.grid}/`, which "
-              f"`scripts/run_grid.py --grid {args.grid}` produced on: {machines(frame)}.\n"
-              "mean and std are over seeds (std needs >= 2 seeds); bytes are the KAN layers' "
-              "storage; latency is the median forward time at batch 1.\n\n")
-    (out / f"{args.grid}_summary.md").write_text(
-        header + table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    print(f"tables written to {out}/{args.grid}_summary.md and .csv")
+              f"`scripts/run_grid.py --grid {args.grid}` produced on: {machines(frame)}.\n")
+    tables = {"summary": summary(frame), "detection": detection(frame)}
+    for name, table in tables.items():
+        if table.empty:
+            continue
+        table.to_csv(out / f"{args.grid}_{name}.csv", index=False, float_format="%.6g")
+        (out / f"{args.grid}_{name}.md").write_text(
+            f"# Grid `{args.grid}`: {name}\n\n{source}{NOTES[name]}\n\n"
+            + table.to_markdown(index=False, floatfmt=".4g") + "\n")
+        print(f"table written to {out}/{args.grid}_{name}.md and .csv")
     return 0
 
 

@@ -29,8 +29,11 @@ class Task:
     def check_data(self, args: dict, data_root: str) -> None:
         """Raise KanbenchError (one line: what is missing, where, how to get it)."""
 
-    def datamodule(self, args: dict, data_root: str, batch_size: int,
-                   seed: int) -> L.LightningDataModule:
+    def datamodule(self, args: dict, data_root: str, batch_size: int, seed: int,
+                   cache_dir: str | Path | None = None) -> L.LightningDataModule:
+        """`cache_dir`: where the task may cache what it derives from the data once for many
+        cells (detection: a trained trunk and its features). A datamodule may report the
+        seconds that took in a `timing` dict ({name: {seconds, cached}}), kept in the record."""
         raise NotImplementedError
 
     def build(self, args: dict, factory) -> nn.Module:
@@ -39,12 +42,22 @@ class Task:
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def training_loss(self, net: nn.Module, batch) -> torch.Tensor:
+        """The loss of one training batch; override where the network takes the targets."""
+        x, y = batch
+        return self.loss(net(x), y)
+
     def metrics(self, args: dict) -> torchmetrics.MetricCollection:
         raise NotImplementedError
 
     def example_input(self, args: dict, batch: int) -> torch.Tensor:
         """A random input batch of the network's input shape (for latency and memory)."""
         raise NotImplementedError
+
+    def frozen_storage(self, args: dict) -> dict[str, int]:
+        """Bytes by part of what the deployed model holds besides the network the methods
+        build (detection: the frozen trunk); counted in the model ratio, never compressed."""
+        return {}
 
 
 @dataclass

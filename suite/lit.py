@@ -23,29 +23,35 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 
 class KanbenchModule(L.LightningModule):
-    def __init__(self, net: nn.Module, task: Task, method: Method, cfg: RunConfig,
-                 train: dict, stage: str):
+    def __init__(self, net: nn.Module, task: Task, method: Method, args: dict, train: dict,
+                 stage: str):
+        """`args`: the run's resolved sections (`task` and `method` are read here); `train`:
+        the train settings of this fit."""
         super().__init__()
         self.net, self.task, self.method = net, task, method
         self.train_args, self.stage = train, stage
-        self.method_args = cfg.args["method"]
-        self.test_metrics = task.metrics(cfg.args["task"])
+        self.method_args = args["method"]
+        self.test_metrics = task.metrics(args["task"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.task.loss(self.net(x), y) + self.method.regularizer(self.net)
+        loss = self.task.training_loss(self.net, batch) + self.method.regularizer(self.net)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{self.stage}: training loss became {loss.item()}")
-        self.log(f"{self.stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        self.log(f"{self.stage}/loss", loss, on_step=False, on_epoch=True,
+                 batch_size=len(batch[0]))
         return loss
 
     def test_step(self, batch, batch_idx):
         x, y = batch
         self.test_metrics.update(self.net(x), y)
-        self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
+
+    def on_test_epoch_end(self):
+        """Every metric at once (a metric may give several values: the detection metrics)."""
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
 
     def configure_optimizers(self):
         groups = self.method.param_groups(self.net, self.train_args, self.method_args)
@@ -78,14 +84,14 @@ class StageContext:
     def fit(self, net: nn.Module, stage: str, **train_overrides) -> nn.Module:
         """Train `net` on the task with the method's regularizer and parameter groups."""
         train = {**self.cfg.args["train"], **train_overrides}
-        module = KanbenchModule(net, self.task, self.method, self.cfg, train, stage)
+        module = KanbenchModule(net, self.task, self.method, self.cfg.args, train, stage)
         make_trainer(train["max_epochs"], self.logger, train["gradient_clip"]).fit(
             module, datamodule=self.datamodule)
         return net
 
     def evaluate(self, net: nn.Module) -> dict[str, float]:
         """The task's test metrics of `net`."""
-        module = KanbenchModule(net, self.task, self.method, self.cfg, self.cfg.args["train"],
-                                "test")
+        module = KanbenchModule(net, self.task, self.method, self.cfg.args,
+                                self.cfg.args["train"], "test")
         (logged,) = make_trainer(1).test(module, datamodule=self.datamodule, verbose=False)
         return {k: float(v) for k, v in logged.items()}

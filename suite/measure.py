@@ -4,7 +4,7 @@ Storage (DESIGN.md): every KAN-like layer (any module with `storage()` and `dens
 itemizes its own bytes; a module shared by several layers (a meta-learner, a codebook) reports
 `shared_storage()` and is counted once; every other tensor of the state dict is `other`.
 The KAN ratio is dense fp32 KAN bytes over compressed KAN bytes; the model ratio adds `other`
-to both sides.
+and any `frozen` parts the task deploys beside the network (a detection trunk) to both sides.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ def kan_layers(model: nn.Module) -> dict[str, nn.Module]:
     return found
 
 
-def storage(model: nn.Module) -> dict:
+def storage(model: nn.Module, frozen: dict[str, int] | None = None) -> dict:
+    """Itemized bytes of the model; `frozen`: bytes by part of what the deployed model holds
+    besides it (a detection trunk), counted in the model ratio only."""
+    frozen = frozen or {}
     layers = kan_layers(model)
     itemized: Counter[str] = Counter()
     for layer in layers.values():
@@ -53,14 +56,16 @@ def storage(model: nn.Module) -> dict:
     itemized["other"] += other
     # codebook layers: the empirical-entropy bound on their indices, beside the packed bytes
     entropy = [m.entropy_bytes() for m in layers.values() if hasattr(m, "entropy_bytes")]
+    fixed = other + sum(frozen.values())
     return {
         "itemized": dict(sorted(itemized.items())),
         "kan_bytes": kan_bytes,
         "dense_kan_bytes": dense_kan_bytes,
         "other_bytes": other,
         "total_bytes": kan_bytes + other,
+        **({"frozen": dict(frozen), "frozen_bytes": sum(frozen.values())} if frozen else {}),
         "kan_ratio": dense_kan_bytes / kan_bytes if kan_bytes else float("nan"),
-        "model_ratio": (dense_kan_bytes + other) / (kan_bytes + other),
+        "model_ratio": (dense_kan_bytes + fixed) / (kan_bytes + fixed),
         "kan_layers": len(layers),
         **({"indices_entropy_bytes": sum(entropy)} if entropy else {}),
     }

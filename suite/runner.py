@@ -79,13 +79,15 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
     task, method = TASKS.create(cfg.task), METHODS.create(cfg.method)
     args = cfg.args
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = task.datamodule(args["task"], data_root, args["train"]["batch_size"], cfg.seed)
+    datamodule = task.datamodule(args["task"], data_root, args["train"]["batch_size"], cfg.seed,
+                                 cache.root.parent)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # init must not depend on the data
     factory = method.factory(args["kan"], args["method"])
     net = method.prepare(task.build(args["task"], factory), factory, args["method"], cfg.seed)
     ctx = StageContext(cfg, task, method, datamodule, logger)
 
     stages = method.stages(args["method"])
-    stage_metrics, timing = {}, {}
+    stage_metrics, timing = {}, dict(getattr(datamodule, "timing", {}))
     for stage, key in zip(stages, stage_keys(cfg, stages), strict=True):
         skeleton = stage.skeleton(net)
         meta = cache.load(key, skeleton)
@@ -107,7 +109,7 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
     model_file = cache.root.parent / "models" / f"{cfg.run_id}.safetensors"
     model_file.parent.mkdir(parents=True, exist_ok=True)
     method.serialize(net, model_file)
-    sizes = measure.storage(net)
+    sizes = measure.storage(net, task.frozen_storage(args["task"]))
     sizes["file_bytes"] = measure.safetensors_payload_bytes(model_file)
     if sizes["file_bytes"] != sizes["total_bytes"]:
         raise AssertionError(f"model file holds {sizes['file_bytes']} B but the itemized "
@@ -116,8 +118,13 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
     def make_input(batch):
         return task.example_input(args["task"], batch)
 
-    result = {"metrics": {**stage_metrics[stages[-1].name], "stages": stage_metrics,
-                          "primary": task.metric, "higher_is_better": task.higher_is_better},
+    # retention: each metric of the final model over the first stage's (the uncompressed model
+    # a multi-stage method compressed: dense for SHARe, MetaKAN for MetaCluster)
+    final, first = stage_metrics[stages[-1].name], stage_metrics[stages[0].name]
+    retention = {k: v / first[k] for k, v in final.items() if len(stages) > 1 and first.get(k)}
+    result = {"metrics": {**final, "stages": stage_metrics, "primary": task.metric,
+                          "higher_is_better": task.higher_is_better,
+                          **({"retention": retention} if retention else {})},
               "storage": sizes, "timing": timing,
               "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)}
     if args["measure"]["memory"] and result["trainable_params"]:  # a training step's memory

@@ -1,178 +1,294 @@
-"""Object detection with a KAN prediction head: a torchvision Faster R-CNN whose box head's
-second layer (fc7) and class/box predictor are KAN layers from the method's layer factory.
+"""Object detection tasks: a Faster R-CNN whose KAN head (fc7 and the class / box predictor)
+is built from the method's layer factory; VOC mAP@0.5 and COCO mAP in-domain and zero-shot
+on a second dataset over the mapped classes.
 
-The first projection of the pooled ROI features (fc6) stays a linear layer, as in the
-SHARe-KAN setup the issue follows: methods compress the KAN head only, and records itemize
-head and backbone bytes separately.
+    shapes_voc    synthetic shapes in the VOC layout (tasks.shapes), transfer to shapes_coco
+    shapes_coco   synthetic shapes in the COCO layout
+    voc           PASCAL VOC (VOCdevkit/VOC2007, VOC2012) under the data root, transfer to
+                  COCO val2017 when `transfer` is on
+    coco          COCO 2017 (coco/{train2017,val2017,annotations}) under the data root
 
-Backbones: `resnet50_fpn` (the paper preset: torchvision's ResNet-50 FPN, 1024-wide head;
-weights from a local file when given) and `small` (a four-stage conv net at stride 16 for
-CPU presets on 128-pixel images).
-
-Data goes through the real readers: torchvision's `VOCDetection` (VOCdevkit layouts,
-`difficult` flags kept) and `CocoDetection` + its instances JSON; `tasks.shapes` writes
-both layouts for the offline tasks.
+A cell's network is the KAN head alone (tasks.detection_model): it trains on fc6 features of
+the ROIs of a trunk (backbone, RPN, fc6) that is trained once per task settings and
+`trunk_seed`, and cached with those features under <cache>/detection/, so the five methods
+and three seeds of a grid share one trunk, as heads compressed on one pretrained detector
+would. Seeds vary the head (its initialization and the order of its training ROIs); records
+itemize the head as the KAN bytes and the trunk's parts under `storage.frozen`, and time the
+trunk and the features under `timing` (with whether they came from the cache).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import os
+import shutil
+import time
 from pathlib import Path
 
+import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torchvision.datasets import CocoDetection, VOCDetection
-from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.ops import MultiScaleRoIAlign
-from torchvision.transforms.functional import pil_to_tensor
+import torchmetrics
+from safetensors.torch import load_file, save_file
+from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+from torchvision.models.detection.roi_heads import fastrcnn_loss
 
+from suite.config import content_hash
 from suite.errors import KanbenchError
+from suite.interfaces import Task
+from suite.registry import TASKS
+from suite.store import read_json, write_json_atomic
+from tasks import shapes
+from tasks.detection_data import RoiFeatureData, head_inputs, read_coco, read_voc, train_trunk
+from tasks.detection_map import VOC_VARIANTS, DetectionMetrics
+from tasks.detection_model import BACKBONES, KANHead, build_trunk, trunk_parts
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+               "sheep", "sofa", "train", "tvmonitor")
+VOC_TO_COCO = {"aeroplane": "airplane", "diningtable": "dining table",
+               "motorbike": "motorcycle", "pottedplant": "potted plant", "sofa": "couch",
+               "tvmonitor": "tv"}  # the other 14 VOC classes have the same name in COCO
+COCO_CLASSES = tuple(c for c in FasterRCNN_ResNet50_FPN_Weights.DEFAULT.meta["categories"]
+                     if c not in ("__background__", "N/A"))          # the 80 COCO categories
+SHAPES_SIZES = {"voc": (800, 300), "coco": (400, 300)}  # (train, test) images written
+TRUNK_VERSION = 1  # part of the trunk cache key: bump when the trunk or feature code changes
 
 
-class KANBoxHead(nn.Module):
-    """Pooled ROI features -> representation: fc6 linear + ReLU, then fc7 a KAN layer.
-    (rois, C, P, P) -> (rois, width)."""
+class DetectionTask(Task):
+    metric, higher_is_better = "map50", True
+    classes: tuple[str, ...] = ()
+    defaults = {"backbone": "small", "backbone_weights": "", "head_width": 128,
+                "image_size": 128, "detections_per_img": 20, "n_train": 0, "n_test": 0,
+                "voc_variant": "area", "trunk_epochs": 14, "trunk_batch_size": 16,
+                "trunk_lr": 4e-3, "trunk_seed": 0}
+    train_defaults = {"max_epochs": 4, "batch_size": 256, "lr": 4e-3}
 
-    def __init__(self, in_features: int, width: int, factory):
-        super().__init__()
-        self.fc6 = nn.Linear(in_features, width)
-        self.fc7 = factory.linear(width, width)
+    # --- data: subclasses say where it is and how to read it ------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc7(F.relu(self.fc6(x.flatten(1))))
+    def locate(self, args: dict, data_root: Path) -> None:
+        """Raise the one-line missing-data error (or write the data where it can be made)."""
+        raise NotImplementedError
 
+    def read(self, args: dict, data_root: Path, split: str) -> list:
+        """[(image, target)] of `train`, `test` or `transfer` (tasks.detection_data)."""
+        raise NotImplementedError
 
-class KANPredictor(nn.Module):
-    """Representation -> class scores (rois, classes+1) and box deltas (rois, 4 (classes+1)),
-    both KAN layers."""
+    def has_transfer(self, args: dict) -> bool:
+        """Whether a zero-shot transfer set is evaluated (tasks with `transfer` in defaults)."""
+        return args.get("transfer", False)
 
-    def __init__(self, width: int, num_classes: int, factory):
-        super().__init__()
-        self.cls_score = factory.linear(width, num_classes + 1)
-        self.bbox_pred = factory.linear(width, 4 * (num_classes + 1))
+    def check_data(self, args, data_root):
+        self.check_args(args)
+        self.locate(args, Path(data_root))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cls_score(x), self.bbox_pred(x)
+    def check_args(self, args: dict) -> None:
+        for key, valid in (("backbone", BACKBONES), ("voc_variant", VOC_VARIANTS)):
+            if args[key] not in valid:
+                raise KanbenchError(f"task.{key} must be one of {', '.join(valid)}, got "
+                                    f"{args[key]!r}")
+        weights = args["backbone_weights"]
+        if weights and args["backbone"] != "resnet50_fpn":
+            raise KanbenchError("task.backbone_weights applies to the resnet50_fpn backbone "
+                                "only")
+        if weights not in ("", "imagenet") and not Path(weights).is_file():
+            raise KanbenchError(f"detection backbone weights not found at {weights}")
 
+    # --- the trunk and the head's inputs, cached -----------------------------------------
 
-class SmallBackbone(nn.Sequential):
-    """Four conv stages (stride 2 each): (B, 3, H, W) -> (B, channels, H/16, W/16)."""
+    def trunk(self, args: dict):
+        return build_trunk(args["backbone"], len(self.classes), args["head_width"],
+                           args["image_size"], args["detections_per_img"],
+                           args["backbone_weights"])
 
-    def __init__(self, channels: int = 64):
-        widths = [3, 16, 32, 48, channels]
-        layers = []
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(b),
-                       nn.ReLU(inplace=True)]
-        super().__init__(*layers)
-        self.out_channels = channels
+    def datamodule(self, args, data_root, batch_size, seed, cache_dir=None):
+        """The trunk's fc6 features, cached under cache_dir/detection/<key> (made on first
+        use; without a cache_dir, made every time)."""
+        self.check_data(args, data_root)
+        if cache_dir is None:
+            tensors, timing = self.prepare(args, Path(data_root))
+            return RoiFeatureData(tensors, batch_size, seed, timing)
+        key = content_hash({"task": self.name, "args": args, "version": TRUNK_VERSION,
+                            "shapes": shapes.VERSION,
+                            "data_root": str(Path(data_root).resolve())}, length=24)
+        folder = Path(cache_dir) / "detection"
+        meta_file, tensor_file = folder / f"{key}.json", folder / f"{key}.safetensors"
+        if meta_file.exists() and tensor_file.exists():
+            timing = {k: {**v, "cached": True} for k, v in read_json(meta_file).items()}
+            return RoiFeatureData(load_file(str(tensor_file)), batch_size, seed, timing)
+        tensors, timing = self.prepare(args, Path(data_root))
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.safetensors"
+        save_file(tensors, str(tmp))
+        os.replace(tmp, tensor_file)
+        write_json_atomic(meta_file, timing)                     # last: the entry is whole
+        return RoiFeatureData(tensors, batch_size, seed, timing)
 
+    def prepare(self, args: dict, data_root: Path) -> tuple[dict, dict]:
+        """Train the trunk, then compute the head's inputs: (tensors by name, timing)."""
+        L.seed_everything(args["trunk_seed"], workers=True, verbose=False)
+        start = time.perf_counter()
+        train = self.read(args, data_root, "train")
+        trunk = train_trunk(self.trunk(args), train, args["trunk_epochs"],
+                            args["trunk_batch_size"], args["trunk_lr"], args["trunk_seed"])
+        trained = time.perf_counter()
+        tensors = {f"trunk.{k}": v.contiguous() for k, v in trunk.state_dict().items()}
+        tensors.update({f"train.{k}": v for k, v in head_inputs(trunk, train, True).items()})
+        for split in ["test"] + (["transfer"] if self.has_transfer(args) else []):
+            inputs = head_inputs(trunk, self.read(args, data_root, split), False)
+            tensors.update({f"{split}.{k}": v for k, v in inputs.items()})
+        return tensors, {"trunk": {"seconds": trained - start, "cached": False},
+                         "features": {"seconds": time.perf_counter() - trained,
+                                      "cached": False}}
 
-def build_detector(backbone: str, num_classes: int, factory, head_width: int,
-                   image_size: int, weights: str | None = None) -> FasterRCNN:
-    """A Faster R-CNN with the KAN box head; `num_classes` excludes the background."""
-    if backbone == "resnet50_fpn":
-        model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None,
-                                        num_classes=num_classes + 1)
-        if weights:
-            load_backbone_weights(model, weights)
-        pooled = model.roi_heads.box_roi_pool.output_size[0]
-        channels = model.backbone.out_channels
-    elif backbone == "small":
-        body = SmallBackbone()
-        anchors = AnchorGenerator(sizes=((12, 24, 48, 96),), aspect_ratios=((0.5, 1.0, 2.0),))
-        pool = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2)
-        model = FasterRCNN(body, num_classes=num_classes + 1, min_size=image_size,
-                           max_size=image_size, rpn_anchor_generator=anchors,
-                           box_roi_pool=pool, rpn_pre_nms_top_n_train=300,
-                           rpn_post_nms_top_n_train=150, rpn_pre_nms_top_n_test=150,
-                           rpn_post_nms_top_n_test=100, box_batch_size_per_image=64,
-                           box_detections_per_img=20)
-        pooled, channels = 7, body.out_channels
-    else:
-        raise KanbenchError(f"detection backbone must be resnet50_fpn or small, got "
-                            f"{backbone!r}")
-    model.roi_heads.box_head = KANBoxHead(channels * pooled * pooled, head_width, factory)
-    model.roi_heads.box_predictor = KANPredictor(head_width, num_classes, factory)
-    return model
+    def frozen_storage(self, args):
+        return trunk_parts(self.trunk({**args, "backbone_weights": ""}))  # sizes, not values
 
+    # --- the head ---------------------------------------------------------------------------
 
-def load_backbone_weights(model: FasterRCNN, path: str) -> None:
-    """Backbone (and FPN) weights from a local file: safetensors, or a torch checkpoint read
-    with weights_only=True. One clear error when it is missing or does not fit."""
-    file = Path(path)
-    if not file.exists():
-        raise KanbenchError(f"detection backbone weights not found at {file}")
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(file))
-        else:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        state = {k.removeprefix("backbone."): v for k, v in state.items()
-                 if not k.startswith(("roi_heads.", "rpn."))}
-        model.backbone.load_state_dict(state, strict=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable or mismatched file
-        raise KanbenchError(f"detection backbone weights {file}: {err}") from None
+    def build(self, args, factory):
+        self.check_args(args)
+        return KANHead(args["head_width"], len(self.classes), factory)
 
+    def loss(self, output, target):
+        """torchvision's Fast R-CNN loss; target (rois, 5): label, then the box deltas."""
+        classes = len(self.classes) + 1
+        logits, deltas = output.split([classes, 4 * classes], -1)
+        classification, regression = fastrcnn_loss(logits, deltas, [target[:, 0].long()],
+                                                    [target[:, 1:]])
+        return classification + regression
 
-def head_modules(model: FasterRCNN) -> list[nn.Module]:
-    """The parts methods compress: fc7 and the predictor's two layers."""
-    predictor = model.roi_heads.box_predictor
-    return [model.roi_heads.box_head.fc7, predictor.cls_score, predictor.bbox_pred]
+    def metrics(self, args):
+        return torchmetrics.MetricCollection({"detection": DetectionMetrics(
+            len(self.classes), args["voc_variant"],
+            detections_per_img=args["detections_per_img"])})
 
-
-# --- data through the real readers ------------------------------------------------------------
-
-def voc_target(annotation: dict, classes: tuple[str, ...]) -> dict:
-    """A VOCDetection annotation -> {"boxes" (G, 4) continuous x0 y0 x1 y1, "labels" (G,)
-    1-based (0 is background), "difficult" (G,) bool}; objects of other classes dropped."""
-    objects = [o for o in annotation["annotation"].get("object", []) if o["name"] in classes]
-    boxes = [[float(o["bndbox"]["xmin"]) - 1, float(o["bndbox"]["ymin"]) - 1,
-              float(o["bndbox"]["xmax"]), float(o["bndbox"]["ymax"])] for o in objects]
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor([classes.index(o["name"]) + 1 for o in objects],
-                                   dtype=torch.int64),
-            "difficult": torch.tensor([o.get("difficult", "0") == "1" for o in objects],
-                                      dtype=torch.bool)}
-
-
-def coco_target(annotations: list[dict], label_of_category: dict[int, int]) -> dict:
-    """CocoDetection annotations -> the same target form, crowd boxes and unmapped
-    categories dropped; COCO has no difficult flag."""
-    kept = [a for a in annotations if not a.get("iscrowd") and a["category_id"] in
-            label_of_category and a["bbox"][2] > 0 and a["bbox"][3] > 0]
-    boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in kept)]
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor([label_of_category[a["category_id"]] for a in kept],
-                                   dtype=torch.int64),
-            "difficult": torch.zeros(len(kept), dtype=torch.bool)}
+    def example_input(self, args, batch):
+        return F.relu(torch.randn(batch, args["head_width"]))      # fc6 features are >= 0
 
 
-def read_voc(root: Path, year: str, image_set: str, classes: tuple[str, ...]):
-    """[(image (3, H, W) float in [0, 1], target), ...] through torchvision's VOCDetection."""
-    folder = root / "VOCdevkit" / f"VOC{year}"
-    if not (folder / "ImageSets" / "Main" / f"{image_set}.txt").exists():
-        raise KanbenchError(f"voc: dataset not found at {folder} (VOCdevkit/VOC{year} with "
-                            f"ImageSets/Main/{image_set}.txt); download PASCAL VOC there")
-    reader = VOCDetection(str(root), year=year, image_set=image_set, download=False)
-    return [(pil_to_tensor(image).float() / 255, voc_target(target, classes))
-            for image, target in (reader[i] for i in range(len(reader)))]
+def coco_paths(root: Path, split: str) -> tuple[Path, Path]:
+    """(images folder, instances JSON) of a COCO 2017 split under root."""
+    return root / split, root / "annotations" / f"instances_{split}.json"
 
 
-def read_coco(images: Path, annotations: Path, label_of_name: dict[str, int]):
-    """[(image, target), ...] through CocoDetection; `label_of_name` maps COCO category
-    names to this model's labels (the zero-shot class mapping)."""
-    if not annotations.exists() or not images.is_dir():
-        raise KanbenchError(f"coco: dataset not found at {images} and {annotations}; "
-                            f"download COCO there")
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints while indexing
-        reader = CocoDetection(str(images), str(annotations))
-    label_of_category = {c["id"]: label_of_name[c["name"]]
-                         for c in reader.coco.loadCats(reader.coco.getCatIds())
-                         if c["name"] in label_of_name}
-    return [(pil_to_tensor(image).float() / 255, coco_target(anns, label_of_category))
-            for image, anns in (reader[i] for i in range(len(reader)))]
+def check_coco(name: str, root: Path, split: str) -> None:
+    images, annotations = coco_paths(root, split)
+    if not (images.is_dir() and annotations.exists()):
+        raise KanbenchError(f"{name}: dataset not found at {images} and {annotations}; "
+                            f"download COCO 2017 there")
+
+
+def check_voc(name: str, root: Path, year: str, image_set: str) -> None:
+    listing = root / "VOCdevkit" / f"VOC{year}" / "ImageSets" / "Main" / f"{image_set}.txt"
+    if not listing.exists():
+        raise KanbenchError(f"{name}: dataset not found at {listing.parents[2]} (needs "
+                            f"ImageSets/Main/{image_set}.txt); download PASCAL VOC{year} there")
+
+
+@TASKS.register("voc")
+class VOC(DetectionTask):
+    """PASCAL VOC under the data root: train on VOC2007 trainval (+ VOC2012 trainval when
+    present), test on VOC2007 test; with `transfer`, zero-shot on COCO val2017 (data_root/coco)
+    over the 20 VOC classes. Defaults are the paper preset: ResNet-50 FPN, 1024-wide head."""
+
+    classes = VOC_CLASSES
+    defaults = {**DetectionTask.defaults, "backbone": "resnet50_fpn",
+                "backbone_weights": "imagenet", "head_width": 1024, "image_size": 800,
+                "detections_per_img": 100, "trunk_epochs": 12, "trunk_batch_size": 2,
+                "trunk_lr": 1e-4, "transfer": False, "n_transfer": 0}
+
+    def locate(self, args, data_root):
+        check_voc(self.name, data_root, "2007", "trainval")
+        check_voc(self.name, data_root, "2007", "test")
+        if args["transfer"]:
+            check_coco(self.name, data_root / "coco", "val2017")
+
+    def read(self, args, data_root, split):
+        if split == "transfer":
+            label_of_name = {VOC_TO_COCO.get(c, c): i + 1 for i, c in enumerate(self.classes)}
+            return read_coco(*coco_paths(data_root / "coco", "val2017"), label_of_name,
+                             args["n_transfer"])
+        if split == "test":
+            return read_voc(data_root, "2007", "test", self.classes, args["n_test"])
+        years = ["2007"] + (["2012"] if (data_root / "VOCdevkit" / "VOC2012").is_dir() else [])
+        train = [e for y in years for e in read_voc(data_root, y, "trainval", self.classes)]
+        return train[:args["n_train"]] if args["n_train"] else train
+
+
+@TASKS.register("coco")
+class COCO(DetectionTask):
+    """COCO 2017 under data_root/coco: train on train2017, test on val2017 (80 categories)."""
+
+    classes = COCO_CLASSES
+    metric = "coco_map"
+    defaults = {k: v for k, v in VOC.defaults.items() if k not in ("transfer", "n_transfer")}
+
+    def locate(self, args, data_root):
+        for split in ("train2017", "val2017"):
+            check_coco(self.name, data_root / "coco", split)
+
+    def read(self, args, data_root, split):
+        coco_split, limit = ("train2017", args["n_train"]) if split == "train" else \
+            ("val2017", args["n_test"])
+        return read_coco(*coco_paths(data_root / "coco", coco_split),
+                         {c: i + 1 for i, c in enumerate(self.classes)}, limit)
+
+
+def ensure_shapes(data_root: Path) -> tuple[Path, Path]:
+    """The synthetic shapes datasets under data_root/shapes/v<VERSION>/{voc,coco}, written on
+    first use (deterministic; into a temporary folder renamed into place, so a reader never
+    sees half of one)."""
+    folders = {domain: data_root / "shapes" / f"v{shapes.VERSION}" / domain
+               for domain in SHAPES_SIZES}
+    writers = {"voc": shapes.write_voc, "coco": shapes.write_coco}
+    for domain, folder in folders.items():
+        if not folder.is_dir():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = folder.with_name(f".{domain}.{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            writers[domain](tmp, *SHAPES_SIZES[domain])
+            try:
+                tmp.rename(folder)
+            except OSError:                              # another process wrote it first
+                shutil.rmtree(tmp, ignore_errors=True)
+    return folders["voc"], folders["coco"]
+
+
+@TASKS.register("shapes_voc")
+class ShapesVOC(DetectionTask):
+    """Synthetic shapes in the VOC layout (train 800, test 300 images of 128 pixels), read by
+    VOCDetection; zero-shot transfer to shapes_coco's val2017 through the class mapping."""
+
+    classes = shapes.VOC_CLASSES
+    defaults = {**DetectionTask.defaults, "transfer": True, "n_transfer": 0}
+
+    def locate(self, args, data_root):
+        ensure_shapes(data_root)
+
+    def read(self, args, data_root, split):
+        voc, coco = ensure_shapes(data_root)
+        if split == "transfer":
+            label_of_name = {shapes.VOC_TO_COCO[c]: i + 1 for i, c in enumerate(self.classes)}
+            return read_coco(*coco_paths(coco, "val2017"), label_of_name, args["n_transfer"])
+        image_set, limit = ("train", args["n_train"]) if split == "train" else \
+            ("test", args["n_test"])
+        return read_voc(voc, "2007", image_set, self.classes, limit)
+
+
+@TASKS.register("shapes_coco")
+class ShapesCOCO(DetectionTask):
+    """Synthetic shapes in the COCO layout (train2017 400, val2017 300 images), read by
+    CocoDetection; in-domain only."""
+
+    classes = tuple(shapes.COCO_CATEGORIES)
+    metric = "coco_map"
+
+    def locate(self, args, data_root):
+        ensure_shapes(data_root)
+
+    def read(self, args, data_root, split):
+        _, coco = ensure_shapes(data_root)
+        coco_split, limit = ("train2017", args["n_train"]) if split == "train" else \
+            ("val2017", args["n_test"])
+        return read_coco(*coco_paths(coco, coco_split),
+                         {c: i + 1 for i, c in enumerate(self.classes)}, limit)

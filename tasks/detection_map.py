@@ -20,11 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torchmetrics
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import box_iou
 
 VOC_VARIANTS = ("area", "11point")
+SPLIT_PREFIXES = ("", "transfer_")  # the in-domain test set, the zero-shot transfer set
 
 
 @dataclass
@@ -55,50 +59,68 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, variant: str) -
     return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
 
 
-def class_ap(detections: list[ImageDetections], truths: list[ImageTruth], label: int,
-             iou_threshold: float, variant: str) -> float | None:
-    """One class's AP, or None when the class has no (non-difficult) positives."""
+def match_image(boxes: torch.Tensor, truth_boxes: torch.Tensor, difficult: torch.Tensor,
+                iou_threshold: float) -> np.ndarray:
+    """One image and class, detections in descending score order: per detection 1 (true
+    positive), 0 (false positive: no overlap >= threshold, or a duplicate) or -1 (matched a
+    difficult box: neither)."""
+    outcome = np.zeros(len(boxes), dtype=np.int8)
+    if len(truth_boxes) == 0:
+        return outcome
+    overlaps = box_iou(boxes.double(), truth_boxes.double())           # (D, G)
+    best_iou, best = overlaps.max(1)
+    matched = np.zeros(len(truth_boxes), dtype=bool)
+    for d, (iou, g) in enumerate(zip(best_iou.tolist(), best.tolist(), strict=True)):
+        if iou < iou_threshold:
+            continue
+        if difficult[g]:
+            outcome[d] = -1
+        elif not matched[g]:
+            matched[g], outcome[d] = True, 1
+    return outcome
+
+
+def precision_recall(detections: list[ImageDetections], truths: list[ImageTruth], label: int,
+                     iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray] | None:
+    """One class's (recall, precision) over its detections in descending score order, or None
+    when the class has no (non-difficult) positives."""
     positives = sum(int((~t.difficult[t.labels == label]).sum()) for t in truths)
     if positives == 0:
         return None
-    found = []                                                        # (score, image, box)
-    for image, det in enumerate(detections):
-        keep = det.labels == label
-        found += [(float(s), image, b) for s, b in zip(det.scores[keep], det.boxes[keep],
-                                                       strict=True)]
-    found.sort(key=lambda f: -f[0])
-    matched = [torch.zeros(int((t.labels == label).sum()), dtype=torch.bool) for t in truths]
-    tp, fp = [], []
-    for _, image, box in found:
-        truth = truths[image]
-        mine = truth.labels == label
-        overlaps = box_iou(box[None].double(), truth.boxes[mine].double())[0] \
-            if mine.any() else torch.zeros(0)
-        best = int(overlaps.argmax()) if len(overlaps) else -1
-        if best >= 0 and overlaps[best] >= iou_threshold:
-            if truth.difficult[mine][best]:
-                continue                                              # neither TP nor FP
-            hit = not matched[image][best]
-            matched[image][best] = True
-            tp.append(hit)
-            fp.append(not hit)                                        # a duplicate
-        else:
-            tp.append(False)
-            fp.append(True)
-    tp_sum, fp_sum = np.cumsum(tp, dtype=float), np.cumsum(fp, dtype=float)
-    recall = tp_sum / positives
-    precision = tp_sum / np.maximum(tp_sum + fp_sum, np.finfo(float).eps)
-    return average_precision(recall, precision, variant)
+    scores, outcomes = [], []
+    for det, truth in zip(detections, truths, strict=True):
+        mine = det.labels == label
+        order = torch.argsort(det.scores[mine], descending=True, stable=True)
+        theirs = truth.labels == label
+        scores.append(det.scores[mine][order].double().numpy())
+        outcomes.append(match_image(det.boxes[mine][order], truth.boxes[theirs],
+                                    truth.difficult[theirs].numpy(), iou_threshold))
+    order = np.argsort(-np.concatenate(scores), kind="stable")       # ties: image order
+    outcome = np.concatenate(outcomes)[order]
+    outcome = outcome[outcome >= 0]                                    # difficult: neither
+    tp_sum, fp_sum = np.cumsum(outcome == 1, dtype=float), np.cumsum(outcome == 0, dtype=float)
+    return tp_sum / positives, tp_sum / np.maximum(tp_sum + fp_sum, np.finfo(float).eps)
 
 
 def voc_map(detections: list[ImageDetections], truths: list[ImageTruth], labels: list[int],
             variant: str = "area", iou_threshold: float = 0.5) -> dict:
     """{"map": mean AP over classes with positives, "ap": {label: AP or None}}."""
+    return voc_maps(detections, truths, labels, (variant,), iou_threshold)[variant]
+
+
+def voc_maps(detections: list[ImageDetections], truths: list[ImageTruth], labels: list[int],
+             variants: tuple[str, ...] = VOC_VARIANTS, iou_threshold: float = 0.5) -> dict:
+    """voc_map for several AP variants from one matching pass: {variant: {"map", "ap"}}."""
     assert len(detections) == len(truths), (len(detections), len(truths))
-    aps = {label: class_ap(detections, truths, label, iou_threshold, variant)
-           for label in labels}
-    scored = [ap for ap in aps.values() if ap is not None]
-    return {"map": float(np.mean(scored)) if scored else float("nan"), "ap": aps}
+    curves = {label: precision_recall(detections, truths, label, iou_threshold)
+              for label in labels}
+    result = {}
+    for variant in variants:
+        aps = {label: None if curve is None else average_precision(*curve, variant)
+               for label, curve in curves.items()}
+        scored = [ap for ap in aps.values() if ap is not None]
+        result[variant] = {"map": float(np.mean(scored)) if scored else float("nan"), "ap": aps}
+    return result
 
 
 def coco_map(coco: COCO, detections: list[dict]) -> dict:
@@ -113,3 +135,101 @@ def coco_map(coco: COCO, detections: list[dict]) -> dict:
         evaluator.accumulate()
         evaluator.summarize()
     return {"map": float(evaluator.stats[0]), "ap50": float(evaluator.stats[1])}
+
+
+def coco_ground_truth(truths: list[ImageTruth], sizes: list[tuple[int, int]],
+                      labels: list[int]) -> COCO:
+    """A pycocotools COCO index of the truths (image ids 1.., category id = label; difficult
+    boxes are crowd regions, which COCOeval ignores as VOC ignores difficult ones)."""
+    images = [{"id": i + 1, "height": h, "width": w} for i, (h, w) in enumerate(sizes)]
+    annotations = []
+    for i, truth in enumerate(truths):
+        for box, label, difficult in zip(truth.boxes.tolist(), truth.labels.tolist(),
+                                         truth.difficult.tolist(), strict=True):
+            x0, y0, x1, y1 = box
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
+                                "category_id": label, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                "area": (x1 - x0) * (y1 - y0), "iscrowd": int(difficult)})
+    coco = COCO()
+    coco.dataset = {"images": images, "annotations": annotations,
+                    "categories": [{"id": label, "name": str(label)} for label in labels]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def coco_detections(detections: list[ImageDetections]) -> list[dict]:
+    """Detections in COCO's result format, for the index coco_ground_truth builds."""
+    return [{"image_id": i + 1, "category_id": int(label), "score": float(score),
+             "bbox": [x0, y0, x1 - x0, y1 - y0]}
+            for i, det in enumerate(detections)
+            for (x0, y0, x1, y1), score, label in zip(det.boxes.tolist(), det.scores.tolist(),
+                                                      det.labels.tolist(), strict=True)]
+
+
+class DetectionMetrics(torchmetrics.Metric):
+    """The detection metrics of a KAN head's outputs on cached fc6 features.
+
+    update(output (R, 5 (classes+1)), info) takes one test batch of whole images (see
+    `tasks.detection_data.image_batches`): it decodes the box deltas against the proposals
+    with torchvision's own post-processing (softmax, per-class NMS, score threshold, top-k),
+    maps boxes back to the original image size and keeps detections and truths per image.
+    compute() gives, for the in-domain set and (prefixed `transfer_`) the transfer set:
+    VOC mAP@0.5 by area and by 11 points, `map50` the task's default of the two, and COCO
+    mAP@[.5:.95] and AP50.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, variant: str, score_thresh: float = 0.05,
+                 nms_thresh: float = 0.5, detections_per_img: int = 100):
+        super().__init__()
+        if variant not in VOC_VARIANTS:
+            raise ValueError(f"VOC AP variant must be one of {VOC_VARIANTS}, got {variant!r}")
+        self.num_classes, self.variant = num_classes, variant
+        self.decoder = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, score_thresh,
+                                nms_thresh, detections_per_img)
+        for split in SPLIT_PREFIXES:  # per image: (D, 6) box score label, (G, 6) box label diff
+            self.add_state(f"{split}detections", default=[], dist_reduce_fx=None)
+            self.add_state(f"{split}truths", default=[], dist_reduce_fx=None)
+            self.add_state(f"{split}sizes", default=[], dist_reduce_fx=None)
+
+    def update(self, output: torch.Tensor, info: dict) -> None:
+        classes = self.num_classes + 1
+        logits, deltas = output.float().split([classes, 4 * classes], -1)
+        count = len(info["image_size"])
+        local = info["roi_image"] - info["first_image"]                # (R,) in 0..count-1
+        proposals = [info["proposals"][local == i] for i in range(count)]
+        order = torch.cat([torch.nonzero(local == i)[:, 0] for i in range(count)])
+        boxes, scores, labels = self.decoder.postprocess_detections(
+            logits[order], deltas[order], proposals,
+            [tuple(s) for s in info["image_size"].tolist()])
+        prefix = SPLIT_PREFIXES[int(info["split"])]
+        truth_local = info["truth_image"] - info["first_image"]
+        for i in range(count):
+            box = resize_boxes(boxes[i], info["image_size"][i].tolist(),
+                               info["original_size"][i].tolist())
+            getattr(self, f"{prefix}detections").append(
+                torch.cat([box, scores[i][:, None], labels[i][:, None].float()], 1))
+            getattr(self, f"{prefix}truths").append(info["truth"][truth_local == i])
+            getattr(self, f"{prefix}sizes").append(info["original_size"][i])
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        labels = list(range(1, self.num_classes + 1))
+        result = {}
+        for prefix in SPLIT_PREFIXES:
+            found = getattr(self, f"{prefix}detections")
+            if not found:
+                continue
+            detections = [ImageDetections(d[:, :4], d[:, 4], d[:, 5].long()) for d in found]
+            truths = [ImageTruth(t[:, :4], t[:, 4].long(), t[:, 5].bool())
+                      for t in getattr(self, f"{prefix}truths")]
+            voc = {v: m["map"] for v, m in voc_maps(detections, truths, labels).items()}
+            sizes = [tuple(s.tolist()) for s in getattr(self, f"{prefix}sizes")]
+            coco = coco_map(coco_ground_truth(truths, sizes, labels),
+                            coco_detections(detections))
+            result.update({f"{prefix}map50": voc[self.variant],
+                           f"{prefix}map50_area": voc["area"],
+                           f"{prefix}map50_11point": voc["11point"],
+                           f"{prefix}coco_map": coco["map"], f"{prefix}coco_ap50": coco["ap50"]})
+        return {k: torch.tensor(v) for k, v in result.items()}

@@ -59,7 +59,7 @@ class RegressionTask(Task):
         y = fn(lo + u * (hi - lo)).reshape(n, 1).float()                 # (n, 1)
         return 2 * u - 1, y                                              # x in [-1, 1)
 
-    def datamodule(self, args, data_root, batch_size, seed):
+    def datamodule(self, args, data_root, batch_size, seed, cache_dir=None):
         generator = torch.Generator().manual_seed(seed)
         train = self.sample(args, args["n_train"], generator)
         test = self.sample(args, args["n_test"], generator)

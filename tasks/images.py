@@ -42,7 +42,7 @@ class ClassificationTask(Task):
     def check_data(self, args, data_root):
         self.load(args, data_root)
 
-    def datamodule(self, args, data_root, batch_size, seed):
+    def datamodule(self, args, data_root, batch_size, seed, cache_dir=None):
         train, test = self.load(args, data_root)
         return TensorDataModule(subset(*train, args.get("n_train", 0)),
                                 subset(*test, args.get("n_test", 0)), batch_size, seed)

@@ -52,9 +52,26 @@ def write_cifar(root: Path, hundred: bool = False, per_batch: int = 20, seed: in
     return folder
 
 
+# tiny PASCAL VOC and COCO: the shapes generator writing real class names and COCO ids
+VOC_NAMES = {"circle": "aeroplane", "square": "car", "triangle": "dog", "cross": "person",
+             "ring": "tvmonitor"}
+COCO_NAMES = {"circle": ("airplane", 5), "square": ("car", 3), "triangle": ("dog", 18),
+              "cross": ("person", 1), "ring": ("tv", 72)}
+
+
+def write_voc_and_coco(root: Path, n_train: int = 8, n_test: int = 6) -> Path:
+    """<root>/VOCdevkit/VOC2007 and <root>/coco/{train2017,val2017,annotations}."""
+    from tasks import shapes
+
+    shapes.write_voc(root, n_train, n_test, names=VOC_NAMES)
+    shapes.write_coco(root / "coco", n_train, n_test, categories=COCO_NAMES)
+    return root
+
+
 def write_all(root: Path) -> Path:
     write_mnist_like(root, "MNIST")
     write_mnist_like(root, "FashionMNIST", seed=1)
     write_cifar(root)
     write_cifar(root, hundred=True)
+    write_voc_and_coco(root)
     return root

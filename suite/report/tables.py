@@ -71,3 +71,41 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             if "timing.train.seconds" in g else float("nan"),
         })
     return pd.DataFrame(rows)
+
+
+def detection(df: pd.DataFrame) -> pd.DataFrame:
+    """Detection records (those with `metrics.map50`): one row per setup x method with the
+    in-domain and zero-shot transfer mAP@0.5 (mean and std over seeds), COCO mAP@[.5:.95] of
+    both, retention against the dense head of the same setup and seed (compressed / dense,
+    per seed, then mean), the head's bytes and KAN ratio, and the whole detector's ratio."""
+    if "metrics.map50" not in df:
+        return pd.DataFrame()
+    done = df[(df["status"] == "done") & df["metrics.map50"].notna()].copy()
+    if done.empty:
+        return pd.DataFrame()
+    done["setup"] = setup_label(done)
+    dense = done[done["method"] == "dense"].set_index(["setup", "seed"])
+    for _, rows in done.groupby("setup"):
+        done.loc[rows.index, "label"] = method_label(rows)
+    has_transfer = "metrics.transfer_map50" in done
+    columns = {"in-domain": "metrics.map50", "transfer": "metrics.transfer_map50"}
+    rows = []
+    for (setup, method), g in done.groupby(["setup", "label"], sort=True):
+        row = {"setup": setup, "method": method, "seeds": len(g)}
+        for name, col in columns.items():
+            if name == "transfer" and not has_transfer:
+                continue
+            row[f"{name} mAP50"] = g[col].mean()
+            row[f"{name} std"] = g[col].std(ddof=1) if len(g) > 1 else float("nan")
+            reference = [dense[col].get((setup, seed)) for seed in g["seed"]]
+            ratios = [v / r for v, r in zip(g[col], reference, strict=True)
+                      if r is not None and r > 0]
+            row[f"{name} retention"] = sum(ratios) / len(ratios) if ratios else float("nan")
+        row["COCO mAP"] = g["metrics.coco_map"].mean()
+        if has_transfer:
+            row["transfer COCO mAP"] = g["metrics.transfer_coco_map"].mean()
+        row.update({"head bytes": int(g["storage.kan_bytes"].median()),
+                    "head ratio": g["storage.kan_ratio"].mean(),
+                    "detector ratio": g["storage.model_ratio"].mean()})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -24,3 +24,16 @@ def test_bytes_grow_by_one_heads_numbers_and_the_codebook_is_written_once(tmp_pa
         assert four.total_bytes - one.total_bytes == 3 * per_head
         assert four.dense_bytes == 4 * one.dense_bytes == 4 * edges * (8 + 2) * 4
     assert "python scripts/bench_multihead.py" in (tmp_path / "multihead.md").read_text()
+
+
+def test_detection_heads_are_the_tasks_kan_head_at_g10(tmp_path):
+    done = run_script("bench_multihead.py", "--arch", "detection", "--head-width", "6",
+                      "--classes", "2", "--heads", "1,2", "--codes", "4", "--out",
+                      str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(tmp_path / "multihead_detection.csv").set_index(["method", "heads"])
+    edges = 6 * 6 + 6 * 3 + 6 * 12                        # fc7, cls_score, bbox_pred
+    assert frame.loc[("share_int8", 2)].dense_bytes == 2 * edges * (13 + 2) * 4  # G+k = 13
+    indices = sum(math.ceil(n * 2 / 8) for n in (36, 18, 72))  # K = 4: 2 bits, per layer
+    assert frame.loc[("share_int8", 1)].per_head_bytes == indices + 3 * edges + 3 * 3 * 4
+    assert "fc7 6x6" in (tmp_path / "multihead_detection.md").read_text()

@@ -21,8 +21,11 @@ def test_quick_grid_is_the_issue_s_main_job():
     cells = grid.cells("quick")
     feynman = {c.args["task"]["equation"] for c in cells if c.task == "feynman"}
     assert len(feynman) >= 3 and "I.6.20b" in feynman
-    assert {c.task for c in cells} == {"feynman", "highdim", "digits", "fashion_mnist"}
+    assert {c.task for c in cells} == {"feynman", "highdim", "digits", "fashion_mnist",
+                                       "shapes_voc"}
     assert {c.seed for c in cells} == {0, 1, 2}
+    detection = [c for c in cells if c.task == "shapes_voc"]
+    assert len(detection) == 15 and all(c.args["task"]["transfer"] for c in detection)
     assert {c.method for c in cells} == {"dense", "metakan", "metacluster", "share_fp32",
                                          "share_int8"}
 

@@ -1,86 +1,93 @@
-"""The KAN-headed Faster R-CNN and the VOC/COCO readers (on the shapes data's real layouts)."""
+"""The detection tasks: registered, data written or missing with one line, the trunk and its
+features cached once for many cells, the head's loss and metrics."""
 
 import pytest
 import torch
+from torchvision.models.detection.roi_heads import fastrcnn_loss
 
-from methods.kan import DenseKANFactory, KANLinear, KANSpec
-from methods.metakan import MetaKANFactory
+from suite.config import resolve
 from suite.errors import KanbenchError
-from suite.measure import storage
+from suite.registry import TASKS
 from tasks import detection, shapes
 
-
-def test_the_paper_preset_builds_its_model_and_reports_head_bytes():
-    spec = KANSpec(grid_size=10, spline_order=3)
-    model = detection.build_detector("resnet50_fpn", 20, DenseKANFactory(spec), 1024, 800)
-    head = detection.head_modules(model)
-    assert all(isinstance(m, KANLinear) for m in head)
-    edges = 1024 * 1024 + 1024 * 21 + 1024 * 84
-    head_bytes = sum(storage(m)["kan_bytes"] for m in head)
-    assert head_bytes == edges * (spec.n_coef + 2) * 4                # coef, base, scaler
-    print(f"paper preset dense KAN head: {head_bytes / 1e6:.2f} MB")  # README reports it
+TINY = {"n_train": 6, "n_test": 4, "head_width": 16, "trunk_epochs": 1, "trunk_batch_size": 3}
 
 
-@pytest.mark.parametrize("factory", [DenseKANFactory(KANSpec()), MetaKANFactory(KANSpec(), 1, 8)],
-                         ids=["dense", "metakan"])
-def test_the_small_detector_trains_and_detects_with_any_layer_factory(factory):
+def task_args(name: str, **extra) -> dict:
+    return resolve("test", name, "dense", 0, {"task": {**TINY, **extra}}).args["task"]
+
+
+def test_the_detection_tasks_are_registered_with_their_metrics():
+    assert {"shapes_voc", "shapes_coco", "voc", "coco"} <= set(TASKS.names())
+    assert TASKS.create("shapes_voc").metric == "map50"
+    assert TASKS.create("coco").metric == "coco_map"
+    assert len(detection.COCO_CLASSES) == 80 and "couch" in detection.COCO_CLASSES
+    assert all(detection.VOC_TO_COCO.get(c, c) in detection.COCO_CLASSES
+               for c in detection.VOC_CLASSES)
+    assert TASKS.create("voc").defaults["backbone"] == "resnet50_fpn"
+
+
+def test_shapes_data_is_written_once_in_the_real_layouts(tmp_path):
+    voc, coco = detection.ensure_shapes(tmp_path)
+    assert voc == tmp_path / "shapes" / f"v{shapes.VERSION}" / "voc"
+    listing = voc / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main" / "train.txt"
+    assert len(listing.read_text().split()) == detection.SHAPES_SIZES["voc"][0]
+    assert (coco / "annotations" / "instances_val2017.json").exists()
+    stamp = listing.stat().st_mtime_ns
+    detection.ensure_shapes(tmp_path)
+    assert listing.stat().st_mtime_ns == stamp                          # not rewritten
+
+
+def test_missing_real_data_is_one_line(tmp_path):
+    for name, expected in (("voc", "VOCdevkit/VOC2007"), ("coco", "coco/train2017")):
+        task = TASKS.create(name)
+        with pytest.raises(KanbenchError, match=f"{name}: dataset not found") as err:
+            task.check_data(task_args(name), str(tmp_path))
+        assert expected in str(err.value) and "\n" not in str(err.value)
+    voc = TASKS.create("voc")
+    voc_names = dict(zip(shapes.VOC_CLASSES, detection.VOC_CLASSES[:5], strict=True))
+    shapes.write_voc(tmp_path, 2, 2, names=voc_names)
+    voc.check_data(task_args("voc"), str(tmp_path))
+    with pytest.raises(KanbenchError, match="coco/val2017"):         # transfer needs COCO
+        voc.check_data(task_args("voc", transfer=True), str(tmp_path))
+
+
+def test_bad_task_settings_are_one_line():
+    task = TASKS.create("shapes_voc")
+    with pytest.raises(KanbenchError, match="task.backbone must be one of"):
+        task.build(task_args("shapes_voc", backbone="vgg"), None)
+    with pytest.raises(KanbenchError, match="task.voc_variant"):
+        task.check_args(task_args("shapes_voc", voc_variant="12point"))
+
+
+def test_the_trunk_and_features_are_cached_once_for_every_cell(data_root, tmp_path):
+    task = TASKS.create("shapes_voc")
+    args = task_args("shapes_voc", n_transfer=3)
+    first = task.datamodule(args, str(data_root), 32, seed=0, cache_dir=tmp_path)
+    assert {k: v["cached"] for k, v in first.timing.items()} == {"trunk": False,
+                                                                 "features": False}
+    again = task.datamodule(args, str(data_root), 32, seed=1, cache_dir=tmp_path)
+    assert all(v["cached"] for v in again.timing.values())
+    assert torch.equal(first.train_set.tensors[0], again.train_set.tensors[0])
+    assert [split for split, _ in again.evaluation] == [0, 1]           # test, transfer
+    assert len(again.evaluation[1][1]["image_size"]) == 3
+    features, targets = next(iter(again.train_dataloader()))
+    assert features.shape == (32, 16) and targets.shape == (32, 5)
+    other = task.datamodule({**args, "trunk_seed": 1}, str(data_root), 32, 0, tmp_path)
+    assert not other.timing["trunk"]["cached"]                          # a new key, a new trunk
+
+
+def test_the_loss_is_torchvisions_fast_rcnn_loss():
+    task = TASKS.create("shapes_voc")
     torch.manual_seed(0)
-    model = detection.build_detector("small", 5, factory, 32, 128)
-    images = [torch.rand(3, 128, 128) for _ in range(2)]
-    targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([2])},
-               {"boxes": torch.tensor([[30.0, 40.0, 90.0, 100.0]]), "labels": torch.tensor([5])}]
-    model.train()
-    losses = model(images, targets)
-    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness",
-                           "loss_rpn_box_reg"}
-    sum(losses.values()).backward()
-    assert model.roi_heads.box_predictor.cls_score.edge_shape == (6, 32)
-    model.eval()
-    with torch.no_grad():
-        (found, _) = model(images)
-    assert set(found) == {"boxes", "scores", "labels"} and found["boxes"].shape[1] == 4
+    output = torch.randn(7, 6 + 24)
+    target = torch.cat([torch.tensor([0, 1, 2, 0, 5, 3, 0.])[:, None], torch.randn(7, 4)], 1)
+    cls, box = fastrcnn_loss(output[:, :6], output[:, 6:], [target[:, 0].long()],
+                             [target[:, 1:]])
+    assert task.loss(output, target) == pytest.approx(float(cls + box))
 
 
-def test_unknown_backbone_and_missing_weights_are_one_line_errors(tmp_path):
-    with pytest.raises(KanbenchError, match="resnet50_fpn or small"):
-        detection.build_detector("vgg", 5, DenseKANFactory(KANSpec()), 32, 128)
-    with pytest.raises(KanbenchError, match="not found"):
-        detection.build_detector("resnet50_fpn", 5, DenseKANFactory(KANSpec()), 32, 128,
-                                 weights=str(tmp_path / "none.pth"))
-
-
-@pytest.fixture(scope="module")
-def shapes_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("det")
-    return shapes.write_voc(root / "voc", 4, 3), shapes.write_coco(root / "coco", 2, 3)
-
-
-def test_voc_reader_keeps_difficult_flags_and_converts_boxes(shapes_data):
-    voc, _ = shapes_data
-    data = detection.read_voc(voc, "2007", "test", shapes.VOC_CLASSES)
-    assert len(data) == 3
-    for image, target in data:
-        assert image.shape == (3, 128, 128) and 0 <= image.min() and image.max() <= 1
-        n = len(target["labels"])
-        assert target["boxes"].shape == (n, 4) and target["difficult"].shape == (n,)
-        assert ((target["labels"] >= 1) & (target["labels"] <= len(shapes.VOC_CLASSES))).all()
-        assert (target["boxes"][:, :2] >= 0).all() and (target["boxes"][:, 2:] <= 128).all()
-
-
-def test_coco_reader_maps_categories_onto_the_voc_labels(shapes_data):
-    _, coco = shapes_data
-    label_of_name = {shapes.VOC_TO_COCO[c]: i + 1 for i, c in enumerate(shapes.VOC_CLASSES)}
-    data = detection.read_coco(coco / "val2017", coco / "annotations" /
-                               "instances_val2017.json", label_of_name)
-    assert len(data) == 3 and sum(len(t["labels"]) for _, t in data) > 0
-    partial = detection.read_coco(coco / "val2017", coco / "annotations" /
-                                  "instances_val2017.json", {"disc": 1})
-    assert all((t["labels"] == 1).all() for _, t in partial)
-
-
-def test_missing_detection_data_is_one_line(tmp_path):
-    with pytest.raises(KanbenchError, match="voc: dataset not found") as err:
-        detection.read_voc(tmp_path, "2007", "test", shapes.VOC_CLASSES)
-    assert "\n" not in str(err.value)
-    with pytest.raises(KanbenchError, match="coco: dataset not found"):
-        detection.read_coco(tmp_path / "val2017", tmp_path / "x.json", {})
+def test_frozen_storage_itemizes_the_trunk():
+    parts = TASKS.create("shapes_voc").frozen_storage(task_args("shapes_voc"))
+    assert set(parts) == {"backbone", "rpn", "fc6"}
+    assert parts["fc6"] == (64 * 7 * 7 * 16 + 16) * 4
