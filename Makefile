@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python scripts/bench_kmeans.py
 	$(BIN)/python scripts/bench_gather.py
 	$(BIN)/python scripts/bench_multihead.py
+	$(BIN)/python scripts/bench_multihead.py --arch detection --kmeans-iterations 2
 
 lint: install
 	$(BIN)/ruff check .
