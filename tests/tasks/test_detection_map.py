@@ -10,10 +10,15 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from tasks import shapes
+from tasks.detection_data import read_coco
 from tasks.detection_map import (
+    DetectionMetrics,
     ImageDetections,
     ImageTruth,
     average_precision,
+    coco_detections,
+    coco_ground_truth,
     coco_map,
     voc_map,
 )
@@ -107,3 +112,55 @@ def test_coco_map_equals_pycocotools_on_the_same_detections(tmp_path):
     assert ours == {"map": direct.stats[0], "ap50": direct.stats[1]}
     assert 0 < ours["map"] < ours["ap50"] <= 1
     assert coco_map(coco, []) == {"map": 0.0, "ap50": 0.0}
+
+
+def test_the_metrics_coco_index_scores_like_pycocotools_on_the_instances_file(tmp_path):
+    root = shapes.write_coco(tmp_path, 0, 6)
+    annotations = root / "annotations" / "instances_val2017.json"
+    label_of_name = {name: i + 1 for i, name in enumerate(shapes.COCO_CATEGORIES)}
+    data = read_coco(root / "val2017", annotations, label_of_name)
+    rng = np.random.default_rng(0)
+    detections = []
+    for _, target in data:   # jittered truths, a wrong-class copy, a random box
+        boxes = target["boxes"] + torch.tensor(rng.normal(0, 2, target["boxes"].shape)).float()
+        labels = target["labels"]
+        boxes = torch.cat([boxes, boxes[:1], torch.tensor([[5.0, 5.0, 40.0, 40.0]])])
+        labels = torch.cat([labels, labels[:1] % 5 + 1, torch.tensor([2])])
+        detections.append(ImageDetections(boxes, torch.tensor(rng.uniform(size=len(boxes))),
+                                          labels))
+    truths = [ImageTruth(t["boxes"], t["labels"], t["difficult"]) for _, t in data]
+    ours = coco_map(coco_ground_truth(truths, [(128, 128)] * len(data), [1, 2, 3, 4, 5]),
+                    coco_detections(detections))
+    category_of_label = {label: shapes.COCO_CATEGORIES[name]
+                         for name, label in label_of_name.items()}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(annotations))
+    image_ids = sorted(coco.imgs)                      # CocoDetection's order
+    results = [{**d, "image_id": image_ids[d["image_id"] - 1],
+                "category_id": category_of_label[d["category_id"]]}
+               for d in coco_detections(detections)]
+    assert ours == coco_map(coco, results)
+    assert 0 < ours["map"] < ours["ap50"] < 1
+
+
+def test_detection_metrics_decode_perfect_outputs_to_perfect_scores_per_split():
+    boxes = torch.tensor([[10.0, 10.0, 40.0, 50.0], [60.0, 20.0, 100.0, 90.0]])
+    labels = torch.tensor([1, 3])
+    logits = torch.full((2, 4), -10.0)
+    logits[0, 1] = logits[1, 3] = 10.0                                # sure of the right class
+    output = torch.cat([logits, torch.zeros(2, 16)], 1)              # zero deltas: the proposal
+    info = {"first_image": torch.tensor(0), "proposals": boxes / 2,  # resized by 1/2
+            "roi_image": torch.tensor([0, 0]), "image_size": torch.tensor([[64, 64]]),
+            "original_size": torch.tensor([[128, 128]]),
+            "truth": torch.cat([boxes, labels[:, None].float(), torch.zeros(2, 1)], 1),
+            "truth_image": torch.tensor([0, 0])}
+    metric = DetectionMetrics(3, "11point")
+    for split in (0, 1):
+        metric.update(output, {**info, "split": torch.tensor(split)})
+    result = {k: float(v) for k, v in metric.compute().items()}
+    for prefix in ("", "transfer_"):
+        assert result[f"{prefix}map50"] == result[f"{prefix}map50_11point"] == 1.0
+        assert result[f"{prefix}map50_area"] == 1.0
+        assert result[f"{prefix}coco_map"] == pytest.approx(1.0)
+    (found,) = metric.detections
+    assert torch.allclose(found[:, :4], boxes) and found[:, 5].tolist() == [1.0, 3.0]
