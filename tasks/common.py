@@ -24,10 +24,12 @@ class TensorDataModule(L.LightningDataModule):
     """Train/test tensors held in memory; the train loader shuffles with a seeded generator."""
 
     def __init__(self, train: tuple[torch.Tensor, torch.Tensor],
-                 test: tuple[torch.Tensor, torch.Tensor], batch_size: int, seed: int,
+                 test: tuple[torch.Tensor, torch.Tensor] | None, batch_size: int, seed: int,
                  test_batch_size: int = 1024):
+        """`test` None: a subclass provides its own test_dataloader."""
         super().__init__()
-        self.train_set, self.test_set = TensorDataset(*train), TensorDataset(*test)
+        self.train_set = TensorDataset(*train)
+        self.test_set = TensorDataset(*test) if test is not None else None
         self.batch_size, self.seed, self.test_batch_size = batch_size, seed, test_batch_size
 
     def train_dataloader(self) -> DataLoader:

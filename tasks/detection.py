@@ -101,27 +101,30 @@ class DetectionTask(Task):
                            args["backbone_weights"])
 
     def datamodule(self, args, data_root, batch_size, seed, cache_dir=None):
-        """The trunk's fc6 features, cached under cache_dir/detection/<key> (made on first
-        use; without a cache_dir, made every time)."""
         self.check_data(args, data_root)
+        tensors, timing = self.head_inputs(args, Path(data_root), cache_dir)
+        return RoiFeatureData(tensors, batch_size, seed, timing)
+
+    def head_inputs(self, args: dict, data_root: Path, cache_dir) -> tuple[dict, dict]:
+        """The trunk and its fc6 features from cache_dir/detection/<key>, made and saved on
+        first use (made every time without a cache_dir): (tensors by name, timing)."""
         if cache_dir is None:
-            tensors, timing = self.prepare(args, Path(data_root))
-            return RoiFeatureData(tensors, batch_size, seed, timing)
+            return self.prepare(args, data_root)
         key = content_hash({"task": self.name, "args": args, "version": TRUNK_VERSION,
-                            "shapes": shapes.VERSION,
-                            "data_root": str(Path(data_root).resolve())}, length=24)
+                            "shapes": shapes.VERSION, "data_root": str(data_root.resolve())},
+                           length=24)
         folder = Path(cache_dir) / "detection"
         meta_file, tensor_file = folder / f"{key}.json", folder / f"{key}.safetensors"
         if meta_file.exists() and tensor_file.exists():
             timing = {k: {**v, "cached": True} for k, v in read_json(meta_file).items()}
-            return RoiFeatureData(load_file(str(tensor_file)), batch_size, seed, timing)
-        tensors, timing = self.prepare(args, Path(data_root))
+            return load_file(str(tensor_file)), timing
+        tensors, timing = self.prepare(args, data_root)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{os.getpid()}.safetensors"
         save_file(tensors, str(tmp))
         os.replace(tmp, tensor_file)
         write_json_atomic(meta_file, timing)                     # last: the entry is whole
-        return RoiFeatureData(tensors, batch_size, seed, timing)
+        return tensors, timing
 
     def prepare(self, args: dict, data_root: Path) -> tuple[dict, dict]:
         """Train the trunk, then compute the head's inputs: (tensors by name, timing)."""

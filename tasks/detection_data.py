@@ -223,8 +223,7 @@ class RoiFeatureData(TensorDataModule):
 
     def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, seed: int,
                  timing: dict, images_per_batch: int = 64):
-        super().__init__((tensors["train.features"], tensors["train.targets"]),
-                         (tensors["test.features"][:0], tensors["test.features"][:0]),
+        super().__init__((tensors["train.features"], tensors["train.targets"]), None,
                          batch_size, seed)
         self.evaluation = [(i, {k.split(".", 1)[1]: v for k, v in tensors.items()
                                 if k.startswith(f"{split}.")}) for i, split in enumerate(SPLITS)
