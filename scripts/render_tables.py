@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from suite.errors import KanbenchError, one_line_errors
-from suite.report.tables import detection, summary
+from suite.report.tables import detection, machines, summary
 from suite.store import ResultsStore
 
 NOTES = {
@@ -24,13 +24,6 @@ NOTES = {
                  "cls_score, bbox_pred); the detector ratio adds the frozen trunk (backbone, "
                  "RPN, fc6) to both sides.",
 }
-
-
-def machines(frame) -> str:
-    cols = ["env.platform", "env.cpu_count", "env.device"]
-    found = frame[cols].drop_duplicates().astype(str).agg(
-        lambda r: f"{r.iloc[0]}, {r.iloc[1]} CPUs, device {r.iloc[2]}", axis=1)
-    return "; ".join(sorted(found))
 
 
 @one_line_errors

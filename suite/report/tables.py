@@ -7,6 +7,14 @@ import pandas as pd
 SETUP_SECTIONS = ("task", "kan", "train")
 
 
+def machines(df: pd.DataFrame) -> str:
+    """The machines the records ran on, in words (for the header of a table)."""
+    cols = ["env.platform", "env.cpu_count", "env.device"]
+    found = df[cols].drop_duplicates().astype(str).agg(
+        lambda r: f"{r.iloc[0]}, {r.iloc[1]} CPUs, device {r.iloc[2]}", axis=1)
+    return "; ".join(sorted(found))
+
+
 def setup_label(df: pd.DataFrame) -> pd.Series:
     """`task` plus the task, kan and train args that vary among that task's records, e.g.
     `feynman[equation=I.9.18]`, so different setups of one task get their own rows."""

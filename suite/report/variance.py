@@ -1,0 +1,67 @@
+"""Seed variance: is a method's difference from dense larger than seed noise? A pure function
+of the results DataFrame (one row per record, dotted columns)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from scipy import stats
+
+from suite.report.tables import method_label, setup_label
+
+CONFIDENCE = 0.95
+MIN_SEEDS = 3
+
+
+def primary_values(done: pd.DataFrame) -> pd.Series:
+    """Each record's primary metric (the column its `metrics.primary` names)."""
+    return pd.Series([row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()],
+                     index=done.index, dtype=float)
+
+
+def confidence_half_width(values: pd.Series, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the t-distribution confidence interval of the mean (nan below 2 values)."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    return float(stats.t.ppf((1 + confidence) / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+
+
+def seed_variance(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per setup x method over the done records: seeds, mean, std, the 95% CI of the
+    mean, and against dense of the same setup the gap (mean - dense mean), Welch's t statistic
+    and two-sided p-value, and flags: `few seeds` (< 3 on either side) and `spread > gap`
+    (either side's std exceeds the gap, so the gap is within seed noise)."""
+    done = df[df["status"] == "done"].copy() if "status" in df else df.iloc[:0]
+    if done.empty:
+        return pd.DataFrame()
+    done["setup"] = setup_label(done)
+    for _, rows in done.groupby("setup"):
+        done.loc[rows.index, "label"] = method_label(rows)
+    done["value"] = primary_values(done)
+    rows = []
+    for (setup, label), group in done.groupby(["setup", "label"], sort=True):
+        values = group["value"]
+        row = {"setup": setup, "method": label, "metric": group["metrics.primary"].iloc[0],
+               "seeds": len(values), "mean": values.mean(),
+               "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
+               "ci95": confidence_half_width(values)}
+        dense = done[(done["setup"] == setup) & (done["method"] == "dense")]["value"]
+        flags = []
+        if len(values) < MIN_SEEDS or len(dense) < MIN_SEEDS:
+            flags.append("few seeds")
+        if group["method"].iloc[0] != "dense" and len(dense):
+            gap = values.mean() - dense.mean()
+            row["gap vs dense"] = gap
+            if len(values) > 1 and len(dense) > 1:
+                test = stats.ttest_ind(values, dense, equal_var=False)
+                row["welch t"], row["p vs dense"] = float(test.statistic), float(test.pvalue)
+            spreads = [s for s in (row["std"], dense.std(ddof=1)) if not math.isnan(s)]
+            if spreads and max(spreads) > abs(gap):
+                flags.append("spread > gap")
+        row["flags"] = ", ".join(flags)
+        rows.append(row)
+    columns = ["setup", "method", "metric", "seeds", "mean", "std", "ci95", "gap vs dense",
+               "welch t", "p vs dense", "flags"]
+    return pd.DataFrame(rows).reindex(columns=columns)

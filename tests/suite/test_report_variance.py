@@ -1,0 +1,57 @@
+"""Seed variance on synthetic records with known values, against scipy's Welch test."""
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from suite.report.variance import seed_variance
+
+
+def record(method, seed, value, status="done"):
+    return {"task": "digits", "method": method, "seed": seed, "status": status,
+            "metrics.primary": "accuracy", "metrics.accuracy": value}
+
+
+DENSE = [0.90, 0.92, 0.94]
+META = [0.80, 0.83, 0.86]
+
+
+def frame(extra=()):
+    rows = [record("dense", s, v) for s, v in enumerate(DENSE)]
+    rows += [record("metakan", s, v) for s, v in enumerate(META)]
+    return pd.DataFrame(rows + list(extra))
+
+
+def test_means_stds_and_t_confidence_intervals():
+    table = seed_variance(frame()).set_index("method")
+    assert table.loc["dense", "mean"] == pytest.approx(0.92)
+    assert table.loc["dense", "std"] == pytest.approx(0.02)
+    # t(0.975, 2 dof) = 4.302653 times std / sqrt(3)
+    assert table.loc["dense", "ci95"] == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-6)
+    assert table.loc["metakan", "ci95"] == pytest.approx(4.302653 * 0.03 / math.sqrt(3),
+                                                         rel=1e-6)
+
+
+def test_welch_test_against_dense_equals_scipys():
+    table = seed_variance(frame()).set_index("method")
+    expected = stats.ttest_ind(META, DENSE, equal_var=False)
+    assert table.loc["metakan", "gap vs dense"] == pytest.approx(0.83 - 0.92)
+    assert table.loc["metakan", "welch t"] == pytest.approx(expected.statistic)
+    assert table.loc["metakan", "p vs dense"] == pytest.approx(expected.pvalue)
+    assert math.isnan(table.loc["dense", "p vs dense"])
+    assert table.loc["metakan", "flags"] == ""                          # gap 0.09 > std 0.03
+
+
+def test_flags_few_seeds_and_a_spread_wider_than_the_gap_and_skips_failed_runs():
+    noisy = [record("share_int8", s, v) for s, v in enumerate([0.85, 0.99])]
+    failed = [record("share_int8", 2, float("nan"), status="failed")]
+    table = seed_variance(frame(noisy + failed)).set_index("method")
+    assert table.loc["share_int8", "seeds"] == 2
+    assert table.loc["share_int8", "flags"] == "few seeds, spread > gap"
+
+
+def test_no_done_records_give_an_empty_table():
+    assert seed_variance(frame()[:0]).empty
+    assert seed_variance(pd.DataFrame([record("dense", 0, 1.0, "failed")])).empty
