@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 SETUP_SECTIONS = ("task", "kan", "train")
@@ -115,5 +117,121 @@ def detection(df: pd.DataFrame) -> pd.DataFrame:
         row.update({"head bytes": int(g["storage.kan_bytes"].median()),
                     "head ratio": g["storage.kan_ratio"].mean(),
                     "detector ratio": g["storage.model_ratio"].mean()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_front(kan_bytes: pd.Series, value: pd.Series, higher_is_better: bool) -> pd.Series:
+    """True where no other point is at most as large and at least as good, and strictly
+    smaller or better (ties on both keep every tied point)."""
+    better = value if higher_is_better else -value
+    return pd.Series([not ((kan_bytes <= b) & (better >= v) & ((kan_bytes < b) | (better > v))
+                           ).any() for b, v in zip(kan_bytes, better, strict=True)],
+                     index=kan_bytes.index)
+
+
+def leaderboard(df: pd.DataFrame, budget_bytes: float | None = None) -> pd.DataFrame:
+    """Per setup, the methods ranked by their mean primary metric (best first) among those whose
+    median KAN bytes fit `budget_bytes` (all when None), with whether each is on the Pareto
+    front of bytes against metric (no method both smaller and better)."""
+    table = summary(df)
+    if table.empty:
+        return table
+    done = df[df["status"] == "done"]
+    higher = dict(zip(done["metrics.primary"], done["metrics.higher_is_better"], strict=True)) \
+        if "metrics.higher_is_better" in done else {}
+    rows = []
+    for _, group in table.groupby("setup", sort=True):
+        higher_is_better = bool(higher.get(group["metric"].iloc[0], True))
+        group = group.assign(pareto=pareto_front(group["KAN bytes"], group["mean"],
+                                                 higher_is_better))
+        if budget_bytes is not None:
+            group = group[group["KAN bytes"] <= budget_bytes]
+        group = group.sort_values(["mean", "KAN bytes"],
+                                  ascending=[not higher_is_better, True])
+        rows.append(group.assign(rank=range(1, len(group) + 1)))
+    columns = ["setup", "rank", "method", "metric", "seeds", "mean", "std", "KAN bytes",
+               "KAN ratio", "pareto"]
+    return pd.concat(rows)[columns].reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def mean_std_text(mean: float, std: float) -> str:
+    """`mean ± std` to the precision the spread supports: std to two significant digits, the
+    mean to the same decimal place (four significant digits when there is no spread)."""
+    if pd.isna(mean):
+        return "failed"
+    if pd.isna(std) or std == 0:
+        return f"{mean:.4g}"
+    decimals = max(0, 1 - math.floor(math.log10(std)))
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def compression(df: pd.DataFrame) -> pd.DataFrame:
+    """The MetaCluster paper's main table: one row per setup (task x architecture), per method
+    the metric (mean ± std over its done seeds; `failed` when none finished), KAN bytes and
+    the KAN and model ratios against dense."""
+    if df.empty:
+        return pd.DataFrame()
+    frame = df.assign(setup=setup_label(df))
+    rows = []
+    for setup, group in frame.groupby("setup", sort=True):
+        done = group[group["status"] == "done"]
+        row = {"setup": setup, "metric": done["metrics.primary"].iloc[0] if len(done) else ""}
+        for method, runs in group.groupby("method", sort=True):
+            finished = runs[runs["status"] == "done"]
+            if finished.empty:
+                row[method] = "failed"
+                continue
+            values = pd.Series([r[f"metrics.{r['metrics.primary']}"]
+                                for _, r in finished.iterrows()], dtype=float)
+            row[method] = mean_std_text(values.mean(), values.std(ddof=1))
+            row[f"{method} KAN B"] = int(finished["storage.kan_bytes"].median())
+            row[f"{method} KAN ratio (x)"] = round(finished["storage.kan_ratio"].mean(), 2)
+            row[f"{method} model ratio (x)"] = round(finished["storage.model_ratio"].mean(), 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metakan_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The MetaKAN paper's comparison: dense against metakan per setup, with trainable
+    parameters, a training step's peak memory (MiB), seconds per training epoch and the
+    metric (mean ± std)."""
+    done = df[(df["status"] == "done") & df["method"].isin(["dense", "metakan"])].copy()
+    if done.empty:
+        return pd.DataFrame()
+    done["setup"] = setup_label(done)
+    done["value"] = [row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()]
+    epochs = done["config.args.train.max_epochs"] if "config.args.train.max_epochs" in done \
+        else float("nan")
+    done["epoch seconds"] = done["timing.train.seconds"] / epochs
+    memory = done["memory.step_bytes"] if "memory.step_bytes" in done else float("nan")
+    done["step MiB"] = memory / 2**20
+    rows = []
+    for (setup, method), g in done.groupby(["setup", "method"], sort=True):
+        rows.append({"setup": setup, "method": method, "metric": g["metrics.primary"].iloc[0],
+                     "value": mean_std_text(g["value"].mean(),
+                                            g["value"].std(ddof=1) if len(g) > 1 else math.nan),
+                     "trainable params": int(g["trainable_params"].median()),
+                     "train step peak (MiB)": round(g["step MiB"].median(), 2),
+                     "s / epoch": round(g["epoch seconds"].median(), 3)})
+    return pd.DataFrame(rows)
+
+
+def share_table(df: pd.DataFrame) -> pd.DataFrame:
+    """SHARe-KAN's table from the detection records: dense, FP32 and Int8 head MB, in-domain
+    and transfer mAP@0.5 (mean ± std) and their retention against dense (%)."""
+    table = detection(df)
+    if table.empty:
+        return table
+    table = table[table["method"].isin(["dense", "share_fp32", "share_int8"])]
+    rows = []
+    for _, r in table.iterrows():
+        row = {"setup": r["setup"], "method": r["method"],
+               "head MB": round(r["head bytes"] / 1e6, 4),
+               "in-domain mAP50": mean_std_text(r["in-domain mAP50"], r["in-domain std"]),
+               "in-domain retention (%)": round(100 * r["in-domain retention"], 1)}
+        if "transfer mAP50" in r:
+            row["transfer mAP50"] = mean_std_text(r["transfer mAP50"], r["transfer std"])
+            row["transfer retention (%)"] = round(100 * r["transfer retention"], 1)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -43,3 +43,69 @@ def test_method_args_that_vary_split_a_method_into_rows():
     table = table.loc["feynman[equation=A]"]
     assert table.loc["metacluster[K=4]", "before compression"] == 0.5
     assert table.loc["dense", "before compression"] == table.loc["dense", "mean"] == 2.0
+
+
+def test_pareto_front_on_hand_made_points():
+    from suite.report.tables import pareto_front
+
+    kan_bytes = pd.Series([100, 50, 50, 10, 200, 10])
+    accuracy = pd.Series([0.9, 0.9, 0.8, 0.7, 0.95, 0.6])
+    # 0 is beaten by 1 (smaller, as good); 2 by 1; 5 by 3; 4 is the best, 3 the smallest
+    assert list(pareto_front(kan_bytes, accuracy, True)) == [False, True, False, True, True,
+                                                             False]
+    rmse = pd.Series([0.1, 0.1, 0.2, 0.3, 0.05, 0.4])                 # lower is better
+    assert list(pareto_front(kan_bytes, rmse, False)) == [False, True, False, True, True, False]
+    assert list(pareto_front(pd.Series([5, 5]), pd.Series([1.0, 1.0]), True)) == [True, True]
+
+
+def test_leaderboard_ranks_within_a_budget_and_marks_the_front():
+    from suite.report.tables import leaderboard
+
+    methods = {"dense": (0.90, 1000), "metakan": (0.85, 100), "metacluster": (0.86, 10),
+               "share_int8": (0.89, 120)}
+    rows = []
+    for method, (value, size) in methods.items():
+        for seed, jitter in enumerate((-0.01, 0.01)):
+            rows.append(row("digits", seed, value + jitter) | {
+                "method": method, "metrics.primary": "accuracy", "metrics.accuracy":
+                value + jitter, "metrics.stages.train.accuracy": value,
+                "metrics.higher_is_better": True, "storage.kan_bytes": size})
+    board = leaderboard(pd.DataFrame(rows))
+    assert list(board["method"]) == ["dense", "share_int8", "metacluster", "metakan"]
+    assert list(board["rank"]) == [1, 2, 3, 4]
+    assert dict(zip(board["method"], board["pareto"], strict=True)) == {
+        "dense": True, "share_int8": True, "metacluster": True, "metakan": False}
+    small = leaderboard(pd.DataFrame(rows), budget_bytes=150)
+    assert list(small["method"]) == ["share_int8", "metacluster", "metakan"]
+    rmse_rows = [r | {"metrics.primary": "rmse", "metrics.rmse": 1 - r["metrics.accuracy"],
+                      "metrics.stages.train.rmse": 0.1, "metrics.higher_is_better": False}
+                 for r in rows]
+    assert list(leaderboard(pd.DataFrame(rmse_rows))["method"])[0] == "dense"  # lowest rmse
+
+
+def test_compression_table_and_every_format_render_with_a_failed_run(tmp_path):
+    from scripts.render_tables import render
+    from suite.report.tables import compression, mean_std_text
+
+    done = [row("digits", s, v) | {"method": m, "metrics.primary": "accuracy",
+                                   "metrics.accuracy": v, "metrics.stages.train.accuracy": v,
+                                   "storage.kan_bytes": b, "storage.kan_ratio": r}
+            for m, b, r, values in (("dense", 1000, 1.0, (0.90, 0.92)),
+                                    ("metakan", 100, 10.0, (0.80, 0.86)))
+            for s, v in enumerate(values)]
+    failed = {"task": "digits", "method": "share_int8", "seed": 0, "status": "failed",
+              "config.args.train.lr": 0.01}
+    frame = pd.DataFrame(done + [failed])
+    table = compression(frame).set_index("setup")
+    assert table.loc["digits", "dense"] == mean_std_text(0.91, math.sqrt(2) * 0.01)
+    assert table.loc["digits", "metakan KAN ratio (x)"] == 10.0
+    assert table.loc["digits", "share_int8"] == "failed"               # not a zero
+    assert mean_std_text(0.91234, 0.0141) == "0.912 ± 0.014"
+    assert mean_std_text(0.5, float("nan")) == "0.5" and mean_std_text(math.nan, 1) == "failed"
+    frame["env.platform"], frame["env.cpu_count"], frame["env.device"] = "linux", 2, "cpu"
+    written = render(frame, "g", tmp_path, ["md", "tex", "csv"], None, "source\n")
+    assert {p.name for p in written} >= {"g_compression.tex", "g_summary.md",
+                                         "g_leaderboard.csv"}
+    tex = (tmp_path / "g_compression.tex").read_text()
+    assert "share\\_int8" in tex and "failed" in tex and "\\begin{tabular}" in tex
+    assert "failed" in (tmp_path / "g_compression.md").read_text()
