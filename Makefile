@@ -23,7 +23,8 @@ data: install
 
 run: data
 	$(BIN)/python scripts/run_grid.py --grid $(GRID) $(ARGS); status=$$?; \
-	$(BIN)/python scripts/render_tables.py --grid $(GRID) && exit $$status
+	echo "tables: results/tables/$(GRID)_*.md  plots: results/plots/$(GRID)_*.png"; \
+	exit $$status
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,5 @@
-"""Run a grid of (task, method, seed) cells, skipping those already recorded.
+"""Run a grid of (task, method, seed) cells, skipping those already recorded; then render the
+grid's tables and plots from all its records and log them to a W&B reports run.
 
     python scripts/run_grid.py --grid quick train.max_epochs=2 tasks=[digits]
 """
@@ -13,6 +14,7 @@ from suite import grid, tracking
 from suite.errors import one_line_errors
 from suite.executors import EXECUTORS, Progress
 from suite.registry import METHODS, TASKS
+from suite.report.render import all_tables, write_reports
 from suite.report.tables import summary
 from suite.runner import run_cell
 from suite.store import ResultsStore
@@ -34,6 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--executor", default="local", choices=sorted(EXECUTORS))
     p.add_argument("--retry-failed", action="store_true", help="rerun cells recorded as failed")
     p.add_argument("--dry-run", action="store_true", help="list the cells and stop")
+    p.add_argument("--no-reports", action="store_true",
+                   help="skip rendering the grid's tables and plots at the end")
     return p.parse_intermixed_args(argv)
 
 
@@ -75,11 +79,18 @@ def main(argv=None) -> int:
     EXECUTORS[args.executor]().run(todo, work, progress)
 
     ids = {cfg.run_id for cfg in cells}
-    frame = store.to_frame(grid_name)
-    frame = frame[frame["run_id"].isin(ids)]
+    grid_frame = store.to_frame(grid_name)
+    frame = grid_frame[grid_frame["run_id"].isin(ids)]
     table = summary(frame)
     if not table.empty:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if todo and not args.no_reports:  # the whole grid's reports, from its records
+        written = write_reports(grid_frame, grid_name, args.results)
+        tracking.log_reports(grid_name, all_tables(grid_frame),
+                             [p for p in written if p.suffix == ".png"], args.wandb,
+                             args.wandb_dir)
+        print(f"reports: {len(written)} files in {args.results}/tables and "
+              f"{args.results}/plots ({grid_name}_*)")
     failed = int((frame["status"] == "failed").sum())
     if failed:
         print(f"{failed} cell(s) failed; see 'error' in their records under "

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import netrc
 import os
+import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from suite.config import RunConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODES = ("auto", "off", "offline", "online")
 
@@ -78,3 +83,26 @@ def finish(logger, record: dict) -> None:
         warnings.warn(f"W&B summary not written ({err})", stacklevel=2)
     finally:
         wandb.finish(exit_code=0 if record["status"] == "done" else 1)
+
+
+def log_reports(grid: str, tables: dict[str, pd.DataFrame], images: list[Path], mode: str,
+                wandb_dir: str | Path) -> None:
+    """One summary run in the grid's group (`<grid>-reports`): each table as a wandb.Table,
+    each plot as an image. Offline unless credentials exist; a failure only warns."""
+    mode = resolve_mode(mode)
+    if mode == "off":
+        return
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import wandb
+
+    Path(wandb_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        run = wandb.init(project="kanbench", group=grid, name=f"{grid}-reports",
+                         id=f"reports-{grid}-{time.strftime('%Y%m%d-%H%M%S')}",
+                         job_type="reports", mode=mode, dir=str(wandb_dir))
+        run.log({f"tables/{name}": wandb.Table(dataframe=table.astype(object).where(
+            table.notna(), None)) for name, table in tables.items()})
+        run.log({f"plots/{path.stem}": wandb.Image(str(path)) for path in images})
+        wandb.finish()
+    except Exception as err:  # noqa: BLE001 - tracking must never fail a grid
+        warnings.warn(f"W&B reports run not written ({err})", stacklevel=2)

@@ -84,7 +84,7 @@ def test_leaderboard_ranks_within_a_budget_and_marks_the_front():
 
 
 def test_compression_table_and_every_format_render_with_a_failed_run(tmp_path):
-    from scripts.render_tables import render
+    from suite.report.render import write_tables as render
     from suite.report.tables import compression, mean_std_text
 
     done = [row("digits", s, v) | {"method": m, "metrics.primary": "accuracy",

@@ -23,7 +23,7 @@ def test_smoke_grid_cell_end_to_end(task, method, data_root, tmp_path):
     results, wandb_dir = tmp_path / "results", tmp_path / "wandb"
     argv = ["--grid", "smoke", f"tasks=[{task}]", f"methods=[{method}]", "--results",
             str(results), "--cache", str(tmp_path / "cache"), "--data-root", str(data_root),
-            "--wandb", "offline", "--wandb-dir", str(wandb_dir)]
+            "--wandb", "offline", "--wandb-dir", str(wandb_dir), "--no-reports"]
     assert run_grid(argv) == 0
     (record,) = ResultsStore(results).records("smoke")
     assert record["status"] == "done", record.get("traceback")
@@ -178,3 +178,26 @@ def test_compression_methods_run_the_smoke_grid_on_every_basis(task, basis, data
         assert record["config"]["args"]["kan"]["basis"] == basis
         storage = record["storage"]
         assert sum(storage["itemized"].values()) == storage["total_bytes"] == storage["file_bytes"]
+
+
+def test_the_grid_ends_with_its_reports_and_a_wandb_reports_run(tmp_path):
+    import json
+
+    import pandas as pd
+
+    wandb_dir = tmp_path / "wandb"
+    argv = ["--grid", "smoke", "tasks=[feynman]", "methods=[dense,share_int8]", "--results",
+            str(tmp_path), "--cache", str(tmp_path / "cache"), "--wandb", "offline",
+            "--wandb-dir", str(wandb_dir), "measure.memory=false"]
+    assert run_grid(argv) == 0
+    tables, plots = tmp_path / "tables", tmp_path / "plots"
+    assert {"smoke_summary.md", "smoke_compression.csv", "smoke_leaderboard.md",
+            "smoke_seed_variance.md"} <= {p.name for p in tables.iterdir()}
+    assert (plots / "smoke_bytes_feynman.png").stat().st_size > 1000
+    (run,) = (wandb_dir / "wandb").glob("offline-run-*-reports-smoke-*")
+    (logged,) = (run / "files" / "media" / "table" / "tables").glob("compression_*.table.json")
+    logged = json.loads(logged.read_text())
+    expected = pd.read_csv(tables / "smoke_compression.csv")
+    assert logged["columns"] == list(expected.columns)
+    assert [row[0] for row in logged["data"]] == list(expected["setup"])
+    assert list((run / "files" / "media" / "images" / "plots").glob("smoke_ratios_*.png"))

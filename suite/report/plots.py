@@ -1,0 +1,142 @@
+"""Plots as pure functions of the results DataFrame: each returns a matplotlib Figure (the
+script saves PNG and PDF). One colour per method, the same in every plot."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from suite.report.tables import method_label, pareto_front, setup_label, summary  # noqa: E402
+
+METHOD_COLOURS = {"dense": "#222222", "metakan": "#1f77b4", "metacluster": "#2ca02c",
+                  "share_fp32": "#ff7f0e", "share_int8": "#d62728"}
+OTHER_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+METRIC_LABELS = {"accuracy": "test accuracy", "rmse": "test RMSE (lower is better)",
+                 "map50": "VOC mAP@0.5", "coco_map": "COCO mAP@[.5:.95]"}
+
+
+def colour(method: str) -> str:
+    """The method's colour; methods outside the suite's five get stable extra colours."""
+    base = method.split("[", 1)[0]
+    if base in METHOD_COLOURS:
+        return METHOD_COLOURS[base]
+    return OTHER_COLOURS[sum(map(ord, base)) % len(OTHER_COLOURS)]
+
+
+def done_records(df: pd.DataFrame) -> pd.DataFrame:
+    done = df[df["status"] == "done"].copy()
+    if done.empty:
+        return done
+    done["setup"] = setup_label(done)
+    for _, rows in done.groupby("setup"):
+        done.loc[rows.index, "label"] = method_label(rows)
+    done["value"] = [r[f"metrics.{r['metrics.primary']}"] for _, r in done.iterrows()]
+    return done
+
+
+def metric_vs_bytes(df: pd.DataFrame, setup: str) -> Figure:
+    """Every seed of every method of one setup: primary metric against KAN bytes (log axis),
+    method means joined along the Pareto front."""
+    done = done_records(df)
+    rows = done[done["setup"] == setup]
+    metric = rows["metrics.primary"].iloc[0]
+    higher = bool(rows["metrics.higher_is_better"].iloc[0]) \
+        if "metrics.higher_is_better" in rows else True
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, runs in rows.groupby("label", sort=True):
+        ax.scatter(runs["storage.kan_bytes"], runs["value"], color=colour(label), label=label,
+                   alpha=0.8, s=30)
+    means = rows.groupby("label").agg(bytes=("storage.kan_bytes", "median"),
+                                      value=("value", "mean"))
+    front = means[pareto_front(means["bytes"], means["value"], higher)].sort_values("bytes")
+    ax.plot(front["bytes"], front["value"], "--", color="grey", lw=1, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("KAN layers' storage (bytes, log scale)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_title(f"{setup}: {metric} against storage (every seed)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def ratio_bars(df: pd.DataFrame) -> Figure:
+    """KAN ratio against dense per setup and method, mean with the std over seeds."""
+    table = summary(df)
+    done = done_records(df)
+    std = done.groupby(["setup", "label"])["storage.kan_ratio"].std(ddof=1)
+    setups = sorted(table["setup"].unique())
+    methods = sorted(table["method"].unique())
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(setups)), 4))
+    for i, method in enumerate(methods):
+        rows = table[table["method"] == method].set_index("setup").reindex(setups)
+        errors = [std.get((s, method), 0.0) for s in setups]
+        ax.bar([x + i * width for x in range(len(setups))], rows["KAN ratio"], width,
+               yerr=errors, color=colour(method), label=method, capsize=2)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(setups))], setups, rotation=30,
+                  ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("KAN compression ratio vs dense (x, log scale)")
+    ax.set_title("Compression of the KAN layers (mean ± std over seeds)")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def latency_bars(df: pd.DataFrame) -> Figure:
+    """Median batch-1 forward latency per setup and method, labelled by the kernel that ran."""
+    done = done_records(df)
+    done = done[done["latency.ms.1"].notna()] if "latency.ms.1" in done else done.iloc[:0]
+    table = done.groupby(["setup", "label"]).agg(ms=("latency.ms.1", "median"),
+                                                 kernel=("latency.kernel", "first"))
+    setups = sorted(done["setup"].unique())
+    methods = sorted(done["label"].unique())
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(setups)), 4))
+    for i, method in enumerate(methods):
+        ms = [table["ms"].get((s, method), float("nan")) for s in setups]
+        kernel = table.xs(method, level="label")["kernel"].iloc[0] if method in \
+            table.index.get_level_values("label") else "?"
+        ax.bar([x + i * width for x in range(len(setups))], ms, width, color=colour(method),
+               label=f"{method} ({kernel} kernel)")
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(setups))], setups, rotation=30,
+                  ha="right", fontsize=8)
+    ax.set_ylabel("forward latency at batch 1 (ms, median)")
+    ax.set_title("Inference latency of each method's final model")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def codebook_sweep(df: pd.DataFrame) -> Figure | None:
+    """MetaCluster's metric against its codebook size K per setup, mean ± std over seeds
+    (None when the records hold fewer than two values of K)."""
+    column = "config.args.method.codebook_size"
+    done = done_records(df)
+    if column not in done:
+        return None
+    rows = done[(done["method"] == "metacluster") & done[column].notna()]
+    if rows[column].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for setup, runs in rows.groupby("setup", sort=True):
+        stats = runs.groupby(column)["value"].agg(["mean", "std"]).sort_index()
+        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o",
+                    capsize=3, color=colour("metacluster"), label=setup)
+    metric = rows["metrics.primary"].iloc[0]
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("codebook size K (codes, log2 scale)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_title("MetaCluster: metric against codebook size (mean ± std over seeds)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

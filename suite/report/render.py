@@ -1,0 +1,137 @@
+"""Write a grid's reports from its records: the tables (md, tex, csv), the seed-variance table
+and the plots (PNG, PDF), each naming the command and machine that produced it. What the
+scripts (render_tables.py, seed_variance.py, plots.py) and run_grid.py's ending call."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from suite.report import plots, tables
+from suite.report.variance import seed_variance
+
+FORMATS = ("md", "tex", "csv")
+NOTES = {
+    "summary": "mean and std are over seeds (std needs >= 2 seeds); bytes are the KAN layers' "
+               "storage; latency is the median forward time at batch 1.",
+    "compression": "Each method's metric is mean ± std over seeds, to the precision the spread "
+                   "supports; KAN B are the KAN layers' bytes, ratios are against dense fp32.",
+    "metakan": "Training step peak: memory of one forward+backward at the training batch "
+               "(median over seeds); s / epoch: the train stage's seconds over its epochs.",
+    "leaderboard": "Ranked by the mean primary metric (best first); pareto: no other method "
+                   "of the setup is both smaller (KAN bytes) and better.",
+    "detection": "mAP50 is VOC mAP@0.5 (the task's voc_variant, area by default), in-domain "
+                 "and zero-shot on the transfer set over the mapped classes; COCO mAP is "
+                 "mAP@[.5:.95]. Retention is the method's mAP over the dense head's of the same "
+                 "setup and seed (mean over seeds). Head bytes and ratio: the KAN head (fc7, "
+                 "cls_score, bbox_pred); the detector ratio adds the frozen trunk (backbone, "
+                 "RPN, fc6) to both sides.",
+    "share": "Head MB: the KAN head's bytes (1e6 B). Retention against dense of the same seed. "
+             "Multi-head storage (1, 10, 50 heads) is measured by scripts/bench_multihead.py "
+             "(results/bench/multihead*.md).",
+}
+
+
+def all_tables(frame: pd.DataFrame, budget: float | None = None) -> dict[str, pd.DataFrame]:
+    """Every table of the frame by name, the empty ones left out."""
+    made = {"summary": tables.summary(frame), "compression": tables.compression(frame),
+            "metakan": tables.metakan_table(frame),
+            "leaderboard": tables.leaderboard(frame, budget),
+            "detection": tables.detection(frame), "share": tables.share_table(frame),
+            "seed_variance": seed_variance(frame)}
+    return {name: table for name, table in made.items() if not table.empty}
+
+
+def write_tables(frame: pd.DataFrame, grid: str, out: Path, formats: list[str],
+                 budget: float | None, source: str) -> list[Path]:
+    """Write every non-empty table but seed variance in the formats; returns the files."""
+    written = []
+    for name, table in all_tables(frame, budget).items():
+        if name == "seed_variance":
+            continue
+        base = out / f"{grid}_{name}"
+        if "csv" in formats:
+            table.to_csv(base.with_suffix(".csv"), index=False, float_format="%.6g")
+        if "md" in formats:
+            base.with_suffix(".md").write_text(
+                f"# Grid `{grid}`: {name}\n\n{source}{NOTES[name]}\n\n"
+                + table.to_markdown(index=False, floatfmt=".4g") + "\n")
+        if "tex" in formats:
+            base.with_suffix(".tex").write_text(
+                f"% {source.strip()}\n" + table.to_latex(index=False, float_format="%.4g",
+                                                                 escape=True, na_rep="--"))
+        written += [base.with_suffix(f".{f}") for f in formats]
+    return written
+
+
+
+def write_seed_variance(frame: pd.DataFrame, grid: str, out: Path, source: str) -> list[Path]:
+    table = seed_variance(frame)
+    if table.empty:
+        return []
+    base = out / f"{grid}_seed_variance"
+    table.to_csv(base.with_suffix(".csv"), index=False, float_format="%.6g")
+    base.with_suffix(".md").write_text(
+        f"# Grid `{grid}`: seed variance\n\n{source}ci95: half-width of the 95% confidence "
+        "interval of the mean (t distribution). Welch's t-test against dense of the same "
+        "setup, two-sided. Flags: `few seeds` (< 3 on either side), `spread > gap` (a std "
+        "wider than the gap to dense).\n\n" + table.to_markdown(index=False, floatfmt=".4g")
+        + "\n")
+    return [base.with_suffix(".csv"), base.with_suffix(".md")]
+
+
+def file_name(text: str) -> str:
+    """A setup label as a file name part: `feynman[equation=I.6.20b]` -> feynman-I.6.20b."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", re.sub(r"\w+=", "", text)).strip("-")
+
+
+def save_figure(figure, base: Path, caption: str) -> list[Path]:
+    """PNG and PDF (no timestamps in either, so reruns rewrite the same bytes)."""
+    figure.text(0.01, 0.005, caption, fontsize=5, color="grey")
+    paths = [base.with_name(f"{base.name}.png"), base.with_name(f"{base.name}.pdf")]
+    figure.savefig(paths[0], dpi=150, metadata={"Software": None})
+    figure.savefig(paths[1], metadata={"CreationDate": None, "Creator": None,
+                                       "Producer": None})
+    plt.close(figure)
+    return paths
+
+
+def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str) -> list[Path]:
+    done = plots.done_records(frame)
+    if done.empty:
+        return []
+    written = []
+    for setup in sorted(done["setup"].unique()):
+        written += save_figure(plots.metric_vs_bytes(frame, setup),
+                        out / f"{grid}_bytes_{file_name(setup)}", caption)
+    written += save_figure(plots.ratio_bars(frame), out / f"{grid}_ratios", caption)
+    written += save_figure(plots.latency_bars(frame), out / f"{grid}_latency", caption)
+    sweep = plots.codebook_sweep(frame)
+    if sweep is not None:
+        written += save_figure(sweep, out / f"{grid}_codebook_sweep", caption)
+    return written
+
+
+
+def source_line(command: str, frame: pd.DataFrame, results: str, grid: str) -> str:
+    return (f"Made by `{command}` from the {len(frame)} records in `{results}/runs/{grid}/`, "
+            f"which `scripts/run_grid.py --grid {grid}` produced on: "
+            f"{tables.machines(frame)}.\n")
+
+
+def write_reports(frame: pd.DataFrame, grid: str, results: str) -> list[Path]:
+    """Everything: tables (md, csv), seed variance, plots, as the three scripts write them."""
+    out = Path(results) / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_tables(frame, grid, out, ["md", "csv"], None, source_line(
+        f"python scripts/render_tables.py --grid {grid}", frame, results, grid))
+    written += write_seed_variance(frame, grid, out, source_line(
+        f"python scripts/seed_variance.py --grid {grid}", frame, results, grid))
+    figures = Path(results) / "plots"
+    figures.mkdir(parents=True, exist_ok=True)
+    caption = (f"python scripts/plots.py --grid {grid}: {len(frame)} records of "
+               f"{results}/runs/{grid}, run on {tables.machines(frame)}")
+    return written + write_plots(frame, grid, figures, caption)
