@@ -18,7 +18,8 @@ NOTES = {
     "summary": "mean and std are over seeds (std needs >= 2 seeds); bytes are the KAN layers' "
                "storage; latency is the median forward time at batch 1.",
     "compression": "Each method's metric is mean ± std over seeds, to the precision the spread "
-                   "supports; KAN B are the KAN layers' bytes, ratios are against dense fp32.",
+                   "supports; KAN kB: the KAN layers' storage (1e3 B); ratio: dense fp32 KAN "
+                   "bytes over the method's.",
     "metakan": "Training step peak: memory of one forward+backward at the training batch "
                "(median over seeds); s / epoch: the train stage's seconds over its epochs.",
     "leaderboard": "Ranked by the mean primary metric (best first); pareto: no other method "

@@ -98,7 +98,8 @@ def test_compression_table_and_every_format_render_with_a_failed_run(tmp_path):
     frame = pd.DataFrame(done + [failed])
     table = compression(frame).set_index("setup")
     assert table.loc["digits", "dense"] == mean_std_text(0.91, math.sqrt(2) * 0.01)
-    assert table.loc["digits", "metakan KAN ratio (x)"] == 10.0
+    assert table.loc["digits", "metakan ratio (x)"] == 10.0
+    assert table.loc["digits", "dense KAN kB"] == 1.0
     assert table.loc["digits", "share_int8"] == "failed"               # not a zero
     assert mean_std_text(0.91234, 0.0141) == "0.912 ± 0.014"
     assert mean_std_text(0.5, float("nan")) == "0.5" and mean_std_text(math.nan, 1) == "failed"
