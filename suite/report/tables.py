@@ -226,7 +226,7 @@ def share_table(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in table.iterrows():
         row = {"setup": r["setup"], "method": r["method"],
-               "head MB": round(r["head bytes"] / 1e6, 4),
+               "head MB": float(f"{r['head bytes'] / 1e6:.4g}"),
                "in-domain mAP50": mean_std_text(r["in-domain mAP50"], r["in-domain std"]),
                "in-domain retention (%)": round(100 * r["in-domain retention"], 1)}
         if "transfer mAP50" in r:

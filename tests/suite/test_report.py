@@ -1,6 +1,7 @@
 import math
 
 import pandas as pd
+import pytest
 
 from suite.report.tables import setup_label, summary
 
@@ -110,3 +111,53 @@ def test_compression_table_and_every_format_render_with_a_failed_run(tmp_path):
     tex = (tmp_path / "g_compression.tex").read_text()
     assert "share\\_int8" in tex and "failed" in tex and "\\begin{tabular}" in tex
     assert "failed" in (tmp_path / "g_compression.md").read_text()
+
+
+def detection_records():
+    rows = []
+    for method, size, values in (("dense", 800, [(0.80, 0.40), (0.78, 0.38)]),
+                                 ("share_int8", 80, [(0.80, 0.36), (0.74, 0.38)]),
+                                 ("metakan", 90, [(0.72, 0.30), (0.70, 0.34)])):
+        for seed, (in_domain, transfer) in enumerate(values):
+            rows.append(row("shapes_voc", seed, in_domain) | {
+                "method": method, "metrics.primary": "map50", "metrics.map50": in_domain,
+                "metrics.transfer_map50": transfer, "metrics.coco_map": in_domain / 2,
+                "metrics.transfer_coco_map": transfer / 2,
+                "metrics.stages.train.map50": in_domain, "storage.kan_bytes": size,
+                "storage.kan_ratio": 800 / size, "storage.model_ratio": 1.5})
+    return pd.DataFrame(rows)
+
+
+def test_detection_and_share_tables_pair_seeds_with_dense():
+    from suite.report.tables import detection, share_table
+
+    table = detection(detection_records()).set_index("method")
+    assert table.loc["share_int8", "in-domain mAP50"] == pytest.approx(0.77)
+    # retention per seed, then mean: (0.80/0.80 + 0.74/0.78) / 2
+    assert table.loc["share_int8", "in-domain retention"] == pytest.approx((1 + 0.74 / 0.78) / 2)
+    assert table.loc["share_int8", "transfer retention"] == pytest.approx((0.9 + 1) / 2)
+    assert table.loc["dense", "transfer retention"] == 1.0
+    assert table.loc["metakan", "head ratio"] == pytest.approx(800 / 90)
+    share = share_table(detection_records()).set_index("method")
+    assert list(share.index) == ["dense", "share_int8"]                # SHARe's table only
+    assert share.loc["share_int8", "head MB"] == 8e-05
+    assert share.loc["share_int8", "in-domain retention (%)"] == round(
+        100 * (1 + 0.74 / 0.78) / 2, 1)
+
+
+def test_metakan_table_reports_parameters_memory_and_epoch_time():
+    from suite.report.tables import metakan_table
+
+    rows = [row("digits", s, v) | {"method": m, "trainable_params": p,
+                                   "memory.step_bytes": mib * 2**20,
+                                   "timing.train.seconds": 30.0,
+                                   "config.args.train.max_epochs": 10}
+            for m, p, mib, values in (("dense", 1000, 4.0, (1.0, 3.0)),
+                                      ("metakan", 100, 2.0, (2.0, 2.0)))
+            for s, v in enumerate(values)]
+    table = metakan_table(pd.DataFrame(rows)).set_index("method")
+    assert table.loc["dense", "trainable params"] == 1000
+    assert table.loc["metakan", "train step peak (MiB)"] == 2.0
+    assert table.loc["dense", "s / epoch"] == 3.0
+    assert table.loc["dense", "value"] == "2.0 ± 1.4"
+    assert table.loc["metakan", "value"] == "2"                        # no spread: 4 digits
