@@ -90,10 +90,13 @@ def ratio_bars(df: pd.DataFrame) -> Figure:
     return fig
 
 
-def latency_bars(df: pd.DataFrame) -> Figure:
-    """Median batch-1 forward latency per setup and method, labelled by the kernel that ran."""
+def latency_bars(df: pd.DataFrame) -> Figure | None:
+    """Median batch-1 forward latency per setup and method, labelled by the kernel that ran
+    (None when no record measured latency)."""
     done = done_records(df)
-    done = done[done["latency.ms.1"].notna()] if "latency.ms.1" in done else done.iloc[:0]
+    if "latency.ms.1" not in done or done["latency.ms.1"].isna().all():
+        return None
+    done = done[done["latency.ms.1"].notna()]
     table = done.groupby(["setup", "label"]).agg(ms=("latency.ms.1", "median"),
                                                  kernel=("latency.kernel", "first"))
     setups = sorted(done["setup"].unique())

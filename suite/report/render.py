@@ -109,10 +109,10 @@ def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str) -> list
         written += save_figure(plots.metric_vs_bytes(frame, setup),
                         out / f"{grid}_bytes_{file_name(setup)}", caption)
     written += save_figure(plots.ratio_bars(frame), out / f"{grid}_ratios", caption)
-    written += save_figure(plots.latency_bars(frame), out / f"{grid}_latency", caption)
-    sweep = plots.codebook_sweep(frame)
-    if sweep is not None:
-        written += save_figure(sweep, out / f"{grid}_codebook_sweep", caption)
+    for name, figure in (("latency", plots.latency_bars(frame)),
+                         ("codebook_sweep", plots.codebook_sweep(frame))):
+        if figure is not None:  # only where the records hold what it shows
+            written += save_figure(figure, out / f"{grid}_{name}", caption)
     return written
 
 

@@ -43,3 +43,10 @@ def test_colours_are_one_per_method_and_file_names_keep_the_setup():
     assert colour("metacluster[codebook_size=4]") == METHOD_COLOURS["metacluster"]
     assert colour("my_method") == colour("my_method") not in METHOD_COLOURS.values()
     assert file_name("feynman[equation=I.6.20b]") == "feynman-I.6.20b"
+
+
+def test_plots_of_records_without_latency_or_a_sweep_are_left_out(tmp_path):
+    frame = records().drop(columns=["latency.ms.1", "latency.kernel",
+                                    "config.args.method.codebook_size"])
+    written = render(frame, "g", tmp_path, "caption")
+    assert {p.stem for p in written} == {"g_bytes_digits", "g_ratios"}
