@@ -13,10 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from suite.errors import KanbenchError, one_line_errors
-from suite.report.render import write_plots
+from suite.errors import one_line_errors
+from suite.report.render import grid_frame, write_plots
 from suite.report.tables import machines
-from suite.store import ResultsStore
 
 
 @one_line_errors
@@ -25,9 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--grid", default="quick")
     p.add_argument("--results", default="results")
     args = p.parse_args(argv)
-    frame = ResultsStore(args.results).to_frame(args.grid)
-    if frame.empty:
-        raise KanbenchError(f"no records for grid {args.grid!r} under {args.results}/runs")
+    frame = grid_frame(args.results, args.grid)
     out = Path(args.results) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     caption = (f"python scripts/plots.py --grid {args.grid}: {len(frame)} records of "

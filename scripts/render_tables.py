@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 from suite.errors import KanbenchError, one_line_errors
-from suite.report.render import FORMATS, source_line, write_tables
-from suite.store import ResultsStore
+from suite.report.render import FORMATS, grid_frame, source_line, write_tables
 
 
 @one_line_errors
@@ -37,9 +36,7 @@ def main(argv=None) -> int:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise KanbenchError(f"unknown format {unknown[0]!r}; valid: {', '.join(FORMATS)}")
-    frame = ResultsStore(args.results).to_frame(args.grid)
-    if frame.empty:
-        raise KanbenchError(f"no records for grid {args.grid!r} under {args.results}/runs")
+    frame = grid_frame(args.results, args.grid)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
     source = source_line(f"python scripts/render_tables.py --grid {args.grid}", frame,

@@ -13,9 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from suite.errors import KanbenchError, one_line_errors
-from suite.report.render import source_line, write_seed_variance
-from suite.store import ResultsStore
+from suite.errors import one_line_errors
+from suite.report.render import grid_frame, source_line, write_seed_variance
 
 
 @one_line_errors
@@ -24,9 +23,7 @@ def main(argv=None) -> int:
     p.add_argument("--grid", default="quick")
     p.add_argument("--results", default="results")
     args = p.parse_args(argv)
-    frame = ResultsStore(args.results).to_frame(args.grid)
-    if frame.empty:
-        raise KanbenchError(f"no records for grid {args.grid!r} under {args.results}/runs")
+    frame = grid_frame(args.results, args.grid)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
     source = source_line(f"python scripts/seed_variance.py --grid {args.grid}", frame,

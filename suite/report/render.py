@@ -10,8 +10,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from suite.errors import KanbenchError
 from suite.report import plots, tables
 from suite.report.variance import seed_variance
+from suite.store import ResultsStore
 
 FORMATS = ("md", "tex", "csv")
 NOTES = {
@@ -115,6 +117,14 @@ def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str) -> list
             written += save_figure(figure, out / f"{grid}_{name}", caption)
     return written
 
+
+
+def grid_frame(results: str, grid: str) -> pd.DataFrame:
+    """The grid's records as a frame; no records is a one-line error."""
+    frame = ResultsStore(results).to_frame(grid)
+    if frame.empty:
+        raise KanbenchError(f"no records for grid {grid!r} under {results}/runs")
+    return frame
 
 
 def source_line(command: str, frame: pd.DataFrame, results: str, grid: str) -> str:
