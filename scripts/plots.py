@@ -9,27 +9,20 @@ Reads only the results store; never trains.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from suite.errors import one_line_errors
-from suite.report.render import grid_frame, write_plots
-from suite.report.tables import machines
+from suite.report.render import grid_arguments, grid_frame, plot_caption, write_plots
 
 
 @one_line_errors
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", default="quick")
-    p.add_argument("--results", default="results")
-    args = p.parse_args(argv)
+    args = grid_arguments(__doc__.splitlines()[0], argv)
     frame = grid_frame(args.results, args.grid)
     out = Path(args.results) / "plots"
     out.mkdir(parents=True, exist_ok=True)
-    caption = (f"python scripts/plots.py --grid {args.grid}: {len(frame)} records of "
-               f"{args.results}/runs/{args.grid}, run on {machines(frame)}")
-    written = write_plots(frame, args.grid, out, caption)
+    written = write_plots(frame, args.grid, out, plot_caption(frame, args.results, args.grid))
     print(f"{len(written)} plot files written to {out}/ ({args.grid}_*)")
     return 0
 

@@ -15,23 +15,22 @@ Tables with no rows for the grid are skipped. Reads only the results store; neve
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from suite.errors import KanbenchError, one_line_errors
-from suite.report.render import FORMATS, grid_frame, source_line, write_tables
+from suite.report.render import FORMATS, grid_arguments, grid_frame, source_line, write_tables
 
 
 @one_line_errors
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", default="quick")
-    p.add_argument("--results", default="results")
-    p.add_argument("--format", default="md,csv", help=f"comma-separated: {', '.join(FORMATS)}")
-    p.add_argument("--budget-bytes", type=float, default=None,
-                   help="leaderboard: only methods whose KAN bytes fit")
-    args = p.parse_args(argv)
+    def options(p):
+        p.add_argument("--format", default="md,csv",
+                       help=f"comma-separated: {', '.join(FORMATS)}")
+        p.add_argument("--budget-bytes", type=float, default=None,
+                       help="leaderboard: only methods whose KAN bytes fit")
+
+    args = grid_arguments(__doc__.splitlines()[0], argv, options)
     formats = args.format.split(",")
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:

@@ -9,20 +9,16 @@ Reads only the results store; never trains.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from suite.errors import one_line_errors
-from suite.report.render import grid_frame, source_line, write_seed_variance
+from suite.report.render import grid_arguments, grid_frame, source_line, write_seed_variance
 
 
 @one_line_errors
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", default="quick")
-    p.add_argument("--results", default="results")
-    args = p.parse_args(argv)
+    args = grid_arguments(__doc__.splitlines()[0], argv)
     frame = grid_frame(args.results, args.grid)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)

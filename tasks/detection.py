@@ -174,6 +174,15 @@ def coco_paths(root: Path, split: str) -> tuple[Path, Path]:
     return root / split, root / "annotations" / f"instances_{split}.json"
 
 
+def read_coco_split(root: Path, split: str, args: dict, classes: tuple[str, ...]) -> list:
+    """A COCO-layout task's own data: train2017 for `train`, val2017 for `test`, its
+    categories labelled in the order of `classes`."""
+    coco_split, limit = ("train2017", args["n_train"]) if split == "train" else \
+        ("val2017", args["n_test"])
+    return read_coco(*coco_paths(root, coco_split), {c: i + 1 for i, c in enumerate(classes)},
+                     limit)
+
+
 def check_coco(name: str, root: Path, split: str) -> None:
     images, annotations = coco_paths(root, split)
     if not (images.is_dir() and annotations.exists()):
@@ -231,10 +240,7 @@ class COCO(DetectionTask):
             check_coco(self.name, data_root / "coco", split)
 
     def read(self, args, data_root, split):
-        coco_split, limit = ("train2017", args["n_train"]) if split == "train" else \
-            ("val2017", args["n_test"])
-        return read_coco(*coco_paths(data_root / "coco", coco_split),
-                         {c: i + 1 for i, c in enumerate(self.classes)}, limit)
+        return read_coco_split(data_root / "coco", split, args, self.classes)
 
 
 def ensure_shapes(data_root: Path) -> tuple[Path, Path]:
@@ -291,7 +297,4 @@ class ShapesCOCO(DetectionTask):
 
     def read(self, args, data_root, split):
         _, coco = ensure_shapes(data_root)
-        coco_split, limit = ("train2017", args["n_train"]) if split == "train" else \
-            ("val2017", args["n_test"])
-        return read_coco(*coco_paths(coco, coco_split),
-                         {c: i + 1 for i, c in enumerate(self.classes)}, limit)
+        return read_coco_split(coco, split, args, self.classes)

@@ -4,6 +4,7 @@ scripts (render_tables.py, seed_variance.py, plots.py) and run_grid.py's ending 
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -119,6 +120,16 @@ def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str) -> list
 
 
 
+def grid_arguments(description: str, argv=None, extra=None) -> argparse.Namespace:
+    """The report scripts' command line: --grid, --results, plus what `extra(parser)` adds."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--grid", default="quick")
+    parser.add_argument("--results", default="results")
+    if extra:
+        extra(parser)
+    return parser.parse_args(argv)
+
+
 def grid_frame(results: str, grid: str) -> pd.DataFrame:
     """The grid's records as a frame; no records is a one-line error."""
     frame = ResultsStore(results).to_frame(grid)
@@ -133,6 +144,11 @@ def source_line(command: str, frame: pd.DataFrame, results: str, grid: str) -> s
             f"{tables.machines(frame)}.\n")
 
 
+def plot_caption(frame: pd.DataFrame, results: str, grid: str) -> str:
+    return (f"python scripts/plots.py --grid {grid}: {len(frame)} records of "
+            f"{results}/runs/{grid}, run on {tables.machines(frame)}")
+
+
 def write_reports(frame: pd.DataFrame, grid: str, results: str) -> list[Path]:
     """Everything: tables (md, csv), seed variance, plots, as the three scripts write them."""
     out = Path(results) / "tables"
@@ -143,6 +159,4 @@ def write_reports(frame: pd.DataFrame, grid: str, results: str) -> list[Path]:
         f"python scripts/seed_variance.py --grid {grid}", frame, results, grid))
     figures = Path(results) / "plots"
     figures.mkdir(parents=True, exist_ok=True)
-    caption = (f"python scripts/plots.py --grid {grid}: {len(frame)} records of "
-               f"{results}/runs/{grid}, run on {tables.machines(frame)}")
-    return written + write_plots(frame, grid, figures, caption)
+    return written + write_plots(frame, grid, figures, plot_caption(frame, results, grid))
