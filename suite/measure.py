@@ -46,9 +46,12 @@ def storage(model: nn.Module, frozen: dict[str, int] | None = None) -> dict:
     itemized: Counter[str] = Counter()
     for layer in layers.values():
         itemized.update(layer.storage())
+    shared = 0
     for module in model.modules():  # each module once, however many layers share it
         if callable(getattr(module, "shared_storage", None)):
-            itemized.update(module.shared_storage())
+            parts = module.shared_storage()
+            itemized.update(parts)
+            shared += sum(parts.values())
     kan_bytes = sum(itemized.values())
     dense_kan_bytes = sum(layer.dense_bytes() for layer in layers.values())
     other = sum(t.numel() * t.element_size() for name, t in model.state_dict().items()
@@ -60,6 +63,7 @@ def storage(model: nn.Module, frozen: dict[str, int] | None = None) -> dict:
     return {
         "itemized": dict(sorted(itemized.items())),
         "kan_bytes": kan_bytes,
+        "shared_bytes": shared,  # of kan_bytes: modules several layers share (codebooks, meta-learners)
         "dense_kan_bytes": dense_kan_bytes,
         "other_bytes": other,
         "total_bytes": kan_bytes + other,

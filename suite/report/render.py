@@ -34,8 +34,9 @@ NOTES = {
                  "cls_score, bbox_pred); the detector ratio adds the frozen trunk (backbone, "
                  "RPN, fc6) to both sides.",
     "share": "Head MB: the KAN head's bytes (1e6 B). Retention against dense of the same seed. "
-             "Multi-head storage (1, 10, 50 heads) is measured by scripts/bench_multihead.py "
-             "(results/bench/multihead*.md).",
+             "N heads MB: N such heads sharing their codebooks (the record's shared bytes "
+             "once, the rest N times; dense heads share nothing). scripts/bench_multihead.py "
+             "writes such heads to files (results/bench/multihead*.md).",
 }
 
 

@@ -115,6 +115,8 @@ def detection(df: pd.DataFrame) -> pd.DataFrame:
         if has_transfer:
             row["transfer COCO mAP"] = g["metrics.transfer_coco_map"].mean()
         row.update({"head bytes": int(g["storage.kan_bytes"].median()),
+                    "shared bytes": (g["storage.shared_bytes"].median()
+                                     if "storage.shared_bytes" in g else float("nan")),
                     "head ratio": g["storage.kan_ratio"].mean(),
                     "detector ratio": g["storage.model_ratio"].mean()})
         rows.append(row)
@@ -216,9 +218,14 @@ def metakan_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+HEAD_COUNTS = (1, 10, 50)
+
+
 def share_table(df: pd.DataFrame) -> pd.DataFrame:
     """SHARe-KAN's table from the detection records: dense, FP32 and Int8 head MB, in-domain
-    and transfer mAP@0.5 (mean ± std) and their retention against dense (%)."""
+    and transfer mAP@0.5 (mean ± std) and their retention against dense (%), and the MB of
+    1, 10 and 50 such heads when they share their codebooks (shared bytes once, the rest per
+    head; dense heads share nothing)."""
     table = detection(df)
     if table.empty:
         return table
@@ -232,5 +239,9 @@ def share_table(df: pd.DataFrame) -> pd.DataFrame:
         if "transfer mAP50" in r:
             row["transfer mAP50"] = mean_std_text(r["transfer mAP50"], r["transfer std"])
             row["transfer retention (%)"] = round(100 * r["transfer retention"], 1)
+        shared = r["shared bytes"] if r["method"] != "dense" else 0
+        for n in HEAD_COUNTS:
+            total = shared + n * (r["head bytes"] - shared)
+            row[f"{n} head{'s' * (n > 1)} MB"] = float(f"{total / 1e6:.4g}")
         rows.append(row)
     return pd.DataFrame(rows)

@@ -166,3 +166,7 @@ def test_multi_head_files_grow_by_only_each_heads_own_numbers(tmp_path):
         2 * (16 * SPEC.n_coef + 4)                                    # int8 shapes + scale
     assert [four[f"head{i}.safetensors"] for i in range(4)] == [per_head] * 4
     assert sum(four.values()) - sum(one.values()) == 3 * per_head
+    # what the SHARe table's 1/10/50-head columns count from one head's record
+    sizes = storage(to_int8(quantize_heads([dense_net()], 16, seed=0)[0]))
+    assert sizes["shared_bytes"] == one["codebooks.safetensors"]
+    assert sizes["kan_bytes"] - sizes["shared_bytes"] == per_head

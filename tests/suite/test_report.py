@@ -115,16 +115,17 @@ def test_compression_table_and_every_format_render_with_a_failed_run(tmp_path):
 
 def detection_records():
     rows = []
-    for method, size, values in (("dense", 800, [(0.80, 0.40), (0.78, 0.38)]),
-                                 ("share_int8", 80, [(0.80, 0.36), (0.74, 0.38)]),
-                                 ("metakan", 90, [(0.72, 0.30), (0.70, 0.34)])):
+    for method, size, shared, values in (
+            ("dense", 800_000, 0, [(0.80, 0.40), (0.78, 0.38)]),
+            ("share_int8", 80_000, 30_000, [(0.80, 0.36), (0.74, 0.38)]),
+            ("metakan", 90_000, 5_000, [(0.72, 0.30), (0.70, 0.34)])):
         for seed, (in_domain, transfer) in enumerate(values):
             rows.append(row("shapes_voc", seed, in_domain) | {
                 "method": method, "metrics.primary": "map50", "metrics.map50": in_domain,
                 "metrics.transfer_map50": transfer, "metrics.coco_map": in_domain / 2,
                 "metrics.transfer_coco_map": transfer / 2,
                 "metrics.stages.train.map50": in_domain, "storage.kan_bytes": size,
-                "storage.kan_ratio": 800 / size, "storage.model_ratio": 1.5})
+                "storage.shared_bytes": shared, "storage.kan_ratio": 800_000 / size, "storage.model_ratio": 1.5})
     return pd.DataFrame(rows)
 
 
@@ -140,7 +141,12 @@ def test_detection_and_share_tables_pair_seeds_with_dense():
     assert table.loc["metakan", "head ratio"] == pytest.approx(800 / 90)
     share = share_table(detection_records()).set_index("method")
     assert list(share.index) == ["dense", "share_int8"]                # SHARe's table only
-    assert share.loc["share_int8", "head MB"] == 8e-05
+    assert share.loc["share_int8", "head MB"] == 0.08
+    # heads share the 30 kB of codebooks: 30 kB + n x 50 kB; dense heads share nothing
+    assert share.loc["share_int8", ["1 head MB", "10 heads MB", "50 heads MB"]].tolist() == [
+        0.08, 0.53, 2.53]
+    assert share.loc["dense", ["1 head MB", "10 heads MB", "50 heads MB"]].tolist() == [
+        0.8, 8.0, 40.0]
     assert share.loc["share_int8", "in-domain retention (%)"] == round(
         100 * (1 + 0.74 / 0.78) / 2, 1)
 
