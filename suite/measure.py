@@ -63,7 +63,7 @@ def storage(model: nn.Module, frozen: dict[str, int] | None = None) -> dict:
     return {
         "itemized": dict(sorted(itemized.items())),
         "kan_bytes": kan_bytes,
-        "shared_bytes": shared,  # of kan_bytes: modules several layers share (codebooks, meta-learners)
+        "shared_bytes": shared,  # of kan_bytes: what several layers share (codebooks...)
         "dense_kan_bytes": dense_kan_bytes,
         "other_bytes": other,
         "total_bytes": kan_bytes + other,

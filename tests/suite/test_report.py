@@ -125,7 +125,8 @@ def detection_records():
                 "metrics.transfer_map50": transfer, "metrics.coco_map": in_domain / 2,
                 "metrics.transfer_coco_map": transfer / 2,
                 "metrics.stages.train.map50": in_domain, "storage.kan_bytes": size,
-                "storage.shared_bytes": shared, "storage.kan_ratio": 800_000 / size, "storage.model_ratio": 1.5})
+                "storage.shared_bytes": shared, "storage.kan_ratio": 800_000 / size,
+                "storage.model_ratio": 1.5})
     return pd.DataFrame(rows)
 
 
