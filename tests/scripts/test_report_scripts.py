@@ -1,6 +1,10 @@
 """The report scripts regenerate the committed tables byte for byte from the committed
 records, and bad arguments are one line."""
 
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from suite.report.render import source_line, write_seed_variance, write_tables
@@ -19,6 +23,35 @@ def test_committed_tables_regenerate_byte_identical(grid, tmp_path):
     for path in written:
         committed = REPO / "results" / "tables" / path.name
         assert committed.read_bytes() == path.read_bytes(), path.name
+
+
+NO_TORCH = """import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    assert "torch" not in sys.modules, "a report script imported torch"
+"""
+
+
+def test_the_three_scripts_remake_the_deleted_reports_without_torch(tmp_path):
+    """As a user would: a copy of results/ without tables/ and plots/, the three scripts run
+    from its parent; the tables come back byte for byte, the plots non-empty."""
+    shutil.copytree(REPO / "results" / "runs" / "quick", tmp_path / "results" / "runs" / "quick")
+    for script in ("render_tables.py", "seed_variance.py", "plots.py"):
+        done = subprocess.run([sys.executable, "-c", NO_TORCH, str(REPO / "scripts" / script),
+                               "--grid", "quick"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+    tables = sorted((tmp_path / "results" / "tables").iterdir())
+    assert [p.name for p in tables] == sorted(p.name for p in (REPO / "results" / "tables")
+                                              .glob("quick_*"))
+    for path in tables:
+        assert path.read_bytes() == (REPO / "results" / "tables" / path.name).read_bytes(), \
+            path.name
+    plots = list((tmp_path / "results" / "plots").glob("quick_*.png"))
+    assert len(plots) == len(list((REPO / "results" / "plots").glob("quick_*.png")))
+    assert all(p.stat().st_size > 10_000 for p in plots)
 
 
 def test_bad_arguments_are_one_line(tmp_path):
