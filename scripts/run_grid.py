@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from suite import grid, tracking
-from suite.errors import one_line_errors
-from suite.executors import EXECUTORS, Progress
+from suite import executors, grid, tracking
+from suite.claims import Claims
+from suite.driver import Progress, run_cells
+from suite.errors import KanbenchError, one_line_errors
 from suite.registry import METHODS, TASKS
 from suite.report.render import all_tables, write_reports
 from suite.report.tables import summary
-from suite.runner import run_cell
+from suite.runner import CellWork
 from suite.store import ResultsStore
 
 
@@ -33,7 +35,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--wandb", default="auto", choices=tracking.MODES,
                    help="auto = online with credentials, else offline")
     p.add_argument("--wandb-dir", default="wandb")
-    p.add_argument("--executor", default="local", choices=sorted(EXECUTORS))
+    p.add_argument("--executor", default="local", choices=executors.NAMES,
+                   help="local (this machine), ray (a Ray cluster) or slurm (submitit)")
+    p.add_argument("--jobs", type=int, default=1, help="cells at once: local worker processes, "
+                   "or Ray tasks in flight (default: local 1, ray as many as the cluster runs)")
+    p.add_argument("--ray-address", default=None,
+                   help="a running Ray cluster (host:port or ray://...); default: start one here")
+    p.add_argument("--slurm-cluster", default=None, choices=["slurm", "local", "debug"],
+                   help="submitit backend (default: slurm where sbatch exists, else local)")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells recorded as failed")
     p.add_argument("--dry-run", action="store_true", help="list the cells and stop")
     p.add_argument("--no-reports", action="store_true",
@@ -56,6 +65,8 @@ def preflight(cells, data_root: str) -> None:
 @one_line_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.jobs < 1:
+        raise KanbenchError(f"--jobs must be at least 1, got {args.jobs}")
     cells = grid.cells(args.grid, args.overrides)
     store = ResultsStore(args.results)
     existing = {cfg.run_id: store.get(cfg.grid, cfg.run_id) for cfg in cells}
@@ -71,12 +82,13 @@ def main(argv=None) -> int:
         return 0
     preflight(todo, args.data_root)
 
-    def work(cfg):
-        return run_cell(cfg, store, cache_dir=args.cache, data_root=args.data_root,
-                        wandb_mode=args.wandb, wandb_dir=args.wandb_dir)
-
-    progress = Progress(len(cells), len(cells) - len(todo))
-    EXECUTORS[args.executor]().run(todo, work, progress)
+    work = CellWork(args.cache, args.data_root, args.wandb, args.wandb_dir)
+    executor = executors.create(args.executor, {
+        "jobs": args.jobs, "ray_address": args.ray_address, "cluster": args.slurm_cluster,
+        "resources": grid.resources(args.grid),
+        "folder": str(Path(args.results) / "slurm" / grid_name)})
+    run_cells(todo, executor, work, store, Claims(args.results, grid_name),
+              Progress(len(cells), len(cells) - len(todo)))
 
     ids = {cfg.run_id for cfg in cells}
     grid_frame = store.to_frame(grid_name)

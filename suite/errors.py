@@ -22,3 +22,9 @@ def one_line_errors(main):
             sys.exit(2)
 
     return wrapper
+
+
+def first_line(err: BaseException) -> str:
+    """`Type: first line of the message`, for errors whose messages run to many lines."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

@@ -32,7 +32,10 @@ from suite.errors import KanbenchError
 from suite.registry import METHODS, TASKS
 
 GRIDS_DIR = Path(__file__).parent / "grids"
-TOP_KEYS = {"description", "seeds", "methods", "args", "blocks"}
+TOP_KEYS = {"description", "seeds", "methods", "args", "blocks", "resources"}
+# what each cell asks of a Ray or Slurm executor (never part of a run_id)
+RESOURCES = {"cpus_per_cell": 1, "gpus_per_cell": 0, "mem_gb": 8, "partition": "",
+             "time_minutes": 60, "array_parallelism": 64}
 BLOCK_KEYS = {"tasks", "methods", "seeds", "args", "sweep"}
 FILTERS = ("tasks", "methods", "seeds")
 
@@ -101,6 +104,23 @@ def _check_shape(path: Path, doc: Any) -> None:
                 raise KanbenchError(f"{path}: {where}.{key} must be a mapping")
     if not isinstance(doc.get("args", {}), dict):
         raise KanbenchError(f"{path}: 'args' must be a mapping of sections")
+    resources = doc.get("resources", {})
+    if not isinstance(resources, dict):
+        raise KanbenchError(f"{path}: 'resources' must be a mapping")
+    for key, value in resources.items():
+        if key not in RESOURCES:
+            raise KanbenchError(f"{path}: resources: unknown key {key!r}; "
+                                f"valid: {', '.join(sorted(RESOURCES))}")
+        kind, minimum = type(RESOURCES[key]), 0 if key == "gpus_per_cell" else 1
+        if not isinstance(value, kind) or isinstance(value, bool) or \
+                (kind is int and value < minimum):
+            wanted = f"an int >= {minimum}" if kind is int else "a string"
+            raise KanbenchError(f"{path}: resources.{key} must be {wanted}, got {value!r}")
+
+
+def resources(name: str) -> dict:
+    """The grid file's `resources`, over the defaults."""
+    return {**RESOURCES, **load(name)[1].get("resources", {})}
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -4,12 +4,15 @@ that methods' stages call through a StageContext."""
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from suite.config import RunConfig
@@ -20,6 +23,7 @@ logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*Starting from v1\.9\.0, `tensorboardX`.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 class KanbenchModule(L.LightningModule):
@@ -63,12 +67,46 @@ class KanbenchModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def make_trainer(max_epochs: int, logger=None, gradient_clip: float = 0.0) -> L.Trainer:
+def make_trainer(max_epochs: int, logger=None, gradient_clip: float = 0.0,
+                 checkpoint_dir: Path | None = None) -> L.Trainer:
+    """A quiet single-device Trainer; with `checkpoint_dir`, one saving `last.ckpt` there at
+    the end of every epoch."""
+    every_epoch = [ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1,
+                                   every_n_epochs=1, enable_version_counter=False)
+                   ] if checkpoint_dir else []
     return L.Trainer(max_epochs=max_epochs, accelerator="auto", devices=1,
-                     logger=logger if logger is not None else False,
-                     enable_checkpointing=False, enable_progress_bar=False,
+                     logger=logger if logger is not None else False, callbacks=every_epoch,
+                     enable_checkpointing=checkpoint_dir is not None, enable_progress_bar=False,
                      enable_model_summary=False, num_sanity_val_steps=0,
                      gradient_clip_val=gradient_clip or None, log_every_n_steps=1)
+
+
+def last_checkpoint(checkpoint_dir: Path | None) -> tuple[Path | None, int]:
+    """The last epoch checkpoint of an interrupted fit and how many epochs it holds, when it
+    loads as plain tensors and containers (`weights_only`); one cut short is discarded."""
+    path = checkpoint_dir / "last.ckpt" if checkpoint_dir else None
+    if path is None or not path.exists():
+        return None, 0
+    try:
+        epochs = int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) + 1
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint: start the fit over
+        warnings.warn(f"{path}: not a usable checkpoint ({type(err).__name__}); the stage "
+                      "starts over", stacklevel=2)
+        path.unlink()
+        return None, 0
+    return path, epochs
+
+
+def fit(module: L.LightningModule, max_epochs: int, logger=None, gradient_clip: float = 0.0,
+        checkpoint_dir: Path | None = None, **data) -> int:
+    """`Trainer.fit`, resuming from `checkpoint_dir`'s last epoch checkpoint when there is one
+    (a killed run), and removing the checkpoints when done; returns the epochs resumed."""
+    path, resumed = last_checkpoint(checkpoint_dir)
+    make_trainer(max_epochs, logger, gradient_clip, checkpoint_dir).fit(
+        module, ckpt_path=path, weights_only=True, **data)
+    if checkpoint_dir:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return resumed
 
 
 @dataclass
@@ -80,13 +118,17 @@ class StageContext:
     method: Method
     datamodule: L.LightningDataModule
     logger: Any = None
+    checkpoint_dir: Path | None = None  # the running stage's epoch checkpoints
+    resumed_epochs: int = 0  # epochs the running stage's fit took from a checkpoint
 
     def fit(self, net: nn.Module, stage: str, **train_overrides) -> nn.Module:
-        """Train `net` on the task with the method's regularizer and parameter groups."""
+        """Train `net` on the task with the method's regularizer and parameter groups,
+        resuming from the stage's last epoch checkpoint when a killed run left one."""
         train = {**self.cfg.args["train"], **train_overrides}
         module = KanbenchModule(net, self.task, self.method, self.cfg.args, train, stage)
-        make_trainer(train["max_epochs"], self.logger, train["gradient_clip"]).fit(
-            module, datamodule=self.datamodule)
+        self.resumed_epochs = fit(module, train["max_epochs"], self.logger,
+                                  train["gradient_clip"], self.checkpoint_dir,
+                                  datamodule=self.datamodule)
         return net
 
     def evaluate(self, net: nn.Module) -> dict[str, float]:

@@ -1,13 +1,15 @@
 """Run one cell: build the network, run the method's stages through the stage cache,
-measure, and write one complete record (done or failed) to the store."""
+measure, and return one complete record (done or failed); the driver writes it."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,9 +19,10 @@ from safetensors.torch import load_model, save_model
 
 from suite import measure, tracking
 from suite.config import RunConfig, content_hash
+from suite.errors import KanbenchError, first_line
 from suite.lit import StageContext
 from suite.registry import METHODS, TASKS
-from suite.store import ResultsStore, read_json, write_json_atomic
+from suite.store import locked, read_json, write_json_atomic
 
 
 class StageCache:
@@ -33,8 +36,18 @@ class StageCache:
         meta, weights = self.root / f"{key}.json", self.root / f"{key}.safetensors"
         if not (meta.exists() and weights.exists()):
             return None
-        load_model(net, str(weights))
-        return read_json(meta)
+        try:
+            load_model(net, str(weights))
+            return read_json(meta)
+        except Exception as err:  # noqa: BLE001 - a damaged file: the user decides
+            raise KanbenchError(f"stage cache {weights.name} / {meta.name} in {self.root}: "
+                                f"cannot load ({first_line(err)}); delete both to "
+                                "recompute the stage") from None
+
+    def computing(self, key: str):
+        """Held while stage `key` is looked up and, if missing, computed: a second worker
+        that needs the same stage waits, then loads it."""
+        return locked(self.root / f".{key}.lock")
 
     def save(self, key: str, net: torch.nn.Module, meta: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -90,19 +103,24 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
     stage_metrics, timing = {}, dict(getattr(datamodule, "timing", {}))
     for stage, key in zip(stages, stage_keys(cfg, stages), strict=True):
         skeleton = stage.skeleton(net)
-        meta = cache.load(key, skeleton)
-        cached = meta is not None
-        if cached:
-            net = skeleton
-        else:
-            L.seed_everything(cfg.seed, workers=True, verbose=False)
-            start = time.perf_counter()
-            net = stage.run(ctx, net)
-            meta = {"stage": stage.name, "seconds": time.perf_counter() - start,
-                    "metrics": ctx.evaluate(net), "made_by": cfg.run_id}  # the first run
-            cache.save(key, net, meta)
+        with cache.computing(key):  # cells running at once that share a stage run it once
+            meta = cache.load(key, skeleton)
+            cached = meta is not None
+            if cached:
+                net = skeleton
+            else:
+                L.seed_everything(cfg.seed, workers=True, verbose=False)
+                ctx.checkpoint_dir = cache.root.parent / "checkpoints" / key
+                ctx.resumed_epochs = 0
+                start = time.perf_counter()
+                net = stage.run(ctx, net)
+                meta = {"stage": stage.name, "seconds": time.perf_counter() - start,
+                        "metrics": ctx.evaluate(net), "made_by": cfg.run_id,  # the first run
+                        "resumed_epochs": ctx.resumed_epochs}
+                cache.save(key, net, meta)
         stage_metrics[stage.name] = meta["metrics"]
-        timing[stage.name] = {"seconds": meta["seconds"], "cached": cached}
+        timing[stage.name] = {"seconds": meta["seconds"], "cached": cached,
+                              "resumed_epochs": meta.get("resumed_epochs", 0)}
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = net.to(device)
@@ -121,6 +139,8 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
     # retention: each metric of the final model over the first stage's (the uncompressed model
     # a multi-stage method compressed: dense for SHARe, MetaKAN for MetaCluster)
     final, first = stage_metrics[stages[-1].name], stage_metrics[stages[0].name]
+    if not math.isfinite(final.get(task.metric, math.nan)):
+        raise FloatingPointError(f"the final {task.metric} is {final.get(task.metric)}")
     retention = {k: v / first[k] for k, v in final.items() if len(stages) > 1 and first.get(k)}
     result = {"metrics": {**final, "stages": stage_metrics, "primary": task.metric,
                           "higher_is_better": task.higher_is_better,
@@ -135,19 +155,33 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
     return result
 
 
-def run_cell(cfg: RunConfig, store: ResultsStore, *, cache_dir: str | Path, data_root: str,
+def new_record(cfg: RunConfig, data_root: str) -> dict:
+    return {"run_id": cfg.run_id, "grid": cfg.grid, "task": cfg.task, "method": cfg.method,
+            "seed": cfg.seed, "status": "running", "error": None, "config": cfg.to_dict(),
+            "started_at": now(), "env": environment(data_root)}
+
+
+def failed_record(cfg: RunConfig, data_root: str, error: str) -> dict:
+    """The record of a cell whose worker died without one (killed, out of memory)."""
+    record = new_record(cfg, data_root)
+    record.update(status="failed", error=error, finished_at=now(), timing={"total_seconds": 0.0})
+    return record
+
+
+def run_cell(cfg: RunConfig, *, cache_dir: str | Path, data_root: str,
              wandb_mode: str = "auto", wandb_dir: str | Path = "wandb") -> dict:
-    """Run one cell and write its record. Exceptions become a failed record; an interrupt
-    (Ctrl-C) propagates and writes nothing, so a rerun starts the cell again."""
-    record = {"run_id": cfg.run_id, "grid": cfg.grid, "task": cfg.task, "method": cfg.method,
-              "seed": cfg.seed, "status": "running", "error": None, "config": cfg.to_dict(),
-              "started_at": now(), "env": environment(data_root)}
+    """Run one cell to its record. Exceptions (a NaN, running out of GPU memory) make a failed
+    record; bad input found on the way (a malformed data file) makes a `refused` one, which the
+    driver never stores; an interrupt (Ctrl-C) propagates, so a rerun starts the cell again."""
+    record = new_record(cfg, data_root)
     start = time.perf_counter()
     logger = None
     try:
         logger = tracking.start(cfg, wandb_mode, wandb_dir)
         record.update(execute(cfg, logger, StageCache(cache_dir), data_root))
         record["status"] = "done"
+    except KanbenchError as err:  # bad input (a malformed data file): the driver stops on it
+        record.update(status="refused", error=str(err))
     except Exception as err:  # noqa: BLE001 - a failing cell is recorded and the grid goes on
         record.update(status="failed", error=f"{type(err).__name__}: {err}",
                       traceback=traceback.format_exc())
@@ -155,5 +189,21 @@ def run_cell(cfg: RunConfig, store: ResultsStore, *, cache_dir: str | Path, data
         record["finished_at"] = now()
         record.setdefault("timing", {})["total_seconds"] = time.perf_counter() - start
         tracking.finish(logger, record)
-    store.write(record)
     return record
+
+
+@dataclass(frozen=True)
+class CellWork:
+    """What every worker needs to run a cell: picklable, so executors can ship it."""
+
+    cache_dir: str
+    data_root: str
+    wandb_mode: str = "auto"
+    wandb_dir: str = "wandb"
+
+    def __call__(self, cfg: RunConfig) -> dict:
+        return run_cell(cfg, cache_dir=self.cache_dir, data_root=self.data_root,
+                        wandb_mode=self.wandb_mode, wandb_dir=self.wandb_dir)
+
+    def failed(self, cfg: RunConfig, error: str) -> dict:
+        return failed_record(cfg, self.data_root, error)

@@ -36,7 +36,7 @@ from suite.config import content_hash
 from suite.errors import KanbenchError
 from suite.interfaces import Task
 from suite.registry import TASKS
-from suite.store import read_json, write_json_atomic
+from suite.store import locked, read_json, write_json_atomic
 from tasks import shapes
 from tasks.detection_data import RoiFeatureData, head_inputs, read_coco, read_voc, train_trunk
 from tasks.detection_map import VOC_VARIANTS, DetectionMetrics
@@ -115,24 +115,27 @@ class DetectionTask(Task):
                            length=24)
         folder = Path(cache_dir) / "detection"
         meta_file, tensor_file = folder / f"{key}.json", folder / f"{key}.safetensors"
-        if meta_file.exists() and tensor_file.exists():
-            timing = {k: {**v, "cached": True} for k, v in read_json(meta_file).items()}
-            return load_file(str(tensor_file)), timing
-        tensors, timing = self.prepare(args, data_root)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.safetensors"
-        save_file(tensors, str(tmp))
-        os.replace(tmp, tensor_file)
-        write_json_atomic(meta_file, timing)                     # last: the entry is whole
-        return tensors, timing
+        with locked(folder / f".{key}.lock"):  # cells running at once train one trunk
+            if meta_file.exists() and tensor_file.exists():
+                timing = {k: {**v, "cached": True} for k, v in read_json(meta_file).items()}
+                return load_file(str(tensor_file)), timing
+            tensors, timing = self.prepare(args, data_root, folder / "checkpoints" / key)
+            tmp = folder / f".{key}.{os.getpid()}.safetensors"
+            save_file(tensors, str(tmp))
+            os.replace(tmp, tensor_file)
+            write_json_atomic(meta_file, timing)                 # last: the entry is whole
+            return tensors, timing
 
-    def prepare(self, args: dict, data_root: Path) -> tuple[dict, dict]:
-        """Train the trunk, then compute the head's inputs: (tensors by name, timing)."""
+    def prepare(self, args: dict, data_root: Path, checkpoint_dir: Path | None = None
+                ) -> tuple[dict, dict]:
+        """Train the trunk (resuming from `checkpoint_dir`'s last epoch, if a killed run left
+        one), then compute the head's inputs: (tensors by name, timing)."""
         L.seed_everything(args["trunk_seed"], workers=True, verbose=False)
         start = time.perf_counter()
         train = self.read(args, data_root, "train")
         trunk = train_trunk(self.trunk(args), train, args["trunk_epochs"],
-                            args["trunk_batch_size"], args["trunk_lr"], args["trunk_seed"])
+                            args["trunk_batch_size"], args["trunk_lr"], args["trunk_seed"],
+                            checkpoint_dir)
         trained = time.perf_counter()
         tensors = {f"trunk.{k}": v.contiguous() for k, v in trunk.state_dict().items()}
         tensors.update({f"train.{k}": v for k, v in head_inputs(trunk, train, True).items()})

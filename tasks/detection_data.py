@@ -31,7 +31,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from suite.errors import KanbenchError
 from suite.interfaces import Method, Task
-from suite.lit import KanbenchModule, make_trainer
+from suite.lit import KanbenchModule, fit
 from tasks.common import TensorDataModule
 
 Example = tuple[torch.Tensor, dict]  # image (3, H, W) in [0, 1], target
@@ -73,12 +73,18 @@ def read_voc(root: Path, year: str, image_set: str, classes: tuple[str, ...],
                             f"ImageSets/Main/{image_set}.txt); download PASCAL VOC there")
     try:
         reader = VOCDetection(str(root), year=year, image_set=image_set, download=False)
-        count = min(limit, len(reader)) if limit else len(reader)
-        return [(pil_to_tensor(image).float() / 255, voc_target(target, classes))
-                for image, target in (reader[i] for i in range(count))]
-    except Exception as err:  # noqa: BLE001 - any unreadable image or annotation
+    except Exception as err:  # noqa: BLE001 - an unreadable image set
         raise KanbenchError(f"voc: cannot read {folder} ({type(err).__name__}: {err})") \
             from None
+    examples = []
+    for i in range(min(limit, len(reader)) if limit else len(reader)):
+        try:
+            image, target = reader[i]
+            examples.append((pil_to_tensor(image).float() / 255, voc_target(target, classes)))
+        except Exception as err:  # noqa: BLE001 - any unreadable image or annotation
+            raise KanbenchError(f"voc: cannot read {reader.annotations[i]} or its image "
+                                f"({type(err).__name__}: {err})") from None
+    return examples
 
 
 def read_coco(images: Path, annotations: Path, label_of_name: dict[str, int],
@@ -91,6 +97,10 @@ def read_coco(images: Path, annotations: Path, label_of_name: dict[str, int],
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints while indexing
             reader = CocoDetection(str(images), str(annotations))
+        missing = [k for k in ("images", "annotations", "categories")
+                   if k not in reader.coco.dataset]
+        if missing:
+            raise ValueError(f"no {missing[0]!r} list")
         label_of_category = {c["id"]: label_of_name[c["name"]]
                              for c in reader.coco.loadCats(reader.coco.getCatIds())
                              if c["name"] in label_of_name}
@@ -124,14 +134,16 @@ def collate(batch: list[Example]) -> tuple[list[torch.Tensor], list[dict]]:
 
 
 def train_trunk(trunk: FasterRCNN, train: list[Example], epochs: int, batch_size: int,
-                lr: float, seed: int) -> FasterRCNN:
-    """Train the whole detector (linear head) on the examples; cosine lr, AdamW."""
+                lr: float, seed: int, checkpoint_dir: Path | None = None) -> FasterRCNN:
+    """Train the whole detector (linear head) on the examples; cosine lr, AdamW; with a
+    checkpoint each epoch in `checkpoint_dir` to resume from."""
     loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(seed))
     settings = {"lr": lr, "weight_decay": 1e-4, "scheduler": "cosine", "gradient_clip": 10.0}
     module = KanbenchModule(trunk, TrunkObjective(), Method(), {"task": {}, "method": {}},
                             settings, stage="trunk")
-    make_trainer(epochs, gradient_clip=settings["gradient_clip"]).fit(module, loader)
+    fit(module, epochs, gradient_clip=settings["gradient_clip"], checkpoint_dir=checkpoint_dir,
+        train_dataloaders=loader)
     return trunk.eval()
 
 

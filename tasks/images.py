@@ -7,7 +7,9 @@ fully connected KANs see flattened images, ConvKANs see (3, 32, 32) images.
 
 from __future__ import annotations
 
+import math
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +87,22 @@ class Digits(MLPClassification):
         return (x[idx_train], y[idx_train]), (x[idx_test], y[idx_test])
 
 
+def check_idx(path: Path, ndim: int, name: str) -> int:
+    """The item count of an IDX file of unsigned bytes with `ndim` dimensions, once its header
+    and size agree; one KanbenchError naming the file otherwise."""
+    with path.open("rb") as f:
+        header = f.read(4 + 4 * ndim)
+    if len(header) < 4 + 4 * ndim or header[:4] != bytes([0, 0, 0x08, ndim]):
+        raise KanbenchError(f"{name}: {path} is not an IDX file of {ndim}-d unsigned bytes "
+                            f"(header {header[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", header[4:])
+    expected = len(header) + math.prod(dims)
+    if path.stat().st_size != expected:
+        raise KanbenchError(f"{name}: {path} holds {path.stat().st_size} bytes; its header "
+                            f"{list(dims)} needs {expected} (truncated?)")
+    return dims[0]
+
+
 class IDXImages(MLPClassification):
     """MNIST-format IDX files read by torchvision from <data_root>/<folder>/raw/."""
 
@@ -98,6 +116,12 @@ class IDXImages(MLPClassification):
         files = [Path(url).stem for url, _ in self.reader.resources]    # the unpacked names
 
         def split(train: bool):
+            images, labels = files[:2] if train else files[2:]
+            if (folder / images).exists() and (folder / labels).exists():
+                if check_idx(folder / images, 3, self.name) != \
+                        check_idx(folder / labels, 1, self.name):
+                    raise KanbenchError(f"{self.name}: {folder / images} and {labels} hold "
+                                        "different numbers of items")
             ds = open_or_download(lambda download: self.reader(
                 data_root, train=train, download=download), self.name, folder, files, self.how)
             x = ds.data.reshape(len(ds.data), -1).float() / 127.5 - 1    # (N, 784), [-1, 1]

@@ -54,7 +54,7 @@ def test_truncated_idx_file_is_one_clear_error(tmp_path):
     raw = write_mnist_like(tmp_path, "MNIST", n_train=10, n_test=10)
     path = raw / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:500])
-    with pytest.raises(KanbenchError, match="mnist: cannot read"):
+    with pytest.raises(KanbenchError, match=r"mnist: .*train-images-idx3-ubyte holds 500 bytes"):
         TASKS.create("mnist").load(args_of("mnist"), str(tmp_path))
 
 

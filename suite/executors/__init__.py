@@ -1,0 +1,38 @@
+"""Executors run claimed cells and hand their records back to the driver, which alone writes
+the store. One interface: `map(cells, work)` takes an iterator of cells (pulled only when a
+worker is free, since pulling one claims it) and yields `(cell, record)` as each finishes.
+
+    local   in this process, in order; with --jobs N, N worker processes, one per cell
+    ray     one Ray task per cell on a Ray cluster (--ray-address) or a local one
+    slurm   submitit job arrays on Slurm (or submitit's local executor); rerun to re-attach
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from suite.config import RunConfig
+from suite.runner import CellWork
+
+
+class Executor(Protocol):
+    def map(self, cells: Iterator[RunConfig], work: CellWork
+            ) -> Iterator[tuple[RunConfig, dict]]: ...
+
+
+def create(name: str, options: dict) -> Executor:
+    """The executor `name` with the driver's options (jobs, ray_address, resources, ...)."""
+    if name == "local":
+        from suite.executors.local import InProcess, Processes
+        return Processes(options["jobs"]) if options["jobs"] > 1 else InProcess()
+    if name == "ray":
+        from suite.executors.ray import RayExecutor
+        return RayExecutor(options)
+    if name == "slurm":
+        from suite.executors.slurm import SlurmExecutor
+        return SlurmExecutor(options)
+    raise ValueError(f"unknown executor {name!r}")
+
+
+NAMES = ("local", "ray", "slurm")

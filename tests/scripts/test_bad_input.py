@@ -1,0 +1,186 @@
+"""Malformed input of every kind a user can give: grid files, overrides, dataset files, stage
+checkpoints and model files. Each is refused with one line naming the file or setting and
+the problem, exit status 2, and nothing written to the results store."""
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scripts.run_grid import main as run_grid
+from suite import grid
+from suite.config import parse_override
+from suite.errors import KanbenchError
+from tests.datafiles import write_all, write_idx
+
+pytestmark = pytest.mark.slow
+
+GOOD = "seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [feynman]\n"
+GRIDS = {  # grid file text -> what the line must say
+    "blocks: [\n  - tasks: [feynman": "not valid YAML at line",
+    "- a\n- b\n": "a grid must be a mapping",
+    "seeds: [0]\nmethods: [dense]\nblocks: []\n": "'blocks' must be a non-empty list",
+    GOOD + "colour: red\n": "unknown key 'colour'",
+    GOOD.replace("[feynman]", "[]"): "tasks must be a non-empty list",
+    GOOD.replace("[0]", "[zero]"): "seeds must be a non-empty list of int",
+    GOOD + "    sweep: {task.equation: I.9.18}\n": "sweep.task.equation must be a non-empty list",
+    GOOD + "    repeat: 3\n": "unknown key 'repeat'",
+    GOOD + "resources: {gpus: 1}\n": "resources: unknown key 'gpus'",
+    GOOD + "resources: {gpus_per_cell: -1}\n": "resources.gpus_per_cell must be an int >= 0",
+    GOOD + "resources: {time_minutes: soon}\n": "resources.time_minutes must be an int >= 1",
+    GOOD + "args: [train]\n": "'args' must be a mapping of sections",
+    GOOD.replace("[feynman]", "[feynmann]"): "unknown task 'feynmann'",
+}
+OVERRIDES = {  # command-line arguments -> what the line must say
+    ("train.max_epochs=many",): "train.max_epochs",
+    ("train.nonesuch=1",): "unknown train arg 'nonesuch'",
+    ("colour.red=1",): "colour",
+    ("train.max_epochs",): "train.max_epochs",
+    ("seeds=[a]",): "seeds must be a non-empty list of int",
+    ("methods=[nonesuch]",): "unknown method 'nonesuch'",
+    ("kan.basis=fourier",): "kan.basis",
+    ("--jobs", "0"): "--jobs must be at least 1",
+}
+
+
+def refused(capsys, results, *argv) -> str:
+    """Run run_grid; it must exit 2 with one `error:` line and leave no record."""
+    with pytest.raises(SystemExit) as exit_:
+        run_grid([*argv, "--results", str(results), "--cache", str(results / "cache"),
+                  "--wandb", "off", "--no-reports"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert not list(results.glob("runs/**/*.json"))
+    return lines[0]
+
+
+@pytest.mark.parametrize("text", list(GRIDS), ids=range(len(GRIDS)))
+def test_malformed_grid_files(text, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    line = refused(capsys, tmp_path / "results", "--grid", str(path))
+    assert GRIDS[text] in line and ("unknown task" in line or str(path) in line), line
+
+
+@pytest.mark.parametrize("argv", list(OVERRIDES), ids=range(len(OVERRIDES)))
+def test_malformed_overrides(argv, tmp_path, capsys):
+    line = refused(capsys, tmp_path / "results", "--grid", "smoke", "tasks=[feynman]", *argv)
+    assert OVERRIDES[argv] in line, line
+
+
+def corrupt(data, name):
+    """Break one dataset file of a copy of the tiny data root; returns (task, file)."""
+    voc = data / "VOCdevkit" / "VOC2007" / "Annotations"
+    first_xml = sorted(voc.glob("*.xml"))[0]
+    coco = data / "coco" / "annotations" / "instances_train2017.json"
+    mnist = data / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    if name == "idx_truncated":
+        mnist.write_bytes(mnist.read_bytes()[:700])
+    elif name == "idx_bad_magic":
+        mnist.write_bytes(b"\x01\x02" + mnist.read_bytes()[2:])
+    elif name == "idx_labels_short":
+        write_idx(data / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(5))
+    elif name in ("cifar_runs_code", "cifar_no_data"):
+        batch = data / "cifar-10-batches-py" / "data_batch_1"
+        entry = {"data": Exploit(), "labels": [0]} if name == "cifar_runs_code" else \
+            {"labels": [0]}
+        batch.write_bytes(pickle.dumps(entry))
+        return "cifar10", batch.name
+    elif name == "voc_not_xml":
+        first_xml.write_text("this is not <xml")
+    elif name == "voc_no_bndbox":
+        first_xml.write_text(first_xml.read_text().replace("<bndbox>", "<box>").replace(
+            "</bndbox>", "</box>"))
+    elif name == "voc_text_coordinate":
+        first_xml.write_text(first_xml.read_text().replace("<xmin>", "<xmin>left", 1))
+    elif name == "coco_not_json":
+        coco.write_text("{'images': ")
+    elif name == "coco_no_annotations":
+        doc = json.loads(coco.read_text())
+        del doc["annotations"]
+        coco.write_text(json.dumps(doc))
+    elif name == "coco_short_bbox":
+        doc = json.loads(coco.read_text())
+        for annotation in doc["annotations"]:
+            annotation["bbox"] = annotation["bbox"][:3]
+        coco.write_text(json.dumps(doc))
+    if name.startswith("idx"):
+        return "mnist", mnist.name
+    if name.startswith("voc"):
+        return "voc", first_xml.name
+    return "coco", coco.name
+
+
+class Exploit:
+    def __reduce__(self):
+        return (shutil.rmtree, ("/nonexistent-kanbench",))
+
+
+DATASET_FAULTS = ["idx_truncated", "idx_bad_magic", "idx_labels_short", "cifar_runs_code",
+                  "cifar_no_data", "voc_not_xml", "voc_no_bndbox", "voc_text_coordinate",
+                  "coco_not_json", "coco_no_annotations", "coco_short_bbox"]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    return write_all(tmp_path_factory.mktemp("pristine"))
+
+
+@pytest.mark.parametrize("fault", DATASET_FAULTS)
+def test_malformed_dataset_files(fault, pristine, tmp_path, capsys):
+    data = shutil.copytree(pristine, tmp_path / "data")
+    task, name = corrupt(data, fault)
+    line = refused(capsys, tmp_path / "results", "--grid", "smoke", f"tasks=[{task}]",
+                   "methods=[dense]", "--data-root", str(data))
+    assert line.startswith(f"error: {task}: ") and name in line, line
+
+
+def test_malformed_stage_checkpoints(tmp_path, capsys):
+    results = tmp_path / "results"
+    cell = ["--grid", "smoke", "tasks=[feynman]", "methods=[dense]", "measure.latency=false",
+            "measure.memory=false"]
+    assert run_grid([*cell, "--results", str(results), "--cache", str(results / "cache"),
+                     "--wandb", "off", "--no-reports"]) == 0
+    (weights,) = (results / "cache" / "stages").glob("*.safetensors")
+    meta = weights.with_suffix(".json")
+    for path, damaged in ((weights, weights.read_bytes()[:40]), (meta, b"[1, 2"),
+                          (weights, pickle.dumps(Exploit()))):
+        saved = path.read_bytes()
+        path.write_bytes(damaged)
+        shutil.rmtree(results / "runs", ignore_errors=True)  # the first run's record
+        line = refused(capsys, results, *cell)
+        assert "stage cache" in line and path.name in line, line
+        path.write_bytes(saved)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=40))
+def test_any_override_text_parses_or_is_one_line(text):
+    try:
+        parse_override(text)
+    except KanbenchError as err:
+        assert "\n" not in str(err)
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(sorted(grid.TOP_KEYS | grid.BLOCK_KEYS | {"x"})), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.function_scoped_fixture])
+@given(yaml_values)
+def test_any_grid_document_expands_or_is_one_line(tmp_path, doc):
+    path = tmp_path / "generated.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        grid.cells(str(path))
+    except KanbenchError as err:
+        assert "\n" not in str(err)

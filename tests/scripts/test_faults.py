@@ -1,0 +1,115 @@
+"""A grid that loses nothing: drivers killed with SIGKILL at random moments, and two drivers at
+once on one results directory. Evidence comes from the drivers' own logs (which cells each
+began), the store, and the W&B offline runs."""
+
+import json
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+GRID = """\
+description: the fault tests' grid, seconds per cell
+seeds: [0, 1, 2, 3, 4, 5, 6, 7]
+methods: [dense, share_int8]
+args:
+  train: {max_epochs: 4}
+  measure: {latency_batches: [1, 4], memory: false}
+blocks:
+  - tasks: [feynman]
+    args: {task: {n_train: 64, n_test: 64}}
+"""
+TRIALS, CELLS = 20, 16
+BEGUN = re.compile(r"^\[\d+/\d+\] \S+ ([0-9a-f]{16}) \.\.\.$", re.M)
+EVENT = re.compile(r"^\[\d+/\d+\] \S+ (?:[0-9a-f]{16} \.\.\.|done in )", re.M)
+
+
+def driver(tmp_path, log):
+    """A run_grid driver in its own process; its stdout goes to `log`."""
+    grid = tmp_path / "faults.yaml"
+    grid.write_text(GRID)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "run_grid.py"), "--grid", str(grid),
+         "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
+         "--wandb", "offline", "--wandb-dir", str(tmp_path / "wandb"), "--no-reports"],
+        cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def records(tmp_path) -> dict[str, dict]:
+    runs = tmp_path / "results" / "runs" / "faults"
+    return {p.stem: json.loads(p.read_text()) for p in runs.glob("*.json")} \
+        if runs.exists() else {}
+
+
+def wandb_runs(tmp_path) -> list[str]:
+    """The run id of every W&B offline run directory (one per cell started with W&B)."""
+    return [p.name.rsplit("-", 1)[1] for p in (tmp_path / "wandb" / "wandb").glob(
+        "offline-run-*")]
+
+
+def check_complete(tmp_path, cells: int):
+    done = records(tmp_path)
+    assert len(done) == cells
+    for run_id, record in done.items():  # whole records only
+        assert record["run_id"] == run_id and record["status"] == "done", record.get("error")
+        assert record["storage"]["kan_bytes"] > 0 and record["finished_at"]
+    assert set(wandb_runs(tmp_path)) == set(done)  # one W&B id per cell, its run_id
+
+
+def kill_at_a_random_point(process, log, rng) -> bool:
+    """SIGKILL the driver 0-2 s after its k-th cell event (a cell begun or recorded), k random
+    in 0..3, so kills land in start-up, in training, in measuring and around record writes.
+    False when the driver finished first."""
+    events, delay = rng.randint(0, 3), rng.uniform(0.0, 2.0)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if len(EVENT.findall(log.read_text())) >= events:
+            time.sleep(delay)
+            break
+        time.sleep(0.05)
+    if process.poll() is not None:
+        assert process.returncode == 0, log.read_text()[-2000:]
+        return False
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return True
+
+
+def test_sigkilled_drivers_lose_and_repeat_nothing(tmp_path):
+    rng = random.Random(0)
+    finished, killed = set(), 0
+    start = time.monotonic()
+    for trial in range(TRIALS):
+        log = tmp_path / f"trial{trial}.log"
+        killed += kill_at_a_random_point(driver(tmp_path, log), log, rng)
+        begun = set(BEGUN.findall(log.read_text()))
+        assert not begun & finished, f"trial {trial} began cells already recorded"
+        finished |= {run_id for run_id, r in records(tmp_path).items() if r["status"] == "done"}
+    seconds = time.monotonic() - start
+    print(f"\n{TRIALS} trials, {killed} drivers killed with SIGKILL, {len(finished)} of "
+          f"{CELLS} cells recorded before the final run, {seconds:.0f} s")
+    assert killed >= TRIALS // 2 and seconds < 600
+    log = tmp_path / "final.log"
+    assert driver(tmp_path, log).wait(timeout=600) == 0, log.read_text()[-2000:]
+    assert not set(BEGUN.findall(log.read_text())) & finished
+    check_complete(tmp_path, CELLS)
+    assert not list((tmp_path / "results" / "claims" / "faults").iterdir())
+
+
+def test_two_drivers_at_once_run_each_cell_once(tmp_path):
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    drivers = [driver(tmp_path, log) for log in logs]
+    assert [d.wait(timeout=600) for d in drivers] == [0, 0]
+    begun = [BEGUN.findall(log.read_text()) for log in logs]
+    assert len(set(begun[0] + begun[1])) == len(begun[0]) + len(begun[1]) == CELLS
+    assert begun[0] and begun[1]  # both drivers did some of the work
+    check_complete(tmp_path, CELLS)
+    assert sorted(wandb_runs(tmp_path)) == sorted(records(tmp_path))  # each started once

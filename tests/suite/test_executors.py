@@ -1,0 +1,92 @@
+"""The same smoke cells through every executor: local worker processes, a real local Ray
+cluster (loopback only) and submitit's local executor give the same records."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.run_grid import main as run_grid
+from suite.config import RunConfig
+from suite.executors.local import Processes
+from suite.runner import CellWork
+from suite.store import ResultsStore
+
+CELLS = ["--grid", "smoke", "tasks=[feynman,digits]", "methods=[dense,metakan,share_int8]",
+         "measure.memory=false"]
+
+
+def run(tmp_path, name, *executor) -> dict[str, dict]:
+    results = tmp_path / name
+    assert run_grid([*CELLS, *executor, "--results", str(results), "--cache",
+                     str(tmp_path / f"{name}-cache"), "--wandb", "off", "--no-reports"]) == 0
+    return {r["run_id"]: r for r in ResultsStore(results).records("smoke")}
+
+
+def same_records(a: dict[str, dict], b: dict[str, dict]) -> None:
+    assert set(a) == set(b) and len(a) == 6
+    for run_id in a:
+        assert a[run_id]["status"] == b[run_id]["status"] == "done"
+        assert a[run_id]["storage"] == b[run_id]["storage"]
+        primary = a[run_id]["metrics"]["primary"]
+        assert a[run_id]["metrics"][primary] == pytest.approx(b[run_id]["metrics"][primary],
+                                                              rel=1e-3, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory):
+    return run(tmp_path_factory.mktemp("in_process"), "in_process")
+
+
+@pytest.mark.slow
+def test_local_worker_processes(in_process, tmp_path):
+    same_records(in_process, run(tmp_path, "jobs", "--jobs", "2"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_local_ray_cluster(in_process, tmp_path):
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                   check=True, capture_output=True, env=env, timeout=300)
+    try:
+        same_records(in_process, run(tmp_path, "ray", "--executor", "ray", "--ray-address",
+                                     f"127.0.0.1:{port}"))
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_submitit_local_executor(in_process, tmp_path):
+    same_records(in_process, run(tmp_path, "slurm", "--executor", "slurm", "--slurm-cluster",
+                                 "local"))
+
+
+class DiesOnSeedOne(CellWork):
+    def __call__(self, cfg):
+        if cfg.seed == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"run_id": cfg.run_id, "status": "done"}
+
+
+def test_a_worker_that_dies_is_a_failed_record_and_the_others_go_on(tmp_path):
+    cells = [RunConfig("g", "feynman", "dense", seed, {}) for seed in range(3)]
+    work = DiesOnSeedOne(str(tmp_path), str(tmp_path), "off")
+    records = {cfg.seed: record for cfg, record in Processes(2).map(iter(cells), work)}
+    assert records[0]["status"] == records[2]["status"] == "done"
+    assert records[1]["status"] == "failed"
+    assert records[1]["error"] == "WorkerDied: the worker process exited with signal SIGKILL " \
+                                  "(out of memory?)"
