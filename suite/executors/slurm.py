@@ -10,7 +10,6 @@ The driver never unpickles a job's result: records travel as JSON.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -61,11 +60,13 @@ class SlurmExecutor:
             import submitit
 
             return submitit.SlurmJob(self.folder / "jobs", job_id).state not in FINISHED
-        try:  # submitit's local jobs are processes of this machine; job id = pid
-            os.kill(int(job_id), 0)
-        except (ProcessLookupError, ValueError):
+        # submitit's local jobs are processes of this machine (job id = pid), orphaned when
+        # their driver died: alive unless gone or a zombie nobody has reaped yet
+        try:
+            stat = Path(f"/proc/{int(job_id)}/stat").read_text()
+        except (OSError, ValueError):
             return False
-        return True
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
     def map(self, cells: Iterator[RunConfig], work: CellWork
             ) -> Iterator[tuple[RunConfig, dict]]:

@@ -1,12 +1,14 @@
 """The same smoke cells through every executor: local worker processes, a real local Ray
 cluster (loopback only) and submitit's local executor give the same records."""
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from suite.config import RunConfig
 from suite.executors.local import Processes
 from suite.runner import CellWork
 from suite.store import ResultsStore
+from tests.conftest import REPO
 
 CELLS = ["--grid", "smoke", "tasks=[feynman,digits]", "methods=[dense,metakan,share_int8]",
          "measure.memory=false"]
@@ -73,6 +76,31 @@ def test_a_local_ray_cluster(in_process, tmp_path):
 def test_submitit_local_executor(in_process, tmp_path):
     same_records(in_process, run(tmp_path, "slurm", "--executor", "slurm", "--slurm-cluster",
                                  "local"))
+
+
+@pytest.mark.slow
+def test_a_slurm_driver_that_died_is_re_attached(tmp_path):
+    """Kill the driver once its job array is out; rerunning the command waits for those jobs
+    and collects their records instead of submitting the cells again."""
+    argv = [sys.executable, str(REPO / "scripts" / "run_grid.py"), *CELLS, "--executor",
+            "slurm", "--slurm-cluster", "local", "--results", str(tmp_path), "--cache",
+            str(tmp_path / "cache"), "--wandb", "off", "--no-reports"]
+    jobs = tmp_path / "slurm" / "smoke"
+    first = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (jobs / "jobs.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.kill()
+    first.wait()
+    submitted = json.loads((jobs / "jobs.json").read_text())
+    assert len(submitted) == 6 and not list((tmp_path / "runs").glob("*/*.json"))
+    again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((jobs / "jobs.json").read_text()) == submitted   # nothing resubmitted
+    assert len(list((jobs / "jobs").glob("*_submitted.pkl"))) == 6
+    records = ResultsStore(tmp_path).records("smoke")
+    assert len(records) == 6 and all(r["status"] == "done" for r in records)
 
 
 class DiesOnSeedOne(CellWork):

@@ -77,7 +77,13 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
     assert len(records) == 2 and {r["status"] for r in records} == {"failed"}
     assert all("loss became" in r["error"] and r["traceback"] for r in records)
     assert run_grid(argv) == 1  # failed cells are not rerun without --retry-failed
-    assert len(ResultsStore(tmp_path).records("smoke")) == 2
+    assert [r["finished_at"] for r in ResultsStore(tmp_path).records("smoke")] == \
+        [r["finished_at"] for r in records]
+    time.sleep(1.1)  # finished_at has whole seconds
+    assert run_grid([*argv, "--retry-failed"]) == 1  # they are with it (and fail again)
+    again = ResultsStore(tmp_path).records("smoke")
+    assert len(again) == 2 and all(a["finished_at"] > r["finished_at"]
+                                   for a, r in zip(again, records, strict=True))
 
 
 @pytest.mark.slow
