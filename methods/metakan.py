@@ -2,12 +2,18 @@
 learnable per-edge prompt, so training stores prompts and meta-learners instead of
 coefficients.
 
-Edge e of a layer with fan-in F gets a prompt z_e (emb_dim numbers) and the weights
-    w_e = M(z_e) / sqrt(F),    M(z) = W2 relu(W1 z + b1) + b2,
-the G+k spline coefficients followed by the base weight. The 1/sqrt(F) (our choice, as in
-Kaiming init) lets one meta-learner serve layers of any width. Layers are grouped into C
-clusters by k-means on their output widths, one meta-learner per cluster (C=1: one for all).
-The layer then computes exactly what `KANLinear` / `KANConv2d` compute from stored weights.
+Edge e of a layer gets a prompt z_e (emb_dim numbers) and the weights
+    w_e = M(z_e),    M(z) = W2 relu(W1 z + b1) + b2,
+the G+k spline coefficients followed by the base weight (no scaler). The layer then
+computes exactly what `KANLinear` / `KANConv2d` compute from stored weights.
+
+Defaults follow the authors' code (github.com/Murphyzc/MetaKAN, image_classification/, the
+settings of their published Fashion-MNIST results): one meta-learner per layer
+(`clusters: 0`; C > 0 groups the layers into C clusters by k-means on their output widths,
+as their ConvKAN code does), hidden width 32, emb_dim 1, Xavier-normal prompts and
+meta-learner weights with zero biases, no output scaling, AdamW at lr 1e-3 / weight decay
+1e-4 for the meta-learners and lr 1e-2 / weight decay 5e-4 for the prompts. docs/methods.md
+lists where kanbench departs from their recipe (the schedule) and why.
 """
 
 from __future__ import annotations
@@ -30,13 +36,17 @@ GENERATE_EDGES = 2**16
 
 
 class MetaLearner(nn.Module):
-    """M(z) = W2 relu(W1 z + b1) + b2: (..., emb_dim) -> (..., out_dim). Shared by the layers
-    of a cluster, so it reports `shared_storage()` (counted once) rather than `storage()`."""
+    """M(z) = W2 relu(W1 z + b1) + b2: (..., emb_dim) -> (..., out_dim), Xavier-normal weights
+    and zero biases. Possibly shared by several layers, so it reports `shared_storage()`
+    (counted once) rather than `storage()`."""
 
     def __init__(self, emb_dim: int, hidden_dim: int, out_dim: int):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(emb_dim, hidden_dim), nn.ReLU(),
                                  nn.Linear(hidden_dim, out_dim))
+        for linear in (self.net[0], self.net[2]):
+            nn.init.xavier_normal_(linear.weight)
+            nn.init.zeros_(linear.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -45,7 +55,15 @@ class MetaLearner(nn.Module):
         return {"meta_learner": sum(p.numel() for p in self.parameters()) * FP32_BYTES}
 
 
-def generate(meta: MetaLearner, prompts: torch.Tensor, fan_in: int) -> torch.Tensor:
+def new_prompts(edge_shape: tuple[int, ...], emb_dim: int) -> nn.Parameter:
+    """(*edge_shape, emb_dim) prompts, Xavier-normal over the (edges, emb_dim) matrix:
+    std = sqrt(2 / (edges + emb_dim))."""
+    prompts = torch.empty(math.prod(edge_shape), emb_dim)
+    nn.init.xavier_normal_(prompts)
+    return nn.Parameter(prompts.reshape(*edge_shape, emb_dim))
+
+
+def generate(meta: MetaLearner, prompts: torch.Tensor) -> torch.Tensor:
     """Edge weights from prompts: (..., emb_dim) -> (..., G+k+1), in chunks of edges."""
     flat = prompts.reshape(-1, prompts.shape[-1])                    # (edges, emb_dim)
     pieces = []
@@ -53,7 +71,7 @@ def generate(meta: MetaLearner, prompts: torch.Tensor, fan_in: int) -> torch.Ten
         chunk = flat[start:start + GENERATE_EDGES]
         pieces.append(checkpoint(meta, chunk, use_reentrant=False)
                       if torch.is_grad_enabled() else meta(chunk))
-    weights = torch.cat(pieces) * (1 / math.sqrt(fan_in))            # (edges, G+k+1)
+    weights = torch.cat(pieces)                                      # (edges, G+k+1)
     return weights.reshape(*prompts.shape[:-1], weights.shape[-1])
 
 
@@ -63,11 +81,11 @@ class MetaKANLinear(EdgeWeightsLinear):
     def __init__(self, in_features: int, out_features: int, spec: KANSpec, meta: MetaLearner,
                  emb_dim: int):
         super().__init__(in_features, out_features, spec)
-        self.prompts = nn.Parameter(torch.randn(*self.edge_shape, emb_dim))
+        self.prompts = new_prompts(self.edge_shape, emb_dim)          # (out, in, emb_dim)
         self.meta = meta
 
     def edge_weights(self) -> torch.Tensor:
-        return generate(self.meta, self.prompts, self.fan_in)         # (out, in, G+k+1)
+        return generate(self.meta, self.prompts)                      # (out, in, G+k+1)
 
     def storage(self) -> dict[str, int]:
         return {"prompts": self.prompts.numel() * FP32_BYTES}
@@ -79,18 +97,18 @@ class MetaKANConv2d(EdgeWeightsConv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
                  padding: int, spec: KANSpec, meta: MetaLearner, emb_dim: int):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, spec)
-        self.prompts = nn.Parameter(torch.randn(*self.edge_shape, emb_dim))
+        self.prompts = new_prompts(self.edge_shape, emb_dim)   # (out, in, kh, kw, emb_dim)
         self.meta = meta
 
     def edge_weights(self) -> torch.Tensor:
-        return generate(self.meta, self.prompts, self.fan_in)  # (out, in, kh, kw, G+k+1)
+        return generate(self.meta, self.prompts)               # (out, in, kh, kw, G+k+1)
 
     def storage(self) -> dict[str, int]:
         return {"prompts": self.prompts.numel() * FP32_BYTES}
 
 
 class MetaKANFactory:
-    """Meta-learned layers; all share one meta-learner until `cluster_meta_learners` runs."""
+    """Meta-learned layers; all share one meta-learner until `assign_meta_learners` runs."""
 
     def __init__(self, spec: KANSpec, emb_dim: int, hidden_dim: int):
         self.spec, self.emb_dim, self.hidden_dim = spec, emb_dim, hidden_dim
@@ -112,34 +130,40 @@ def meta_layers(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if isinstance(m, (MetaKANLinear, MetaKANConv2d))]
 
 
-def cluster_meta_learners(net: nn.Module, factory: MetaKANFactory, clusters: int,
-                          seed: int) -> None:
-    """Group the meta layers into `clusters` by k-means on their output widths and give each
-    group its own meta-learner (at most one group per layer)."""
+def assign_meta_learners(net: nn.Module, factory: MetaKANFactory, clusters: int,
+                         seed: int) -> None:
+    """Give the meta layers their meta-learners: `clusters` 0, one per layer (the authors'
+    MLP MetaKAN); C >= 1, C groups by k-means on the layers' output widths, one meta-learner
+    per group (the authors' ConvKAN MetaKAN; at most one group per layer)."""
     layers = meta_layers(net)
-    clusters = min(clusters, len(layers))
-    if clusters <= 1:
-        return
-    widths = [[float(m.prompts.shape[0])] for m in layers]
-    groups = KMeans(clusters, n_init=10, random_state=seed).fit_predict(widths)
+    if clusters == 0 or clusters >= len(layers):
+        groups = list(range(len(layers)))
+    elif clusters == 1:
+        groups = [0] * len(layers)
+    else:
+        widths = [[float(m.prompts.shape[0])] for m in layers]
+        groups = KMeans(clusters, n_init=10, random_state=seed).fit_predict(widths).tolist()
     learners = {g: factory.new_meta_learner() for g in sorted(set(groups))}
     for layer, group in zip(layers, groups, strict=True):
         layer.meta = learners[group]
 
 
-def meta_param_groups(net: nn.Module, train: dict, lr_meta: float, lr_prompt: float):
-    """AdamW groups: meta-learners at lr_meta, prompts at lr_prompt, the rest at train lr."""
+def meta_param_groups(net: nn.Module, train: dict, args: dict) -> list[dict]:
+    """AdamW groups: meta-learners and prompts at their own learning rates and weight decays
+    (`lr_meta`, `wd_meta`, `lr_prompt`, `wd_prompt`), the rest at the train settings."""
     meta = {id(p) for m in net.modules() if isinstance(m, MetaLearner) for p in m.parameters()}
     prompts = {id(m.prompts) for m in meta_layers(net)}
     params = [p for p in net.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if id(p) in meta], "lr": lr_meta},
-              {"params": [p for p in params if id(p) in prompts], "lr": lr_prompt},
+    groups = [{"params": [p for p in params if id(p) in meta], "lr": args["lr_meta"],
+               "weight_decay": args["wd_meta"]},
+              {"params": [p for p in params if id(p) in prompts], "lr": args["lr_prompt"],
+               "weight_decay": args["wd_prompt"]},
               {"params": [p for p in params if id(p) not in meta | prompts], "lr": train["lr"]}]
     return [g for g in groups if g["params"]]
 
 
-META_DEFAULTS = {"emb_dim": 1, "hidden_dim": 32, "clusters": 1, "lr_meta": 1e-4,
-                 "lr_prompt": 1e-3}
+META_DEFAULTS = {"emb_dim": 1, "hidden_dim": 32, "clusters": 0, "lr_meta": 1e-3,
+                 "wd_meta": 1e-4, "lr_prompt": 1e-2, "wd_prompt": 5e-4}
 
 
 def meta_train_stage(args: dict) -> Stage:
@@ -156,11 +180,11 @@ class MetaKAN(Method):
         return MetaKANFactory(kan_spec(kan), args["emb_dim"], args["hidden_dim"])
 
     def prepare(self, net, factory, args, seed):
-        cluster_meta_learners(net, factory, args["clusters"], seed)
+        assign_meta_learners(net, factory, args["clusters"], seed)
         return net
 
     def stages(self, args):
         return [meta_train_stage(args)]
 
     def param_groups(self, net, train, args):
-        return meta_param_groups(net, train, args["lr_meta"], args["lr_prompt"])
+        return meta_param_groups(net, train, args)

@@ -4,7 +4,7 @@ error bars, latency bars per kernel, and MetaCluster's K sweep where the records
 
 Reads only the results store; never trains.
 
-    python scripts/plots.py [--grid quick] [--results results]
+    python scripts/plots.py [--grid quick] [--split test|val] [--results results]
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from suite.report.render import grid_arguments, grid_frame, plot_caption, write_
 @one_line_errors
 def main(argv=None) -> int:
     args = grid_arguments(__doc__.splitlines()[0], argv)
-    frame = grid_frame(args.results, args.grid)
+    frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "plots"
     out.mkdir(parents=True, exist_ok=True)
-    written = write_plots(frame, args.grid, out, plot_caption(frame, args.results, args.grid))
-    print(f"{len(written)} plot files written to {out}/ ({args.grid}_*)")
+    written = write_plots(frame, args.name, out, plot_caption(frame, args.results, args.grid))
+    print(f"{len(written)} plot files written to {out}/ ({args.name}_*)")
     return 0
 
 

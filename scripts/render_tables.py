@@ -9,8 +9,10 @@
     share         SHARe-KAN's: dense / FP32 / Int8 head MB, mAP, transfer mAP, retention
 
 Tables with no rows for the grid are skipped. Reads only the results store; never trains.
+`--split val` reports the validation metrics instead, into <grid>_val_<table>.<format>.
 
-    python scripts/render_tables.py [--grid quick] [--format md,tex,csv] [--budget-bytes N]
+    python scripts/render_tables.py [--grid quick] [--split test|val] [--format md,tex,csv]
+                                    [--budget-bytes N]
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import sys
 from pathlib import Path
 
 from suite.errors import KanbenchError, one_line_errors
-from suite.report.render import FORMATS, grid_arguments, grid_frame, source_line, write_tables
+from suite.report.render import (
+    FORMATS,
+    grid_arguments,
+    grid_frame,
+    script_command,
+    source_line,
+    write_tables,
+)
 
 
 @one_line_errors
@@ -35,13 +44,13 @@ def main(argv=None) -> int:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise KanbenchError(f"unknown format {unknown[0]!r}; valid: {', '.join(FORMATS)}")
-    frame = grid_frame(args.results, args.grid)
+    frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    source = source_line(f"python scripts/render_tables.py --grid {args.grid}", frame,
-                         args.results, args.grid)
-    written = write_tables(frame, args.grid, out, formats, args.budget_bytes, source)
-    print(f"{len(written)} table files written to {out}/ ({args.grid}_*)")
+    source = source_line(script_command("render_tables.py", args), frame, args.results,
+                         args.grid)
+    written = write_tables(frame, args.name, out, formats, args.budget_bytes, source)
+    print(f"{len(written)} table files written to {out}/ ({args.name}_*)")
     return 0
 
 

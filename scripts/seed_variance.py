@@ -4,7 +4,7 @@ the spread is wider than the gap. Writes results/tables/<grid>_seed_variance.{md
 
 Reads only the results store; never trains.
 
-    python scripts/seed_variance.py [--grid quick] [--results results]
+    python scripts/seed_variance.py [--grid quick] [--split test|val] [--results results]
 """
 
 from __future__ import annotations
@@ -13,19 +13,25 @@ import sys
 from pathlib import Path
 
 from suite.errors import one_line_errors
-from suite.report.render import grid_arguments, grid_frame, source_line, write_seed_variance
+from suite.report.render import (
+    grid_arguments,
+    grid_frame,
+    script_command,
+    source_line,
+    write_seed_variance,
+)
 
 
 @one_line_errors
 def main(argv=None) -> int:
     args = grid_arguments(__doc__.splitlines()[0], argv)
-    frame = grid_frame(args.results, args.grid)
+    frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    source = source_line(f"python scripts/seed_variance.py --grid {args.grid}", frame,
-                         args.results, args.grid)
-    written = write_seed_variance(frame, args.grid, out, source)
-    print(f"{len(written)} files written to {out}/ ({args.grid}_seed_variance.*)")
+    source = source_line(script_command("seed_variance.py", args), frame, args.results,
+                         args.grid)
+    written = write_seed_variance(frame, args.name, out, source)
+    print(f"{len(written)} files written to {out}/ ({args.name}_seed_variance.*)")
     return 0
 
 

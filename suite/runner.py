@@ -24,6 +24,8 @@ from suite.lit import StageContext
 from suite.registry import METHODS, TASKS
 from suite.store import locked, read_json, write_json_atomic
 
+STAGE_FORMAT = 2  # in every stage key: bump when what a stage's meta holds changes (2: val)
+
 
 class StageCache:
     """Stage outputs by content hash: <root>/stages/<key>.safetensors + <key>.json (meta).
@@ -61,7 +63,7 @@ def stage_keys(cfg: RunConfig, stages) -> list[str]:
     """Chain of content hashes: the first stage's key covers everything that determines the
     trained network (not the method's name, so methods that train alike share it)."""
     prev: object = {"task": cfg.task, "task_args": cfg.args["task"], "kan": cfg.args["kan"],
-                    "train": cfg.args["train"], "seed": cfg.seed}
+                    "train": cfg.args["train"], "seed": cfg.seed, "format": STAGE_FORMAT}
     keys = []
     for stage in stages:
         prev = content_hash({"prev": prev, "stage": stage.name, **stage.key}, length=24)
@@ -141,7 +143,8 @@ def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
     final, first = stage_metrics[stages[-1].name], stage_metrics[stages[0].name]
     if not math.isfinite(final.get(task.metric, math.nan)):
         raise FloatingPointError(f"the final {task.metric} is {final.get(task.metric)}")
-    retention = {k: v / first[k] for k, v in final.items() if len(stages) > 1 and first.get(k)}
+    retention = {k: v / first[k] for k, v in final.items()
+                 if len(stages) > 1 and k != "val" and first.get(k)}
     result = {"metrics": {**final, "stages": stage_metrics, "primary": task.metric,
                           "higher_is_better": task.higher_is_better,
                           **({"retention": retention} if retention else {})},

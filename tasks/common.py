@@ -1,4 +1,5 @@
-"""What several tasks share: an in-memory DataModule and the missing-data error."""
+"""What several tasks share: an in-memory DataModule with train / validation / test splits,
+the seeded hold-out of a validation split, and the missing-data error."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import (
     BatchSampler,
@@ -19,22 +21,29 @@ from torch.utils.data import (
 
 from suite.errors import KanbenchError
 
+Tensors = tuple[torch.Tensor, torch.Tensor]
+
 
 class TensorDataModule(L.LightningDataModule):
-    """Train/test tensors held in memory; the train loader shuffles with a seeded generator."""
+    """Train / validation / test tensors held in memory; the train loader shuffles with a
+    seeded generator. Lightning validates on `val` after every training epoch; tables report
+    `test`, and whatever a grid chooses is chosen on `val`."""
 
-    def __init__(self, train: tuple[torch.Tensor, torch.Tensor],
-                 test: tuple[torch.Tensor, torch.Tensor] | None, batch_size: int, seed: int,
-                 test_batch_size: int = 1024):
-        """`test` None: a subclass provides its own test_dataloader."""
+    def __init__(self, train: Tensors, val: Tensors | None, test: Tensors | None,
+                 batch_size: int, seed: int, test_batch_size: int = 1024):
+        """`val`/`test` None: a subclass provides its own val/test_dataloader."""
         super().__init__()
         self.train_set = TensorDataset(*train)
+        self.val_set = TensorDataset(*val) if val is not None else None
         self.test_set = TensorDataset(*test) if test is not None else None
         self.batch_size, self.seed, self.test_batch_size = batch_size, seed, test_batch_size
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
         return self._batched(RandomSampler(self.train_set, generator=generator), self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._batched(SequentialSampler(self.val_set), self.test_batch_size)
 
     def test_dataloader(self) -> DataLoader:
         return self._batched(SequentialSampler(self.test_set), self.test_batch_size)
@@ -45,9 +54,32 @@ class TensorDataModule(L.LightningDataModule):
         return DataLoader(sampler.data_source, sampler=batches, batch_size=None)
 
 
-def subset(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def subset(x: torch.Tensor, y: torch.Tensor, n: int) -> Tensors:
     """The first n examples (all when n == 0)."""
     return (x[:n], y[:n]) if n else (x, y)
+
+
+def stratified_holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int
+                       ) -> tuple[Tensors, Tensors]:
+    """(train, val): a `fraction` of (x, y) held out as validation, chosen by `seed` alone
+    (the task's split_seed), so every method and every run seed sees one split. Stratified
+    by label where scikit-learn can (each class twice, as many held out as classes; else a
+    plain seeded split: tiny test files). Both keep the examples' original order."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < fraction < 1:
+        raise KanbenchError(f"task.val_fraction must be in (0, 1), got {fraction}")
+    if round(fraction * len(y)) < 1 or round(fraction * len(y)) >= len(y):
+        raise KanbenchError(f"task.val_fraction {fraction} of {len(y)} training examples "
+                            "leaves an empty training or validation split")
+    index = np.arange(len(y))
+    try:
+        keep, held = train_test_split(index, test_size=fraction, stratify=y.numpy(),
+                                      random_state=seed)
+    except ValueError:  # a class too rare to stratify
+        keep, held = train_test_split(index, test_size=fraction, random_state=seed)
+    keep, held = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
+    return (x[keep], y[keep]), (x[held], y[held])
 
 
 def open_or_download(make, name: str, folder: Path, files: list[str], how: str):

@@ -12,7 +12,9 @@ A cell's network is the KAN head alone (tasks.detection_model): it trains on fc6
 the ROIs of a trunk (backbone, RPN, fc6) that is trained once per task settings and
 `trunk_seed`, and cached with those features under <cache>/detection/, so the five methods
 and three seeds of a grid share one trunk, as heads compressed on one pretrained detector
-would. Seeds vary the head (its initialization and the order of its training ROIs); records
+would. Seeds vary the head (its initialization and the order of its training ROIs). `n_val` training
+images, picked by `split_seed`, are held out of trunk and head training as the validation
+split (the first n_train + n_val images are the pool when n_train is set); records
 itemize the head as the KAN bytes and the trunk's parts under `storage.frozen`, and time the
 trunk and the features under `timing` (with whether they came from the cache).
 """
@@ -60,7 +62,7 @@ class DetectionTask(Task):
     defaults = {"backbone": "small", "backbone_weights": "", "head_width": 128,
                 "image_size": 128, "detections_per_img": 20, "n_train": 0, "n_test": 0,
                 "voc_variant": "area", "trunk_epochs": 14, "trunk_batch_size": 16,
-                "trunk_lr": 4e-3, "trunk_seed": 0}
+                "trunk_lr": 4e-3, "trunk_seed": 0, "n_val": 100, "split_seed": 0}
     train_defaults = {"max_epochs": 4, "batch_size": 256, "lr": 4e-3}
 
     # --- data: subclasses say where it is and how to read it ------------------------------
@@ -70,8 +72,25 @@ class DetectionTask(Task):
         raise NotImplementedError
 
     def read(self, args: dict, data_root: Path, split: str) -> list:
-        """[(image, target)] of `train`, `test` or `transfer` (tasks.detection_data)."""
+        """[(image, target)] of `train` (the first `train_pool(args)` images; all when 0),
+        `test` or `transfer` (tasks.detection_data)."""
         raise NotImplementedError
+
+    @staticmethod
+    def train_pool(args: dict) -> int:
+        """How many training images to read: n_train plus the validation images (0: all)."""
+        return args["n_train"] + args["n_val"] if args["n_train"] else 0
+
+    @staticmethod
+    def holdout(images: list, args: dict) -> tuple[list, list]:
+        """(train, val): `n_val` images picked by `split_seed` held out, both in file order."""
+        if not 0 < args["n_val"] < len(images):
+            raise KanbenchError(f"task.n_val must be in [1, {len(images) - 1}] for "
+                                f"{len(images)} training images, got {args['n_val']}")
+        generator = torch.Generator().manual_seed(args["split_seed"])
+        held = set(torch.randperm(len(images), generator=generator)[:args["n_val"]].tolist())
+        return ([e for i, e in enumerate(images) if i not in held],
+                [e for i, e in enumerate(images) if i in held])
 
     def has_transfer(self, args: dict) -> bool:
         """Whether a zero-shot transfer set is evaluated (tasks with `transfer` in defaults)."""
@@ -132,13 +151,14 @@ class DetectionTask(Task):
         one), then compute the head's inputs: (tensors by name, timing)."""
         L.seed_everything(args["trunk_seed"], workers=True, verbose=False)
         start = time.perf_counter()
-        train = self.read(args, data_root, "train")
+        train, val = self.holdout(self.read(args, data_root, "train"), args)
         trunk = train_trunk(self.trunk(args), train, args["trunk_epochs"],
                             args["trunk_batch_size"], args["trunk_lr"], args["trunk_seed"],
                             checkpoint_dir)
         trained = time.perf_counter()
         tensors = {f"trunk.{k}": v.contiguous() for k, v in trunk.state_dict().items()}
         tensors.update({f"train.{k}": v for k, v in head_inputs(trunk, train, True).items()})
+        tensors.update({f"val.{k}": v for k, v in head_inputs(trunk, val, False).items()})
         for split in ["test"] + (["transfer"] if self.has_transfer(args) else []):
             inputs = head_inputs(trunk, self.read(args, data_root, split), False)
             tensors.update({f"{split}.{k}": v for k, v in inputs.items()})
@@ -180,7 +200,7 @@ def coco_paths(root: Path, split: str) -> tuple[Path, Path]:
 def read_coco_split(root: Path, split: str, args: dict, classes: tuple[str, ...]) -> list:
     """A COCO-layout task's own data: train2017 for `train`, val2017 for `test`, its
     categories labelled in the order of `classes`."""
-    coco_split, limit = ("train2017", args["n_train"]) if split == "train" else \
+    coco_split, limit = ("train2017", DetectionTask.train_pool(args)) if split == "train" else \
         ("val2017", args["n_test"])
     return read_coco(*coco_paths(root, coco_split), {c: i + 1 for i, c in enumerate(classes)},
                      limit)
@@ -227,7 +247,7 @@ class VOC(DetectionTask):
             return read_voc(data_root, "2007", "test", self.classes, args["n_test"])
         years = ["2007"] + (["2012"] if (data_root / "VOCdevkit" / "VOC2012").is_dir() else [])
         train = [e for y in years for e in read_voc(data_root, y, "trainval", self.classes)]
-        return train[:args["n_train"]] if args["n_train"] else train
+        return train[:self.train_pool(args)] if args["n_train"] else train
 
 
 @TASKS.register("coco")
@@ -282,7 +302,7 @@ class ShapesVOC(DetectionTask):
         if split == "transfer":
             label_of_name = {shapes.VOC_TO_COCO[c]: i + 1 for i, c in enumerate(self.classes)}
             return read_coco(*coco_paths(coco, "val2017"), label_of_name, args["n_transfer"])
-        image_set, limit = ("train", args["n_train"]) if split == "train" else \
+        image_set, limit = ("train", self.train_pool(args)) if split == "train" else \
             ("test", args["n_test"])
         return read_voc(voc, "2007", image_set, self.classes, limit)
 

@@ -229,20 +229,31 @@ def image_batches(split: int, inputs: dict[str, torch.Tensor], images_per_batch:
 
 
 class RoiFeatureData(TensorDataModule):
-    """Training ROIs (fc6 features, targets) shuffled in batches of `batch_size`; test batches
-    of whole images from the in-domain set, then the transfer set when there is one.
+    """Training ROIs (fc6 features, targets) shuffled in batches of `batch_size`; validation
+    batches of whole held-out training images (scored as in-domain); test batches of whole
+    images from the in-domain set, then the transfer set when there is one.
     `timing` holds how long the trunk and the features took (or that they came from cache)."""
 
     def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, seed: int,
                  timing: dict, images_per_batch: int = 64):
-        super().__init__((tensors["train.features"], tensors["train.targets"]), None,
+        super().__init__((tensors["train.features"], tensors["train.targets"]), None, None,
                          batch_size, seed)
-        self.evaluation = [(i, {k.split(".", 1)[1]: v for k, v in tensors.items()
-                                if k.startswith(f"{split}.")}) for i, split in enumerate(SPLITS)
-                           if f"{split}.features" in tensors]
+        self.evaluation = [(i, self.split(tensors, name)) for i, name in enumerate(SPLITS)
+                           if f"{name}.features" in tensors]
+        self.validation = [(SPLITS.index("test"), self.split(tensors, "val"))]
         self.images_per_batch, self.timing = images_per_batch, timing
 
+    @staticmethod
+    def split(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+        return {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
+
+    def val_dataloader(self) -> DataLoader:
+        return self.image_loader(self.validation)
+
     def test_dataloader(self) -> DataLoader:
-        batches = [batch for split, inputs in self.evaluation
+        return self.image_loader(self.evaluation)
+
+    def image_loader(self, sets: list[tuple[int, dict]]) -> DataLoader:
+        batches = [batch for split, inputs in sets
                    for batch in image_batches(split, inputs, self.images_per_batch)]
         return DataLoader(batches, batch_size=None)

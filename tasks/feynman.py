@@ -1,7 +1,8 @@
 """Symbolic regression tasks: Feynman equations (from pykan) and a high-dimensional function.
 
 Inputs are sampled uniformly in each variable's range and mapped linearly onto the KAN grid
-range [-1, 1]; the metric is the test RMSE of the (unscaled) target.
+range [-1, 1]; the metric is the test RMSE of the (unscaled) target. Train, test and
+validation sets are independent samples of one seeded generator, drawn in that order.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class RegressionTask(Task):
         generator = torch.Generator().manual_seed(seed)
         train = self.sample(args, args["n_train"], generator)
         test = self.sample(args, args["n_test"], generator)
-        return TensorDataModule(train, test, batch_size, seed)
+        val = self.sample(args, args["n_val"], generator)
+        return TensorDataModule(train, val, test, batch_size, seed)
 
     def build(self, args, factory):
         return KAN(self.widths(args), factory)
@@ -81,7 +83,8 @@ class RegressionTask(Task):
 
 @TASKS.register("feynman")
 class Feynman(RegressionTask):
-    defaults = {"equation": "I.6.20b", "n_train": 1000, "n_test": 1000, "widths": []}
+    defaults = {"equation": "I.6.20b", "n_train": 1000, "n_val": 1000, "n_test": 1000,
+                "widths": []}
 
     def check_data(self, args, data_root):
         feynman_equation(args["equation"])
@@ -95,7 +98,8 @@ class HighDim(RegressionTask):
     """f(x) = exp(mean_i sin^2(pi x_i / 2)) on [-1, 1]^n_var (the MetaCluster paper's
     high-dimensional equation)."""
 
-    defaults = {"n_var": 100, "n_train": 1000, "n_test": 1000, "widths": []}
+    defaults = {"n_var": 100, "n_train": 1000, "n_val": 1000, "n_test": 1000,
+                "widths": []}
 
     def function(self, args):
         if args["n_var"] < 1:

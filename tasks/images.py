@@ -2,7 +2,8 @@
 readers), CIFAR-10/100 (torchvision's on-disk layout, read without unpickling code).
 
 Every dataset is read once into memory as float tensors scaled to about [-1, 1]:
-fully connected KANs see flattened images, ConvKANs see (3, 32, 32) images.
+fully connected KANs see flattened images, ConvKANs see (3, 32, 32) images. A stratified
+`val_fraction` of the training set, fixed by `split_seed`, is held out for validation.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from methods.kan import KAN, ConvKAN
 from suite.errors import KanbenchError
 from suite.interfaces import Task
 from suite.registry import TASKS
-from tasks.common import TensorDataModule, open_or_download, subset
+from tasks.common import TensorDataModule, open_or_download, stratified_holdout, subset
 
 
 class ClassificationTask(Task):
@@ -46,7 +47,8 @@ class ClassificationTask(Task):
 
     def datamodule(self, args, data_root, batch_size, seed, cache_dir=None):
         train, test = self.load(args, data_root)
-        return TensorDataModule(subset(*train, args.get("n_train", 0)),
+        train, val = stratified_holdout(*train, args["val_fraction"], args["split_seed"])
+        return TensorDataModule(subset(*train, args.get("n_train", 0)), val,
                                 subset(*test, args.get("n_test", 0)), batch_size, seed)
 
 
@@ -68,10 +70,12 @@ class MLPClassification(ClassificationTask):
 
 @TASKS.register("digits")
 class Digits(MLPClassification):
-    """scikit-learn's bundled 8x8 digits (1797 images), a stratified split fixed by split_seed."""
+    """scikit-learn's bundled 8x8 digits (1797 images), stratified test and validation splits
+    fixed by split_seed."""
 
     in_features = 64
-    defaults = {"widths": [64, 32, 10], "test_fraction": 0.2, "split_seed": 0}
+    defaults = {"widths": [64, 32, 10], "test_fraction": 0.2, "val_fraction": 0.1,
+                "split_seed": 0}
     train_defaults = {"max_epochs": 60, "batch_size": 64, "lr": 3e-3}
 
     def load(self, args, data_root):
@@ -104,14 +108,22 @@ def check_idx(path: Path, ndim: int, name: str) -> int:
 
 
 class IDXImages(MLPClassification):
-    """MNIST-format IDX files read by torchvision from <data_root>/<folder>/raw/."""
+    """MNIST-format IDX files read by torchvision from <data_root>/<folder>/raw/. Pixels are
+    mapped to [-1, 1] (`normalize: range`) or standardized with the dataset's mean and std
+    (`normalize: standard`, as the MetaKAN authors' code does)."""
 
     reader: type = datasets.MNIST
-    defaults = {"widths": [784, 64, 10], "n_train": 0, "n_test": 0}
+    mean_std: tuple[float, float] = (0.5, 0.5)
+    defaults = {"widths": [784, 64, 10], "n_train": 0, "n_test": 0, "val_fraction": 0.1,
+                "split_seed": 0, "normalize": "range"}
     train_defaults = {"max_epochs": 5, "batch_size": 128, "lr": 2e-3}
     how = ""
 
     def load(self, args, data_root):
+        if args["normalize"] not in ("range", "standard"):
+            raise KanbenchError(f"task.normalize must be range or standard, got "
+                                f"{args['normalize']!r}")
+        mean, std = self.mean_std if args["normalize"] == "standard" else (0.5, 0.5)
         folder = Path(data_root) / self.reader.__name__ / "raw"
         files = [Path(url).stem for url, _ in self.reader.resources]    # the unpacked names
 
@@ -124,22 +136,22 @@ class IDXImages(MLPClassification):
                                         "different numbers of items")
             ds = open_or_download(lambda download: self.reader(
                 data_root, train=train, download=download), self.name, folder, files, self.how)
-            x = ds.data.reshape(len(ds.data), -1).float() / 127.5 - 1    # (N, 784), [-1, 1]
-            return x, ds.targets.long()
+            x = ds.data.reshape(len(ds.data), -1).float() / 255           # (N, 784), [0, 1]
+            return (x - mean) / std, ds.targets.long()
 
         return split(True), split(False)
 
 
 @TASKS.register("mnist")
 class MNIST(IDXImages):
-    reader = datasets.MNIST
+    reader, mean_std = datasets.MNIST, (0.1307, 0.3081)
     how = ("put train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
            "and t10k-labels-idx1-ubyte there (or run where torchvision can download)")
 
 
 @TASKS.register("fashion_mnist")
 class FashionMNIST(IDXImages):
-    reader = datasets.FashionMNIST
+    reader, mean_std = datasets.FashionMNIST, (0.2860, 0.3530)
     how = "run `make data` (installs Debian's dataset-fashion-mnist and unpacks it there)"
 
 
@@ -160,7 +172,8 @@ class CIFAR(ClassificationTask):
     """CIFAR in torchvision's layout (<data_root>/cifar-10-batches-py/, cifar-100-python/)."""
 
     reader: type = datasets.CIFAR10
-    defaults = {"arch": "conv4", "n_train": 0, "n_test": 0}
+    defaults = {"arch": "conv4", "n_train": 0, "n_test": 0, "val_fraction": 0.1,
+                "split_seed": 0}
     train_defaults = {"max_epochs": 30, "batch_size": 128, "lr": 1e-3}
     method_defaults = {"codebook_size": 256}  # MetaCluster's K for ConvKANs
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

@@ -121,22 +121,50 @@ def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str) -> list
 
 
 
+SPLITS = ("test", "val")
+
+
 def grid_arguments(description: str, argv=None, extra=None) -> argparse.Namespace:
-    """The report scripts' command line: --grid, --results, plus what `extra(parser)` adds."""
+    """The report scripts' command line: --grid, --results, --split, plus what
+    `extra(parser)` adds. `args.name` is what the outputs are named after: the grid, with
+    `_val` appended for the validation split."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--grid", default="quick")
     parser.add_argument("--results", default="results")
+    parser.add_argument("--split", choices=SPLITS, default="test",
+                        help="report the test metrics (default) or the validation metrics "
+                             "(what a grid's choices are made on)")
     if extra:
         extra(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.name = args.grid if args.split == "test" else f"{args.grid}_val"
+    return args
 
 
-def grid_frame(results: str, grid: str) -> pd.DataFrame:
-    """The grid's records as a frame; no records is a one-line error."""
+def grid_frame(results: str, grid: str, split: str = "test") -> pd.DataFrame:
+    """The grid's records as a frame, its metric columns those of `split`; no records is a
+    one-line error."""
     frame = ResultsStore(results).to_frame(grid)
     if frame.empty:
         raise KanbenchError(f"no records for grid {grid!r} under {results}/runs")
-    return frame
+    return frame if split == "test" else validation_view(frame)
+
+
+def validation_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with each metric column holding its validation value: `metrics.val.X` as
+    `metrics.X`, `metrics.stages.S.val.X` as `metrics.stages.S.X`; test-only metrics (the
+    transfer set, retention) are dropped, so no table can mix the two splits."""
+    bookkeeping = {"metrics.primary", "metrics.higher_is_better"}
+    metric_columns = [c for c in frame.columns
+                      if c.startswith("metrics.") and c not in bookkeeping]
+    kept = frame.drop(columns=[c for c in metric_columns if ".val." not in c])
+    renamed = {c: c.replace(".val.", ".", 1) for c in metric_columns if ".val." in c}
+    return kept.rename(columns=renamed)
+
+
+def script_command(script: str, args: argparse.Namespace) -> str:
+    split = "" if args.split == "test" else f" --split {args.split}"
+    return f"python scripts/{script} --grid {args.grid}{split}"
 
 
 def source_line(command: str, frame: pd.DataFrame, results: str, grid: str) -> str:

@@ -7,22 +7,38 @@ import sys
 
 import pytest
 
-from suite.report.render import source_line, write_seed_variance, write_tables
+from suite.report.render import source_line, validation_view, write_seed_variance, write_tables
 from suite.store import ResultsStore
 from tests.conftest import REPO, run_script
 
+COMMITTED_GRIDS = sorted(p.name for p in (REPO / "results" / "runs").iterdir())
 
-@pytest.mark.parametrize("grid", ["quick", "codebook_size", "bases"])
+
+@pytest.mark.parametrize("grid", COMMITTED_GRIDS)
 def test_committed_tables_regenerate_byte_identical(grid, tmp_path):
     frame = ResultsStore(REPO / "results").to_frame(grid)
     written = write_tables(frame, grid, tmp_path, ["md", "csv"], None, source_line(
         f"python scripts/render_tables.py --grid {grid}", frame, "results", grid))
     written += write_seed_variance(frame, grid, tmp_path, source_line(
         f"python scripts/seed_variance.py --grid {grid}", frame, "results", grid))
+    if (REPO / "results" / "tables" / f"{grid}_val_summary.md").exists():
+        written += write_tables(validation_view(frame), f"{grid}_val", tmp_path, ["md", "csv"],
+                                None, source_line(f"python scripts/render_tables.py --grid "
+                                                  f"{grid} --split val", frame, "results", grid))
     assert written
     for path in written:
         committed = REPO / "results" / "tables" / path.name
         assert committed.read_bytes() == path.read_bytes(), path.name
+
+
+def test_the_claims_table_regenerates_byte_identical(tmp_path):
+    shutil.copytree(REPO / "results" / "runs", tmp_path / "results" / "runs")
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "claims_table.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name in ("claims.md", "claims.csv"):
+        assert (tmp_path / "results" / "tables" / name).read_bytes() == \
+            (REPO / "results" / "tables" / name).read_bytes(), name
 
 
 NO_TORCH = """import runpy, sys
@@ -38,10 +54,11 @@ def test_the_three_scripts_remake_the_deleted_reports_without_torch(tmp_path):
     """As a user would: a copy of results/ without tables/ and plots/, the three scripts run
     from its parent; the tables come back byte for byte, the plots non-empty."""
     shutil.copytree(REPO / "results" / "runs" / "quick", tmp_path / "results" / "runs" / "quick")
-    for script in ("render_tables.py", "seed_variance.py", "plots.py"):
+    for script, *split in (("render_tables.py",), ("render_tables.py", "--split", "val"),
+                           ("seed_variance.py",), ("plots.py",)):
         done = subprocess.run([sys.executable, "-c", NO_TORCH, str(REPO / "scripts" / script),
-                               "--grid", "quick"], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=300)
+                               "--grid", "quick", *split], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     tables = sorted((tmp_path / "results" / "tables").iterdir())
     assert [p.name for p in tables] == sorted(p.name for p in (REPO / "results" / "tables")

@@ -31,7 +31,7 @@ def test_quick_grid_is_the_issue_s_main_job():
 
 
 def test_method_args_in_a_grid_reach_only_the_methods_that_have_them():
-    cells = grid.cells("quick", ["tasks=[digits]", "seeds=[0]"])
+    cells = grid.cells("quick", ["tasks=[digits]", "seeds=[0]", "method.lr_prompt=0.1"])
     by_method = {c.method: c.args["method"] for c in cells}
     assert by_method["dense"] == {}
     assert by_method["share_fp32"] == by_method["share_int8"] == \

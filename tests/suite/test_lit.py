@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from suite.config import resolve
-from suite.lit import KanbenchModule, fit, last_checkpoint
+from suite.lit import KanbenchModule, fit, last_checkpoint, make_trainer
 from suite.registry import METHODS, TASKS
 
 
@@ -57,3 +57,22 @@ def test_no_checkpoint_dir_means_no_checkpoints(tmp_path):
     module, data = module_and_data()
     assert fit(module, 1, datamodule=data) == 0
     assert torch.isfinite(next(module.parameters())).all()
+
+
+@pytest.mark.parametrize("epochs,validations", [(3, 3), (40, 20), (45, 15)])
+def test_a_fit_validates_every_epoch_or_twenty_times(epochs, validations):
+    """Each validation logs `<stage>/val_<metric>`; long fits validate at most ~20 times."""
+    from lightning.pytorch.callbacks import Callback
+
+    seen = []
+
+    class Count(Callback):
+        def on_validation_epoch_end(self, trainer, pl_module):
+            seen.append(trainer.current_epoch)
+
+    module, data = module_and_data()
+    trainer = make_trainer(epochs)
+    trainer.callbacks.append(Count())
+    trainer.fit(module, datamodule=data)
+    assert len(seen) == validations
+    assert "train/val_rmse" in trainer.callback_metrics

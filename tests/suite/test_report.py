@@ -168,3 +168,17 @@ def test_metakan_table_reports_parameters_memory_and_epoch_time():
     assert table.loc["dense", "s / epoch"] == 3.0
     assert table.loc["dense", "value"] == "2.0 ± 1.4"
     assert table.loc["metakan", "value"] == "2"                        # no spread: 4 digits
+
+
+def test_validation_view_reports_validation_values_and_drops_test_only_metrics():
+    from suite.report.render import validation_view
+
+    records = [row("feynman", s, 1.0 + s) | {
+        "metrics.val.rmse": 10.0 + s, "metrics.stages.train.val.rmse": 10.0 + s,
+        "metrics.transfer_map50": 0.5, "metrics.retention.rmse": 1.0} for s in (0, 1)]
+    view = validation_view(pd.DataFrame(records))
+    assert list(view["metrics.rmse"]) == [10.0, 11.0]
+    assert list(view["metrics.stages.train.rmse"]) == [10.0, 11.0]
+    assert "metrics.transfer_map50" not in view and "metrics.retention.rmse" not in view
+    assert not any(".val." in c for c in view.columns)
+    assert summary(view).loc[0, "mean"] == 10.5          # the tables read the view unchanged

@@ -32,6 +32,7 @@ def test_smoke_grid_cell_end_to_end(task, method, data_root, tmp_path):
     stages = [s.name for s in METHODS.create(method).stages(record["config"]["args"]["method"])]
     assert set(record["metrics"]["stages"]) == set(stages)
     assert record["metrics"][metric] == record["metrics"]["stages"][stages[-1]][metric]
+    assert all(metric in record["metrics"]["stages"][s]["val"] for s in stages)
     storage = record["storage"]
     assert sum(storage["itemized"].values()) == storage["total_bytes"] == storage["file_bytes"]
     assert record["latency"]["ms"]["1"] > 0
@@ -140,6 +141,11 @@ def test_metacluster_reuses_the_metakan_stage_and_records_every_stage(tmp_path):
     assert cluster["metrics"]["stages"]["train"] == meta["metrics"]["stages"]["train"]
     assert set(cluster["metrics"]["stages"]) == {"train", "cluster", "finetune"}
     assert cluster["metrics"]["rmse"] == cluster["metrics"]["stages"]["finetune"]["rmse"]
+    for record, last in ((meta, "train"), (cluster, "finetune")):  # val beside test, per stage
+        assert record["metrics"]["val"] == record["metrics"]["stages"][last]["val"]
+        for stage in record["metrics"]["stages"].values():
+            assert stage["val"]["rmse"] > 0 and stage["val"]["rmse"] != stage["rmse"]
+    assert "val" not in cluster["metrics"]["retention"]
     assert cluster["storage"]["itemized"].keys() == {"codebook", "indices", "other"}
     assert meta["storage"]["itemized"].keys() == {"meta_learner", "prompts", "other"}
     assert cluster["storage"]["indices_entropy_bytes"] <= cluster["storage"]["itemized"]["indices"]

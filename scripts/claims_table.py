@@ -1,0 +1,46 @@
+"""The papers' headline claims beside kanbench's measurements, from the committed records of
+the grids each claim names (suite/report/paper_claims.py): results/tables/claims.{md,csv}.
+A claim whose grid has no records reads "not run". Reads only the results store.
+
+    python scripts/claims_table.py [--results results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from suite.errors import one_line_errors
+from suite.report.paper_claims import CLAIMS, claims_table
+from suite.report.tables import machines
+from suite.store import ResultsStore
+
+
+@one_line_errors
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results")
+    args = parser.parse_args(argv)
+    store = ResultsStore(args.results)
+    grids = sorted({c.grid for c in CLAIMS})
+    frames = {g: store.to_frame(g) for g in grids}
+    frames = {g: f for g, f in frames.items() if not f.empty}
+    table = claims_table(frames)
+    out = Path(args.results) / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    ran = "; ".join(f"`{args.results}/runs/{g}/` ({len(f)} records, {machines(f)})"
+                    for g, f in frames.items()) or "no records"
+    (out / "claims.md").write_text(
+        "# The papers' claims and what kanbench measures\n\n"
+        f"Made by `python scripts/claims_table.py` from {ran}. Test-split metrics of the "
+        "last epoch (settings chosen on validation, never on test); gaps are method minus "
+        "dense of the same seed, mean and 95% t interval over seeds.\n\n"
+        + table.to_markdown(index=False) + "\n")
+    table.to_csv(out / "claims.csv", index=False)
+    print(f"claims table written to {out}/claims.md ({len(frames)} grids with records)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The papers' headline claims beside what kanbench measures: a pure function of the records.
+
+Each claim names the kanbench setting closest to it (a grid, a task, a method) and what to
+measure there; `claims_table` computes that from whatever records the grids hold and says
+"not run" where they hold none. Gaps are paired by seed (method minus dense of the same setup
+and seed) with a 95% t interval of their mean; ratios are means over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from suite.report.variance import confidence_half_width
+
+
+@dataclass(frozen=True)
+class Claim:
+    paper: str
+    claim: str       # the paper's words, with its figure
+    grid: str        # where kanbench measures it
+    task: str
+    method: str
+    measure: str     # "params", "ratio", "rmse_ratio", "map_gap", "transfer_retention",
+    #                  "heads"
+
+
+CLAIMS = (
+    Claim("MetaKAN", "trainable parameters 1/3 to 1/9 of the KAN's at comparable accuracy "
+          "(Fashion-MNIST, their code: 25,778 vs 254,080, 86.65% vs 87.06% best test epoch)",
+          "metakan_authors", "fashion_mnist", "metakan", "params"),
+    Claim("MetaCluster", "up to 80x storage reduction with no accuracy loss (KANs, MNIST)",
+          "quick", "fashion_mnist", "metacluster", "ratio"),
+    Claim("MetaCluster", "up to 80x storage reduction with no accuracy loss (ConvKANs)",
+          "conv", "fashion_mnist", "metacluster", "ratio"),
+    Claim("MetaCluster", "124.1x on high-dimensional equation modeling without impacting "
+          "performance", "quick", "highdim", "metacluster", "rmse_ratio"),
+    Claim("SHARe-KAN", "9.3x head compression (58.67 MB -> 6.32 MB) at -2.0 mAP (Int8, VOC)",
+          "quick", "shapes_voc", "share_int8", "map_gap"),
+    Claim("SHARe-KAN", "88.9% of the dense head's mAP kept zero-shot on COCO (Int8)",
+          "quick", "shapes_voc", "share_int8", "transfer_retention"),
+    Claim("SHARe-KAN", "50 heads: 2.9 GB -> 211 MB (13.9x) by sharing the codebook (Int8)",
+          "quick", "shapes_voc", "share_int8", "heads"),
+)
+HEADS = 50
+
+
+def paired(method: pd.DataFrame, dense: pd.DataFrame, column: str) -> pd.Series:
+    """method minus dense of the same seed, for the seeds both have."""
+    m = method.set_index("seed")[column]
+    d = dense.set_index("seed")[column]
+    seeds = m.index.intersection(d.index)
+    return (m[seeds] - d[seeds]).astype(float)
+
+
+def interval(values: pd.Series, scale: float = 1.0, digits: int = 2) -> str:
+    half = confidence_half_width(values)
+    mean = values.mean() * scale
+    if math.isnan(half):
+        return f"{mean:+.{digits}f}"
+    return f"{mean:+.{digits}f} [{mean - half * scale:+.{digits}f}, " \
+           f"{mean + half * scale:+.{digits}f}]"
+
+
+def measured(claim: Claim, method: pd.DataFrame, dense: pd.DataFrame) -> str:
+    """What kanbench measured for `claim`, in words with numbers."""
+    primary = method["metrics.primary"].iloc[0]
+    kan_ratio = method["storage.kan_ratio"].mean()
+    if claim.measure == "params":
+        ratio = dense["trainable_params"].median() / method["trainable_params"].median()
+        gap = paired(method, dense, f"metrics.{primary}")
+        return (f"{int(method['trainable_params'].median()):,} vs "
+                f"{int(dense['trainable_params'].median()):,} parameters (1/{ratio:.1f}); "
+                f"accuracy {method[f'metrics.{primary}'].mean():.2%} vs "
+                f"{dense[f'metrics.{primary}'].mean():.2%}, gap {interval(gap, 100)} points")
+    if claim.measure == "ratio":
+        gap = paired(method, dense, f"metrics.{primary}")
+        return f"{kan_ratio:.1f}x on the KAN layers; accuracy gap {interval(gap, 100)} points"
+    if claim.measure == "rmse_ratio":
+        ratio = method.set_index("seed")["metrics.rmse"] / dense.set_index("seed")["metrics.rmse"]
+        return (f"{kan_ratio:.1f}x on the KAN layers; RMSE {method['metrics.rmse'].mean():.4g} "
+                f"vs dense {dense['metrics.rmse'].mean():.4g} (ratio {ratio.mean():.2f} mean "
+                "over seeds)")
+    if claim.measure == "map_gap":
+        gap = paired(method, dense, "metrics.map50")
+        return f"{kan_ratio:.1f}x on the head; mAP50 gap {interval(gap, 100)} points"
+    if claim.measure == "transfer_retention":
+        m = method.set_index("seed")["metrics.transfer_map50"]
+        d = dense.set_index("seed")["metrics.transfer_map50"]
+        seeds = m.index.intersection(d.index)
+        retention = (m[seeds] / d[seeds]).astype(float)
+        half = confidence_half_width(retention)
+        return f"{100 * retention.mean():.1f}% (± {100 * half:.1f}) of dense transfer mAP50"
+    if claim.measure == "heads":
+        head, shared = method["storage.kan_bytes"].median(), method["storage.shared_bytes"].median()
+        compressed = shared + HEADS * (head - shared)
+        full = HEADS * dense["storage.kan_bytes"].median()
+        return (f"{HEADS} heads {full / 1e6:.4g} MB -> {compressed / 1e6:.4g} MB "
+                f"({full / compressed:.1f}x)")
+    raise ValueError(f"unknown measure {claim.measure!r}")
+
+
+def claims_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per claim; `frames` maps a grid name to its records' frame (absent: not run)."""
+    rows = []
+    for claim in CLAIMS:
+        row = {"paper": claim.paper, "claim": claim.claim,
+               "kanbench setting": f"{claim.grid}: {claim.task}, {claim.method} vs dense"}
+        frame = frames.get(claim.grid, pd.DataFrame())
+        done = frame[(frame["status"] == "done") & (frame["task"] == claim.task)] \
+            if not frame.empty else frame
+        method = done[done["method"] == claim.method] if not done.empty else done
+        dense = done[done["method"] == "dense"] if not done.empty else done
+        if method.empty or dense.empty:
+            row.update({"seeds": 0, "measured": f"not run (no records of grid {claim.grid})"})
+        else:
+            row.update({"seeds": len(method), "measured": measured(claim, method, dense)})
+        rows.append(row)
+    return pd.DataFrame(rows)
