@@ -66,8 +66,9 @@ def main(argv=None) -> int:
         f"Made by `python scripts/paper_sizes.py --grid {args.grid}`: each setup's final "
         "model per method, built from its stages' skeletons (no data, no training); bytes "
         "depend only on shapes. KAN bytes as every record counts them (README: storage "
-        "accounting); trainable params of the final model (0 for SHARe, which trains "
-        "nothing after its dense stage).\n\n" + table.to_markdown(index=False) + "\n")
+        "accounting); trainable params: of the final model (for SHARe, which trains "
+        "nothing after its dense stage, only the non-KAN ones such as BatchNorm's).\n\n"
+        + table.to_markdown(index=False) + "\n")
     print(f"{len(table)} rows written to {out}/{args.grid}_sizes.md")
     return 0
 
