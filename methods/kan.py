@@ -329,6 +329,8 @@ CONV_PRESETS = {
     # widths and strides of torch-conv-kan's simple ConvKAN models
     "conv4": ([32, 64, 128, 256], [1, 2, 2, 2]),
     "conv8": ([16, 32, 64, 128, 256, 256, 512, 512], [1, 2, 1, 2, 1, 2, 1, 1]),
+    # conv4 at a quarter of its widths: kanbench's CPU variant (grid `conv`)
+    "conv4_quarter": ([8, 16, 32, 64], [1, 2, 2, 2]),
 }
 
 

@@ -1,9 +1,10 @@
 """Image classification: digits (scikit-learn), MNIST and Fashion-MNIST (torchvision
 readers), CIFAR-10/100 (torchvision's on-disk layout, read without unpickling code).
 
-Every dataset is read once into memory as float tensors scaled to about [-1, 1]:
-fully connected KANs see flattened images, ConvKANs see (3, 32, 32) images. A stratified
-`val_fraction` of the training set, fixed by `split_seed`, is held out for validation.
+Every dataset is read once into memory as float tensors scaled to about [-1, 1]: fully
+connected KANs see flattened images, ConvKANs (1, 28, 28) or (3, 32, 32) images. A
+stratified `val_fraction` of the training set, fixed by `split_seed`, is held out for
+validation.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torchmetrics
 from torchvision import datasets
 from torchvision.datasets.utils import download_and_extract_archive
 
-from methods.kan import KAN, ConvKAN
+from methods.kan import CONV_PRESETS, KAN, ConvKAN
 from suite.errors import KanbenchError
 from suite.interfaces import Task
 from suite.registry import TASKS
@@ -50,6 +51,14 @@ class ClassificationTask(Task):
         train, val = stratified_holdout(*train, args["val_fraction"], args["split_seed"])
         return TensorDataModule(subset(*train, args.get("n_train", 0)), val,
                                 subset(*test, args.get("n_test", 0)), batch_size, seed)
+
+
+def conv_kan(arch: str, in_channels: int, num_classes: int, factory) -> ConvKAN:
+    """A ConvKAN preset by name; an unknown name is one line."""
+    try:
+        return ConvKAN.preset(arch, in_channels, num_classes, factory)
+    except ValueError as err:
+        raise KanbenchError(f"task.arch: {err}") from None
 
 
 class MLPClassification(ClassificationTask):
@@ -110,12 +119,14 @@ def check_idx(path: Path, ndim: int, name: str) -> int:
 class IDXImages(MLPClassification):
     """MNIST-format IDX files read by torchvision from <data_root>/<folder>/raw/. Pixels are
     mapped to [-1, 1] (`normalize: range`) or standardized with the dataset's mean and std
-    (`normalize: standard`, as the MetaKAN authors' code does)."""
+    (`normalize: standard`, as the MetaKAN authors' code does). `arch: mlp` is a KAN MLP of
+    `widths` on flattened images; a ConvKAN preset name (methods.kan.CONV_PRESETS) sees
+    (1, 28, 28) images."""
 
     reader: type = datasets.MNIST
     mean_std: tuple[float, float] = (0.5, 0.5)
     defaults = {"widths": [784, 64, 10], "n_train": 0, "n_test": 0, "val_fraction": 0.1,
-                "split_seed": 0, "normalize": "range"}
+                "split_seed": 0, "normalize": "range", "arch": "mlp"}
     train_defaults = {"max_epochs": 5, "batch_size": 128, "lr": 2e-3}
     how = ""
 
@@ -123,6 +134,9 @@ class IDXImages(MLPClassification):
         if args["normalize"] not in ("range", "standard"):
             raise KanbenchError(f"task.normalize must be range or standard, got "
                                 f"{args['normalize']!r}")
+        if args["arch"] != "mlp" and args["arch"] not in CONV_PRESETS:
+            raise KanbenchError(f"task.arch must be mlp or one of {', '.join(CONV_PRESETS)}, "
+                                f"got {args['arch']!r}")
         mean, std = self.mean_std if args["normalize"] == "standard" else (0.5, 0.5)
         folder = Path(data_root) / self.reader.__name__ / "raw"
         files = [Path(url).stem for url, _ in self.reader.resources]    # the unpacked names
@@ -137,9 +151,22 @@ class IDXImages(MLPClassification):
             ds = open_or_download(lambda download: self.reader(
                 data_root, train=train, download=download), self.name, folder, files, self.how)
             x = ds.data.reshape(len(ds.data), -1).float() / 255           # (N, 784), [0, 1]
+            if args["arch"] != "mlp":
+                x = x.reshape(-1, 1, 28, 28)                                  # (N, 1, 28, 28)
             return (x - mean) / std, ds.targets.long()
 
         return split(True), split(False)
+
+
+    def build(self, args, factory):
+        if args["arch"] == "mlp":
+            return super().build(args, factory)
+        return conv_kan(args["arch"], 1, self.num_classes, factory)
+
+    def example_input(self, args, batch):
+        if args["arch"] == "mlp":
+            return super().example_input(args, batch)
+        return torch.rand(batch, 1, 28, 28) * 2 - 1
 
 
 @TASKS.register("mnist")
@@ -179,10 +206,7 @@ class CIFAR(ClassificationTask):
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
     def build(self, args, factory):
-        try:
-            return ConvKAN.preset(args["arch"], 3, self.num_classes, factory)
-        except ValueError as err:
-            raise KanbenchError(f"task.arch: {err}") from None
+        return conv_kan(args["arch"], 3, self.num_classes, factory)
 
     def example_input(self, args, batch):
         return torch.randn(batch, 3, 32, 32)

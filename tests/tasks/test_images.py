@@ -68,3 +68,18 @@ def test_cifar_batches_never_run_code(tmp_path):
     (folder / "test_batch").write_bytes(pickle.dumps({"data": RunsCode(), "labels": [0]}))
     with pytest.raises(KanbenchError, match="refusing to load posix.system"):
         TASKS.create("cifar10").load(args_of("cifar10"), str(tmp_path))
+
+
+def test_idx_images_build_a_convkan_on_one_channel(tmp_path):
+    from methods.kan import ConvKAN, DenseKANFactory, KANSpec
+
+    write_mnist_like(tmp_path, "FashionMNIST", n_train=30, n_test=20)
+    task = TASKS.create("fashion_mnist")
+    args = args_of("fashion_mnist", arch="conv4_quarter")
+    (xtr, _), (xte, _) = task.load(args, str(tmp_path))
+    assert xtr.shape == (30, 1, 28, 28) and xte.shape == (20, 1, 28, 28)
+    net = task.build(args, DenseKANFactory(KANSpec()))
+    assert isinstance(net, ConvKAN)
+    assert net(task.example_input(args, 2)).shape == (2, 10)
+    with pytest.raises(KanbenchError, match="task.arch"):
+        task.load(args_of("fashion_mnist", arch="conv5"), str(tmp_path))
