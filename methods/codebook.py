@@ -2,7 +2,7 @@
 
 Every edge of a KAN layer carries one coefficient vector (its basis coefficients and its base
 weight). A codebook method replaces each vector by one of K shared codes and stores, per
-edge, only the index of that code: ceil(log2 K) bits, packed (DESIGN.md's storage rule).
+edge, only the index of that code: ceil(log2 K) bits, packed (the storage rule, docs/storage.md).
 """
 
 from __future__ import annotations

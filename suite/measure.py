@@ -1,6 +1,6 @@
 """Storage bytes, peak memory and latency of a model.
 
-Storage (DESIGN.md): every KAN-like layer (any module with `storage()` and `dense_bytes()`)
+Storage (docs/storage.md): every KAN-like layer (any module with `storage()` and `dense_bytes()`)
 itemizes its own bytes; a module shared by several layers (a meta-learner, a codebook) reports
 `shared_storage()` and is counted once; every other tensor of the state dict is `other`.
 The KAN ratio is dense fp32 KAN bytes over compressed KAN bytes; the model ratio adds `other`

@@ -1,4 +1,4 @@
-"""Weights & Biases through Lightning's WandbLogger, with the conventions of DESIGN.md.
+"""Weights & Biases through Lightning's WandbLogger, with the suite's conventions (below).
 
 Project `kanbench`, group = grid, name `task-method-s{seed}`, id = run_id, resume="allow",
 config = the resolved config, summary = the record's metrics. Mode `auto` is online when
