@@ -47,12 +47,19 @@ CLAIMS = (
 HEADS = 50
 
 
-def paired(method: pd.DataFrame, dense: pd.DataFrame, column: str) -> pd.Series:
-    """method minus dense of the same seed, for the seeds both have."""
-    m = method.set_index("seed")[column]
-    d = dense.set_index("seed")[column]
+def paired(method: pd.DataFrame, dense: pd.DataFrame, column: str
+           ) -> tuple[pd.Series, pd.Series]:
+    """`column` of method and of dense, by seed, over the seeds both have."""
+    m = method.set_index("seed")[column].astype(float)
+    d = dense.set_index("seed")[column].astype(float)
     seeds = m.index.intersection(d.index)
-    return (m[seeds] - d[seeds]).astype(float)
+    return m[seeds], d[seeds]
+
+
+def gap(method: pd.DataFrame, dense: pd.DataFrame, column: str) -> pd.Series:
+    """method minus dense of the same seed."""
+    m, d = paired(method, dense, column)
+    return m - d
 
 
 def interval(values: pd.Series, scale: float = 1.0, digits: int = 2) -> str:
@@ -70,27 +77,26 @@ def measured(claim: Claim, method: pd.DataFrame, dense: pd.DataFrame) -> str:
     kan_ratio = method["storage.kan_ratio"].mean()
     if claim.measure == "params":
         ratio = dense["trainable_params"].median() / method["trainable_params"].median()
-        gap = paired(method, dense, f"metrics.{primary}")
+        diff = gap(method, dense, f"metrics.{primary}")
         return (f"{int(method['trainable_params'].median()):,} vs "
                 f"{int(dense['trainable_params'].median()):,} parameters (1/{ratio:.1f}); "
                 f"accuracy {method[f'metrics.{primary}'].mean():.2%} vs "
-                f"{dense[f'metrics.{primary}'].mean():.2%}, gap {interval(gap, 100)} points")
+                f"{dense[f'metrics.{primary}'].mean():.2%}, gap {interval(diff, 100)} points")
     if claim.measure == "ratio":
-        gap = paired(method, dense, f"metrics.{primary}")
-        return f"{kan_ratio:.1f}x on the KAN layers; accuracy gap {interval(gap, 100)} points"
+        diff = gap(method, dense, f"metrics.{primary}")
+        return f"{kan_ratio:.1f}x on the KAN layers; accuracy gap {interval(diff, 100)} points"
     if claim.measure == "rmse_ratio":
-        ratio = method.set_index("seed")["metrics.rmse"] / dense.set_index("seed")["metrics.rmse"]
+        m, d = paired(method, dense, "metrics.rmse")
+        ratio = m / d
         return (f"{kan_ratio:.1f}x on the KAN layers; RMSE {method['metrics.rmse'].mean():.4g} "
                 f"vs dense {dense['metrics.rmse'].mean():.4g} (ratio {ratio.mean():.2f} mean "
                 "over seeds)")
     if claim.measure == "map_gap":
-        gap = paired(method, dense, "metrics.map50")
-        return f"{kan_ratio:.1f}x on the head; mAP50 gap {interval(gap, 100)} points"
+        diff = gap(method, dense, "metrics.map50")
+        return f"{kan_ratio:.1f}x on the head; mAP50 gap {interval(diff, 100)} points"
     if claim.measure == "transfer_retention":
-        m = method.set_index("seed")["metrics.transfer_map50"]
-        d = dense.set_index("seed")["metrics.transfer_map50"]
-        seeds = m.index.intersection(d.index)
-        retention = (m[seeds] / d[seeds]).astype(float)
+        m, d = paired(method, dense, "metrics.transfer_map50")
+        retention = m / d
         half = confidence_half_width(retention)
         return f"{100 * retention.mean():.1f}% (± {100 * half:.1f}) of dense transfer mAP50"
     if claim.measure == "heads":
