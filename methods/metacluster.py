@@ -9,7 +9,8 @@ settings trains it once for both (the record's `timing.train.cached` shows the h
 from __future__ import annotations
 
 from methods.codebook import cluster_edges, codebook_skeleton, save_compressed
-from methods.metakan import META_DEFAULTS, MetaKAN, meta_train_stage
+from methods.metakan import META_DEFAULTS, META_RANGES, MetaKAN, meta_train_stage
+from suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
 from suite.interfaces import Stage
 from suite.registry import METHODS
 
@@ -26,6 +27,8 @@ class MetaCluster(MetaKAN):
                 "kmeans_iterations": 25,
                 "finetune_epochs": 2,
                 "finetune_lr": 1e-3}
+    ranges = {**META_RANGES, "codebook_size": AT_LEAST_ONE, "kmeans_iterations": AT_LEAST_ONE,
+              "finetune_epochs": NON_NEGATIVE, "finetune_lr": POSITIVE}
     choices = {"codebook_scope": ("model", "layer"), "codebook_dtype": ("fp32", "fp16")}
 
     def stages(self, args):

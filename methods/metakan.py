@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from methods.dense import kan_spec
 from methods.kan import FP32_BYTES, EdgeWeightsConv2d, EdgeWeightsLinear, KANSpec
+from suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
 from suite.interfaces import Method, Stage
 from suite.registry import METHODS
 
@@ -164,6 +165,9 @@ def meta_param_groups(net: nn.Module, train: dict, args: dict) -> list[dict]:
 
 META_DEFAULTS = {"emb_dim": 1, "hidden_dim": 32, "clusters": 0, "lr_meta": 1e-3,
                  "wd_meta": 1e-4, "lr_prompt": 1e-2, "wd_prompt": 5e-4}
+META_RANGES = {"emb_dim": AT_LEAST_ONE, "hidden_dim": AT_LEAST_ONE, "clusters": NON_NEGATIVE,
+               "lr_meta": POSITIVE, "wd_meta": NON_NEGATIVE, "lr_prompt": POSITIVE,
+               "wd_prompt": NON_NEGATIVE}
 
 
 def meta_train_stage(args: dict) -> Stage:
@@ -175,6 +179,7 @@ def meta_train_stage(args: dict) -> Stage:
 @METHODS.register("metakan")
 class MetaKAN(Method):
     defaults = dict(META_DEFAULTS)
+    ranges = dict(META_RANGES)
 
     def factory(self, kan, args):
         return MetaKANFactory(kan_spec(kan), args["emb_dim"], args["hidden_dim"])

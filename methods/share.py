@@ -40,6 +40,7 @@ from methods.codebook import (
 from methods.dense import Dense
 from methods.kan import FP32_BYTES, EdgeWeightsConv2d, EdgeWeightsLinear, KANConv2d, KANLinear
 from suite import kernels
+from suite.config import AT_LEAST_ONE
 from suite.interfaces import Stage
 from suite.measure import safetensors_payload_bytes
 from suite.registry import METHODS
@@ -225,6 +226,7 @@ def share_skeleton(net: nn.Module, codes: int, precision: str) -> nn.Module:
 
 
 SHARE_DEFAULTS = {"codebook_size": 256, "kmeans_iterations": 25}
+SHARE_RANGES = {"codebook_size": AT_LEAST_ONE, "kmeans_iterations": AT_LEAST_ONE}
 
 
 @METHODS.register("share_fp32")
@@ -232,6 +234,7 @@ class ShareFP32(Dense):
     """Dense training (the dense method's own cached stage), then Gain-Shape-Bias VQ."""
 
     defaults = dict(SHARE_DEFAULTS)
+    ranges = dict(SHARE_RANGES)
     precisions = ("fp32",)
 
     def stages(self, args):

@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="submitit backend (default: slurm where sbatch exists, else local)")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells recorded as failed")
     p.add_argument("--dry-run", action="store_true", help="list the cells and stop")
+    p.add_argument("--max-cells", type=int, default=grid.MAX_CELLS,
+                   help=f"refuse a grid of more cells than this (default {grid.MAX_CELLS:,})")
     p.add_argument("--no-reports", action="store_true",
                    help="skip rendering the grid's tables and plots at the end")
     return p.parse_intermixed_args(argv)
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.jobs < 1:
         raise KanbenchError(f"--jobs must be at least 1, got {args.jobs}")
-    cells = grid.cells(args.grid, args.overrides)
+    cells = grid.cells(args.grid, args.overrides, args.max_cells)
     store = ResultsStore(args.results)
     existing = {cfg.run_id: store.get(cfg.grid, cfg.run_id) for cfg in cells}
     todo = [cfg for cfg in cells if existing[cfg.run_id] is None

@@ -1,14 +1,17 @@
 """RunConfig (task, method, seed, args), argument resolution and the content-hash run_id.
 
 `args` has five sections: `task`, `method`, `kan`, `train`, `measure`. Each key must exist in
-that section's defaults (the task's, the method's, or the suite's below) and keep its type.
-The fully resolved args are stored in every record and hashed into the run_id.
+that section's defaults (the task's, the method's, or the suite's below), keep its type and,
+if numeric, lie in its declared `Range` (the task's, the method's, or the suite's below:
+every numeric setting has one, a test checks). The fully resolved args are stored in every
+record and hashed into the run_id.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,12 +19,72 @@ import yaml
 
 from suite.errors import KanbenchError
 
+
+@dataclass(frozen=True)
+class Range:
+    """Where a numeric setting may lie: low <= value <= high, an open end excluding its
+    bound; floats must be finite. A list setting: every element, the list's length in
+    [min_length, max_length], strictly increasing when `increasing`."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+    min_length: int = 0
+    max_length: float = math.inf
+    increasing: bool = False
+
+    def __str__(self) -> str:
+        low = f"{'(' if self.open_low or self.low == -math.inf else '['}{_number(self.low)}"
+        high = f"{_number(self.high)}{')' if self.open_high or self.high == math.inf else ']'}"
+        text = f"in {low}, {high}"
+        if self.min_length == self.max_length:
+            text = f"{self.min_length} values {text}"
+        elif self.min_length:
+            text = f"at least {self.min_length} value{'s' * (self.min_length > 1)} {text}"
+        return f"{text}, increasing" if self.increasing else text
+
+    def check(self, where: str, value: Any) -> None:
+        values = value if isinstance(value, list) else [value]
+        ok = (not isinstance(value, list) or self.min_length <= len(values) <= self.max_length) \
+            and all(map(self.contains, values)) \
+            and (not self.increasing or all(a < b for a, b in zip(values, values[1:],
+                                                                  strict=False)))
+        if not ok:
+            raise KanbenchError(f"{where}: {value!r} is out of range (must be {self})")
+
+    def contains(self, v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        above = v > self.low if self.open_low else v >= self.low
+        below = v < self.high if self.open_high else v <= self.high
+        return above and below
+
+
+def _number(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+AT_LEAST_ONE = Range(1)                                   # counts, sizes, epochs
+NON_NEGATIVE = Range(0)                                   # weight decays, "0 = all" counts
+POSITIVE = Range(0, open_low=True)                        # learning rates
+FRACTION = Range(0, 1, open_low=True, open_high=True)     # held-out fractions
+SEED = Range(0, 2**32 - 1)                                # numpy's and Lightning's seed range
+INTERVAL = Range(min_length=2, max_length=2, increasing=True)   # [lo, hi] of a grid range
+
 KAN_DEFAULTS = {"grid_size": 5, "spline_order": 3, "grid_range": [-1.0, 1.0],
                 "base_activation": "silu", "spline_scaler": True, "basis": "bspline",
                 "rbf_centers": 8, "rbf_range": [-2.0, 2.0], "gram_degree": 3}
 TRAIN_DEFAULTS = {"max_epochs": 10, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4,
                   "scheduler": "cosine", "gradient_clip": 0.0}
 MEASURE_DEFAULTS = {"latency": True, "latency_batches": [1, 256], "memory": True}
+KAN_RANGES = {"grid_size": AT_LEAST_ONE, "spline_order": NON_NEGATIVE, "grid_range": INTERVAL,
+              "rbf_centers": AT_LEAST_ONE, "rbf_range": INTERVAL, "gram_degree": NON_NEGATIVE}
+TRAIN_RANGES = {"max_epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
+                "weight_decay": NON_NEGATIVE, "gradient_clip": NON_NEGATIVE}
+MEASURE_RANGES = {"latency_batches": Range(1, min_length=1)}
 SECTIONS = ("task", "method", "kan", "train", "measure")
 CHOICES = {"train.scheduler": ("cosine", "none"),
            "kan.base_activation": ("silu", "gelu", "relu", "tanh", "identity"),
@@ -78,14 +141,21 @@ def _coerce(where: str, default: Any, value: Any) -> Any:
     return value
 
 
-def merge(section: str, defaults: dict, given: dict, owner: str) -> dict:
-    """defaults updated by given; unknown keys and wrong types are KanbenchErrors."""
+def merge(section: str, defaults: dict, given: dict, owner: str, ranges: dict) -> dict:
+    """defaults updated by given; unknown keys, wrong types and values outside their range
+    are KanbenchErrors."""
+    if not isinstance(given, dict):
+        raise KanbenchError(f"args section {section!r} must be a mapping, got {given!r}")
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         valid = ", ".join(sorted(defaults)) or "none"
         raise KanbenchError(f"unknown {section} arg {unknown[0]!r} for {owner}; valid: {valid}")
-    return {k: _coerce(f"{section}.{k}", defaults[k], given.get(k, defaults[k]))
-            for k in defaults}
+    out = {k: _coerce(f"{section}.{k}", defaults[k], given.get(k, defaults[k]))
+           for k in defaults}
+    for key, bounds in ranges.items():
+        if key in out:
+            bounds.check(f"{section}.{key}", out[key])
+    return out
 
 
 def resolve(grid: str, task: str, method: str, seed: int, given: dict) -> RunConfig:
@@ -97,22 +167,26 @@ def resolve(grid: str, task: str, method: str, seed: int, given: dict) -> RunCon
             raise KanbenchError(f"unknown arg section {section!r}; valid: {', '.join(SECTIONS)}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise KanbenchError(f"seed must be an integer, got {seed!r}")
+    SEED.check("seed", seed)
     t, m = TASKS.create(task), METHODS.create(method)
     args = {
-        "task": merge("task", t.defaults, given.get("task", {}), f"task {task!r}"),
+        "task": merge("task", t.defaults, given.get("task", {}), f"task {task!r}", t.ranges),
         "method": merge("method", {**m.defaults, **{k: v for k, v in t.method_defaults.items()
                                                     if k in m.defaults}},
-                        given.get("method", {}), f"method {method!r}"),
-        "kan": merge("kan", KAN_DEFAULTS, given.get("kan", {}), "the kan settings"),
+                        given.get("method", {}), f"method {method!r}", m.ranges),
+        "kan": merge("kan", KAN_DEFAULTS, given.get("kan", {}), "the kan settings",
+                     KAN_RANGES),
         "train": merge("train", {**TRAIN_DEFAULTS, **t.train_defaults},
-                       given.get("train", {}), "the train settings"),
+                       given.get("train", {}), "the train settings", TRAIN_RANGES),
         "measure": merge("measure", MEASURE_DEFAULTS, given.get("measure", {}),
-                         "the measure settings"),
+                         "the measure settings", MEASURE_RANGES),
     }
-    for key, allowed in m.choices.items():
-        if args["method"][key] not in allowed:
-            raise KanbenchError(f"method.{key}: {args['method'][key]!r} is not one of "
-                                f"{', '.join(allowed)}")
+    for section, plugin in (("task", t), ("method", m)):
+        for key, allowed in plugin.choices.items():
+            if args[section][key] not in allowed:
+                raise KanbenchError(f"{section}.{key}: {args[section][key]!r} is not one of "
+                                    f"{', '.join(map(str, allowed))}")
+    t.check_args(args["task"])
     return RunConfig(grid, task, method, seed, args)
 
 

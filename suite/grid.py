@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from suite.config import RunConfig, parse_override, resolve, set_dotted
+from suite.config import SECTIONS, RunConfig, parse_override, resolve, set_dotted
 from suite.errors import KanbenchError
 from suite.registry import METHODS, TASKS
 
@@ -38,6 +39,8 @@ RESOURCES = {"cpus_per_cell": 1, "gpus_per_cell": 0, "mem_gb": 8, "partition": "
              "time_minutes": 60, "array_parallelism": 64}
 BLOCK_KEYS = {"tasks", "methods", "seeds", "args", "sweep"}
 FILTERS = ("tasks", "methods", "seeds")
+MAX_GRID_BYTES = 1 << 20
+MAX_CELLS = 10_000   # a grid expanding to more cells needs run_grid.py --max-cells
 
 
 def presets() -> list[str]:
@@ -57,10 +60,25 @@ def grid_path(name: str) -> Path:
 
 
 def load(name: str) -> tuple[str, dict]:
-    """(grid name, parsed document), validated for shape."""
+    """(grid name, parsed document), validated for shape. Only a regular file of at most
+    MAX_GRID_BYTES of UTF-8 YAML without aliases is read (an alias can refer to itself or
+    multiply a document past any memory)."""
     path = grid_path(name)
+    if not path.is_file():
+        raise KanbenchError(f"{path}: not a regular file")
+    if path.stat().st_size > MAX_GRID_BYTES:
+        raise KanbenchError(f"{path}: {path.stat().st_size} bytes; a grid file holds at most "
+                            f"{MAX_GRID_BYTES}")
     try:
-        doc = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
+            raise KanbenchError(f"{path}: YAML aliases (*name) are not allowed in a grid file; "
+                                "write the values out")
+        doc = yaml.safe_load(text)
+    except UnicodeDecodeError as err:
+        raise KanbenchError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise KanbenchError(f"{path}: cannot read ({err.strerror})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -96,14 +114,20 @@ def _check_shape(path: Path, doc: Any) -> None:
         _list_of(path, f"{where}.tasks", block.get("tasks"), str)
         _list_of(path, f"{where}.methods", block.get("methods", doc.get("methods")), str)
         _list_of(path, f"{where}.seeds", block.get("seeds", doc.get("seeds")), int)
-        for name, values in (block.get("sweep") or {}).items():
-            if not isinstance(values, list) or not values:
-                raise KanbenchError(f"{path}: {where}.sweep.{name} must be a non-empty list")
         for key in ("args", "sweep"):
-            if not isinstance(block.get(key, {}), dict):
+            if not isinstance(block.get(key) or {}, dict):
                 raise KanbenchError(f"{path}: {where}.{key} must be a mapping")
-    if not isinstance(doc.get("args", {}), dict):
+        for name, values in (block.get("sweep") or {}).items():
+            if not isinstance(name, str) or name.partition(".")[0] not in SECTIONS:
+                raise KanbenchError(f"{path}: {where}.sweep: sweep key {name!r} must be "
+                                    f"section.name with a section of {', '.join(SECTIONS)}")
+            if not isinstance(values, list) or not values:
+                raise KanbenchError(f"{path}: {where}.sweep: sweep key {name} must map to a "
+                                    "non-empty list")
+        _check_sections(path, f"{where}.args", block.get("args") or {})
+    if not isinstance(doc.get("args") or {}, dict):
         raise KanbenchError(f"{path}: 'args' must be a mapping of sections")
+    _check_sections(path, "args", doc.get("args") or {})
     resources = doc.get("resources", {})
     if not isinstance(resources, dict):
         raise KanbenchError(f"{path}: 'resources' must be a mapping")
@@ -116,6 +140,16 @@ def _check_shape(path: Path, doc: Any) -> None:
                 (kind is int and value < minimum):
             wanted = f"an int >= {minimum}" if kind is int else "a string"
             raise KanbenchError(f"{path}: resources.{key} must be {wanted}, got {value!r}")
+
+
+def _check_sections(path: Path, where: str, args: dict) -> None:
+    for section, values in args.items():
+        if section not in SECTIONS:
+            raise KanbenchError(f"{path}: {where}: unknown section {section!r}; valid: "
+                                f"{', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise KanbenchError(f"{path}: {where}.{section} must be a mapping of settings, "
+                                f"got {values!r}")
 
 
 def resources(name: str) -> dict:
@@ -132,9 +166,12 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def cells(name: str, overrides: list[str] = ()) -> list[RunConfig]:
-    """Every cell of the grid with overrides applied, resolved and de-duplicated."""
+def cells(name: str, overrides: list[str] = (), max_cells: int = MAX_CELLS
+          ) -> list[RunConfig]:
+    """Every cell of the grid with overrides applied, resolved and de-duplicated; a grid of
+    more than `max_cells` cells (counted before expanding) is refused."""
     grid, doc = load(name)
+    path = grid_path(name)
     filters, sets = {}, []
     for text in overrides:
         key, value = parse_override(text)
@@ -150,6 +187,15 @@ def cells(name: str, overrides: list[str] = ()) -> list[RunConfig]:
     for name_ in filters.get("methods", []):
         METHODS.check(name_)
 
+    count = sum(len([t for t in block["tasks"] if t in filters.get("tasks", [t])])
+                * len([m for m in block.get("methods", doc.get("methods"))
+                       if m in filters.get("methods", [m])])
+                * math.prod(len(v) for v in (block.get("sweep") or {}).values())
+                * len(filters.get("seeds", block.get("seeds", doc.get("seeds"))))
+                for block in doc["blocks"])
+    if count > max_cells:
+        raise KanbenchError(f"{path}: the grid expands to {count:,} cells, more than the limit of "
+                            f"{max_cells:,}; pass --max-cells {count} to run it anyway")
     out: dict[str, RunConfig] = {}
     used = {key: False for key, _ in sets}
     for block in doc["blocks"]:
@@ -159,7 +205,7 @@ def cells(name: str, overrides: list[str] = ()) -> list[RunConfig]:
         base = _merge(doc.get("args") or {}, block.get("args") or {})
         for key in base.get("method", {}):
             if not any(_applies(f"method.{key}", "", m) for m in methods):
-                raise KanbenchError(f"{grid}: arg method.{key} applies to none of the methods "
+                raise KanbenchError(f"{path}: arg method.{key} applies to none of the methods "
                                     f"{methods}")
         for task, method in itertools.product(block["tasks"], methods):
             if task not in filters.get("tasks", [task]) or \
@@ -177,7 +223,11 @@ def cells(name: str, overrides: list[str] = ()) -> list[RunConfig]:
                     if not _applies(f"method.{key}", task, method):
                         del given["method"][key]
                 for seed in seeds:
-                    cfg = resolve(grid, task, method, seed, given)
+                    try:
+                        cfg = resolve(grid, task, method, seed, given)
+                    except KanbenchError as err:
+                        raise KanbenchError(f"{path} ({task}, {method}, seed {seed}): "
+                                            f"{err}") from None
                     out.setdefault(cfg.run_id, cfg)
     unused = [key for key, hit in used.items() if not hit]
     if unused:

@@ -25,6 +25,12 @@ class Task:
     defaults: dict[str, Any] = {}        # task args and their default values
     train_defaults: dict[str, Any] = {}  # overrides of suite.config.TRAIN_DEFAULTS
     method_defaults: dict[str, Any] = {} # overrides of any method's defaults of the same name
+    ranges: dict[str, Any] = {}          # numeric task args -> suite.config.Range
+    choices: dict[str, tuple] = {}       # task args restricted to a set of values
+
+    def check_args(self, args: dict) -> None:
+        """Raise KanbenchError where task args that pass their ranges still cannot go
+        together (widths against the input size); runs when the grid expands."""
 
     def check_data(self, args: dict, data_root: str) -> None:
         """Raise KanbenchError (one line: what is missing, where, how to get it)."""
@@ -82,6 +88,7 @@ class Method:
 
     name: str = ""
     defaults: dict[str, Any] = {}
+    ranges: dict[str, Any] = {}     # numeric method args -> suite.config.Range
     choices: dict[str, tuple] = {}  # method args restricted to a set of values
 
     def factory(self, kan: dict, args: dict):

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
-from suite.config import content_hash
+from suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SEED, Range, content_hash
 from suite.errors import KanbenchError
 from suite.interfaces import Task
 from suite.registry import TASKS
@@ -63,6 +63,13 @@ class DetectionTask(Task):
                 "image_size": 128, "detections_per_img": 20, "n_train": 0, "n_test": 0,
                 "voc_variant": "area", "trunk_epochs": 14, "trunk_batch_size": 16,
                 "trunk_lr": 4e-3, "trunk_seed": 0, "n_val": 100, "split_seed": 0}
+    ranges = {"head_width": AT_LEAST_ONE, "image_size": Range(32),
+              "detections_per_img": AT_LEAST_ONE, "n_train": NON_NEGATIVE,
+              "n_test": NON_NEGATIVE, "n_transfer": NON_NEGATIVE,
+              "trunk_epochs": AT_LEAST_ONE, "trunk_batch_size": AT_LEAST_ONE,
+              "trunk_lr": POSITIVE, "trunk_seed": SEED, "n_val": AT_LEAST_ONE,
+              "split_seed": SEED}
+    choices = {"backbone": tuple(BACKBONES), "voc_variant": tuple(VOC_VARIANTS)}
     train_defaults = {"max_epochs": 4, "batch_size": 256, "lr": 4e-3}
 
     # --- data: subclasses say where it is and how to read it ------------------------------
@@ -97,14 +104,9 @@ class DetectionTask(Task):
         return args.get("transfer", False)
 
     def check_data(self, args, data_root):
-        self.check_args(args)
         self.locate(args, Path(data_root))
 
     def check_args(self, args: dict) -> None:
-        for key, valid in (("backbone", BACKBONES), ("voc_variant", VOC_VARIANTS)):
-            if args[key] not in valid:
-                raise KanbenchError(f"task.{key} must be one of {', '.join(valid)}, got "
-                                    f"{args[key]!r}")
         weights = args["backbone_weights"]
         if weights and args["backbone"] != "resnet50_fpn":
             raise KanbenchError("task.backbone_weights applies to the resnet50_fpn backbone "

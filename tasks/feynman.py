@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from methods.kan import KAN
+from suite.config import AT_LEAST_ONE
 from suite.errors import KanbenchError
 from suite.interfaces import Task
 from suite.registry import TASKS
@@ -39,6 +40,8 @@ class RegressionTask(Task):
     # MetaKAN's meta-learner width for equations; MetaCluster's fine-tune at the task's lr, and
     # long enough to matter: 100 epochs of 1000 samples are 800 steps (a quarter of training)
     method_defaults = {"hidden_dim": 16, "finetune_epochs": 100, "finetune_lr": 1e-2}
+    ranges = {"n_train": AT_LEAST_ONE, "n_val": AT_LEAST_ONE, "n_test": AT_LEAST_ONE,
+              "widths": AT_LEAST_ONE}
 
     def function(self, args: dict):
         """(fn, ranges): fn maps (N, n_var) in the ranges to (N, 1)."""
@@ -47,10 +50,13 @@ class RegressionTask(Task):
     def widths(self, args: dict) -> list[int]:
         n_var = len(self.function(args)[1])
         widths = args["widths"] or [n_var, 5, 5, 1]
-        if widths[0] != n_var or widths[-1] != 1:
+        if len(widths) < 2 or widths[0] != n_var or widths[-1] != 1:
             raise KanbenchError(f"task.widths {widths} must start with n_var={n_var} and end "
                                 "with 1")
         return widths
+
+    def check_data(self, args, data_root):
+        self.widths(args)
 
     def sample(self, args: dict, n: int, generator: torch.Generator):
         fn, ranges = self.function(args)
@@ -86,25 +92,24 @@ class Feynman(RegressionTask):
     defaults = {"equation": "I.6.20b", "n_train": 1000, "n_val": 1000, "n_test": 1000,
                 "widths": []}
 
-    def check_data(self, args, data_root):
-        feynman_equation(args["equation"])
-
     def function(self, args):
         return feynman_equation(args["equation"])
 
 
 @TASKS.register("highdim")
 class HighDim(RegressionTask):
-    """f(x) = exp(mean_i sin^2(pi x_i / 2)) on [-1, 1]^n_var (the MetaCluster paper's
-    high-dimensional equation)."""
+    """f(x) = exp(mean_i sin^2(pi x_i / 2)) on [-1, 1]^n_var: the KAN paper's 100-variable
+    example (Liu et al. 2024), kanbench's stand-in for the papers' high-dimensional
+    equations (grid `highdim` says which network)."""
 
     defaults = {"n_var": 100, "n_train": 1000, "n_val": 1000, "n_test": 1000,
                 "widths": []}
+    ranges = {**RegressionTask.ranges, "n_var": AT_LEAST_ONE}
+
+    def check_args(self, args):
+        self.widths(args)
 
     def function(self, args):
-        if args["n_var"] < 1:
-            raise KanbenchError(f"task.n_var must be >= 1, got {args['n_var']}")
-
         def fn(x):                                                      # (N, n_var)
             return torch.exp(torch.sin(math.pi * x / 2).square().mean(1, keepdim=True))
 

@@ -22,6 +22,7 @@ from torchvision import datasets
 from torchvision.datasets.utils import download_and_extract_archive
 
 from methods.kan import CONV_PRESETS, KAN, ConvKAN
+from suite.config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, SEED
 from suite.errors import KanbenchError
 from suite.interfaces import Task
 from suite.registry import TASKS
@@ -53,25 +54,19 @@ class ClassificationTask(Task):
                                 subset(*test, args.get("n_test", 0)), batch_size, seed)
 
 
-def conv_kan(arch: str, in_channels: int, num_classes: int, factory) -> ConvKAN:
-    """A ConvKAN preset by name; an unknown name is one line."""
-    try:
-        return ConvKAN.preset(arch, in_channels, num_classes, factory)
-    except ValueError as err:
-        raise KanbenchError(f"task.arch: {err}") from None
-
-
 class MLPClassification(ClassificationTask):
     """A KAN MLP on flattened inputs; `widths` must start with the input size."""
 
     in_features = 784
 
-    def build(self, args, factory):
+    def check_args(self, args):
         widths = args["widths"]
         if len(widths) < 2 or widths[0] != self.in_features or widths[-1] != self.num_classes:
             raise KanbenchError(f"task.widths {widths} must start with {self.in_features} and "
                                 f"end with {self.num_classes}")
-        return KAN(widths, factory)
+
+    def build(self, args, factory):
+        return KAN(args["widths"], factory)
 
     def example_input(self, args, batch):
         return torch.rand(batch, self.in_features) * 2 - 1
@@ -85,6 +80,8 @@ class Digits(MLPClassification):
     in_features = 64
     defaults = {"widths": [64, 32, 10], "test_fraction": 0.2, "val_fraction": 0.1,
                 "split_seed": 0}
+    ranges = {"widths": AT_LEAST_ONE, "test_fraction": FRACTION, "val_fraction": FRACTION,
+              "split_seed": SEED}
     train_defaults = {"max_epochs": 60, "batch_size": 64, "lr": 3e-3}
 
     def load(self, args, data_root):
@@ -127,16 +124,17 @@ class IDXImages(MLPClassification):
     mean_std: tuple[float, float] = (0.5, 0.5)
     defaults = {"widths": [784, 64, 10], "n_train": 0, "n_test": 0, "val_fraction": 0.1,
                 "split_seed": 0, "normalize": "range", "arch": "mlp"}
+    ranges = {"widths": AT_LEAST_ONE, "n_train": NON_NEGATIVE, "n_test": NON_NEGATIVE,
+              "val_fraction": FRACTION, "split_seed": SEED}
+    choices = {"normalize": ("range", "standard"), "arch": ("mlp", *CONV_PRESETS)}
     train_defaults = {"max_epochs": 5, "batch_size": 128, "lr": 2e-3}
     how = ""
 
+    def check_args(self, args):
+        if args["arch"] == "mlp":
+            super().check_args(args)
+
     def load(self, args, data_root):
-        if args["normalize"] not in ("range", "standard"):
-            raise KanbenchError(f"task.normalize must be range or standard, got "
-                                f"{args['normalize']!r}")
-        if args["arch"] != "mlp" and args["arch"] not in CONV_PRESETS:
-            raise KanbenchError(f"task.arch must be mlp or one of {', '.join(CONV_PRESETS)}, "
-                                f"got {args['arch']!r}")
         mean, std = self.mean_std if args["normalize"] == "standard" else (0.5, 0.5)
         folder = Path(data_root) / self.reader.__name__ / "raw"
         files = [Path(url).stem for url, _ in self.reader.resources]    # the unpacked names
@@ -161,7 +159,7 @@ class IDXImages(MLPClassification):
     def build(self, args, factory):
         if args["arch"] == "mlp":
             return super().build(args, factory)
-        return conv_kan(args["arch"], 1, self.num_classes, factory)
+        return ConvKAN.preset(args["arch"], 1, self.num_classes, factory)
 
     def example_input(self, args, batch):
         if args["arch"] == "mlp":
@@ -201,12 +199,15 @@ class CIFAR(ClassificationTask):
     reader: type = datasets.CIFAR10
     defaults = {"arch": "conv4", "n_train": 0, "n_test": 0, "val_fraction": 0.1,
                 "split_seed": 0}
+    ranges = {"n_train": NON_NEGATIVE, "n_test": NON_NEGATIVE, "val_fraction": FRACTION,
+              "split_seed": SEED}
+    choices = {"arch": tuple(CONV_PRESETS)}
     train_defaults = {"max_epochs": 30, "batch_size": 128, "lr": 1e-3}
     method_defaults = {"codebook_size": 256}  # MetaCluster's K for ConvKANs
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
     def build(self, args, factory):
-        return conv_kan(args["arch"], 3, self.num_classes, factory)
+        return ConvKAN.preset(args["arch"], 3, self.num_classes, factory)
 
     def example_input(self, args, batch):
         return torch.randn(batch, 3, 32, 32)

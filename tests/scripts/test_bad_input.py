@@ -3,6 +3,7 @@ checkpoints and model files. Each is refused with one line naming the file or se
 the problem, exit status 2, and nothing written to the results store."""
 
 import json
+import math
 import pickle
 import shutil
 
@@ -17,9 +18,11 @@ from suite import grid
 from suite.config import parse_override
 from suite.errors import KanbenchError
 from tests.datafiles import write_all, write_idx
+from tests.suite.test_config import numeric_settings
 
 pytestmark = pytest.mark.slow
 
+THOUSAND = list(range(1, 1001))
 GOOD = "seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [feynman]\n"
 GRIDS = {  # grid file text -> what the line must say
     "blocks: [\n  - tasks: [feynman": "not valid YAML at line",
@@ -28,13 +31,26 @@ GRIDS = {  # grid file text -> what the line must say
     GOOD + "colour: red\n": "unknown key 'colour'",
     GOOD.replace("[feynman]", "[]"): "tasks must be a non-empty list",
     GOOD.replace("[0]", "[zero]"): "seeds must be a non-empty list of int",
-    GOOD + "    sweep: {task.equation: I.9.18}\n": "sweep.task.equation must be a non-empty list",
+    GOOD + "    sweep: {task.equation: I.9.18}\n":
+        "sweep key task.equation must map to a non-empty list",
     GOOD + "    repeat: 3\n": "unknown key 'repeat'",
     GOOD + "resources: {gpus: 1}\n": "resources: unknown key 'gpus'",
     GOOD + "resources: {gpus_per_cell: -1}\n": "resources.gpus_per_cell must be an int >= 0",
     GOOD + "resources: {time_minutes: soon}\n": "resources.time_minutes must be an int >= 1",
     GOOD + "args: [train]\n": "'args' must be a mapping of sections",
     GOOD.replace("[feynman]", "[feynmann]"): "unknown task 'feynmann'",
+    GOOD + "    sweep: 5\n": "blocks[0].sweep must be a mapping",
+    GOOD + "    sweep: {5: [1]}\n": "sweep key 5 must be section.name",
+    GOOD + "    sweep: {optim.lr: [1]}\n": "sweep key 'optim.lr' must be section.name",
+    GOOD + "args: {train: 5}\n": "args.train must be a mapping of settings",
+    GOOD + "    args: {train: [1]}\n": "blocks[0].args.train must be a mapping of settings",
+    GOOD + "args: {optim: {lr: 1}}\n": "args: unknown section 'optim'",
+    "a: &a [*a]\n" + GOOD: "YAML aliases (*name) are not allowed",
+    "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n" + GOOD: "YAML aliases",
+    GOOD + f"    sweep: {{train.max_epochs: {THOUSAND}, train.batch_size: {THOUSAND}}}\n":
+        "expands to 1,000,000 cells, more than the limit of 10,000; pass --max-cells",
+    GOOD + "args: {train: {max_epochs: 0}}\n": "train.max_epochs: 0 is out of range",
+    GOOD.replace("[0]", "[-5]"): "seed: -5 is out of range",
 }
 OVERRIDES = {  # command-line arguments -> what the line must say
     ("train.max_epochs=many",): "train.max_epochs",
@@ -65,6 +81,23 @@ def test_malformed_grid_files(text, tmp_path, capsys):
     path.write_text(text)
     line = refused(capsys, tmp_path / "results", "--grid", str(path))
     assert GRIDS[text] in line and ("unknown task" in line or str(path) in line), line
+
+
+def test_grid_paths_that_are_not_readable_yaml_files(tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(GOOD.encode() + b"description: caf\xe9\n")
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(GOOD + "description: " + "x" * (grid.MAX_GRID_BYTES + 1) + "\n")
+    for path, message in ((folder, "not a regular file"), (fifo, "not a regular file"),
+                          (latin, "not UTF-8 text"), (huge, "a grid file holds at most")):
+        line = refused(capsys, tmp_path / "results", "--grid", str(path))
+        assert str(path) in line and message in line, line
 
 
 @pytest.mark.parametrize("argv", list(OVERRIDES), ids=range(len(OVERRIDES)))
@@ -184,3 +217,56 @@ def test_any_grid_document_expands_or_is_one_line(tmp_path, doc):
         grid.cells(str(path))
     except KanbenchError as err:
         assert "\n" not in str(err)
+
+
+def outside(bounds, default) -> st.SearchStrategy:
+    """Values of a setting's type that its Range refuses: below or at an open low end, above
+    the high end, non-finite floats; for list settings, a list holding such a value or of a
+    length the range refuses."""
+    integer = isinstance(default[0] if isinstance(default, list) and default else default, int)
+    scalar = st.nothing()
+    if bounds.low > -math.inf:
+        scalar |= st.integers(max_value=math.ceil(bounds.low) - (not bounds.open_low)) \
+            if integer else st.floats(max_value=bounds.low, exclude_max=not bounds.open_low)
+    if bounds.high < math.inf:
+        scalar |= st.integers(min_value=math.floor(bounds.high) + (not bounds.open_high)) \
+            if integer else st.floats(min_value=bounds.high, exclude_min=not bounds.open_high)
+    if not integer:
+        scalar |= st.sampled_from([math.nan, math.inf, -math.inf])
+    if not isinstance(default, list):
+        return scalar
+    good = st.just(default[0]) if default else st.just(1)
+    lists = st.tuples(st.lists(good, max_size=2), scalar, st.lists(good, max_size=2)).map(
+        lambda t: [*t[0], t[1], *t[2]])
+    if bounds.min_length:
+        lists |= st.just([])
+    if bounds.max_length < math.inf:
+        lists |= st.lists(good, min_size=int(bounds.max_length) + 1,
+                          max_size=int(bounds.max_length) + 2)
+    return lists
+
+
+def yaml_text(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(yaml_text, value)) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+    return repr(value)
+
+
+SETTINGS = numeric_settings()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_every_numeric_setting_out_of_range_is_refused_before_any_cell(tmp_path_factory,
+                                                                     capsys, data):
+    section, key, default, bounds, task, method = data.draw(st.sampled_from(SETTINGS))
+    value = data.draw(outside(bounds, default))
+    results = tmp_path_factory.mktemp("results")
+    capsys.readouterr()
+    line = refused(capsys, results, "--grid", "smoke", f"tasks=[{task}]", f"methods=[{method}]",
+                   f"{section}.{key}={yaml_text(value)}")
+    assert f"{section}.{key}: " in line and "out of range" in line, line
+    assert not (results / "cache").exists()

@@ -1,6 +1,6 @@
 import pytest
 
-from suite.config import KAN_DEFAULTS, parse_override, resolve, set_dotted
+from suite.config import KAN_DEFAULTS, Range, parse_override, resolve, set_dotted
 from suite.errors import KanbenchError
 
 
@@ -54,3 +54,60 @@ def test_overrides_parse_yaml_values():
     assert args == {"kan": {"grid_size": 7}}
     with pytest.raises(KanbenchError, match="section.name"):
         set_dotted(args, "grid_size", 7)
+
+
+def numeric_settings():
+    """(section, key, default, range, task, method) for every numeric setting a cell has."""
+    from suite.config import (
+        KAN_RANGES,
+        MEASURE_DEFAULTS,
+        MEASURE_RANGES,
+        TRAIN_DEFAULTS,
+        TRAIN_RANGES,
+    )
+    from suite.registry import METHODS, TASKS
+
+    suite_sections = (("kan", KAN_DEFAULTS, KAN_RANGES), ("train", TRAIN_DEFAULTS, TRAIN_RANGES),
+                      ("measure", MEASURE_DEFAULTS, MEASURE_RANGES))
+    out = [(section, key, defaults[key], ranges.get(key), "feynman", "dense")
+           for section, defaults, ranges in suite_sections for key in defaults]
+    for name in TASKS.names():
+        task = TASKS.create(name)
+        out += [("task", key, value, task.ranges.get(key), name, "dense")
+                for key, value in task.defaults.items()]
+        out += [("train", key, value, TRAIN_RANGES.get(key), name, "dense")
+                for key, value in task.train_defaults.items()]
+    for name in METHODS.names():
+        method = METHODS.create(name)
+        out += [("method", key, value, method.ranges.get(key), "feynman", name)
+                for key, value in method.defaults.items()]
+    return [s for s in out if is_numeric(s[2])]
+
+
+def is_numeric(value) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return not isinstance(value, bool) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def test_every_numeric_setting_declares_a_range_its_default_satisfies():
+    settings = numeric_settings()
+    assert len(settings) > 40
+    for section, key, default, bounds, task, method in settings:
+        assert bounds is not None, f"{section}.{key} ({task}, {method}) has no declared range"
+        bounds.check(f"{section}.{key}", default)
+
+
+@pytest.mark.parametrize("bounds,good,bad", [
+    (Range(1), [1, 7, 10**9], [0, -1, 0.5, float("nan"), float("inf"), True]),
+    (Range(0, 1, open_low=True, open_high=True), [0.5, 1e-9], [0.0, 1.0, -0.1, float("nan")]),
+    (Range(min_length=2, max_length=2, increasing=True), [[-1.0, 1.0]],
+     [[1.0, -1.0], [0.0, 0.0], [0.0], [0.0, 1.0, 2.0], [0.0, float("inf")]]),
+    (Range(1, min_length=1), [[1], [1, 256]], [[], [0], [1, -3]]),
+])
+def test_ranges_accept_inside_and_refuse_outside(bounds, good, bad):
+    for value in good:
+        bounds.check("x.y", value)
+    for value in bad:
+        with pytest.raises(KanbenchError, match=r"^x\.y: .* is out of range \(must be "):
+            bounds.check("x.y", value)

@@ -64,7 +64,7 @@ def write(tmp_path, text):
     ("seeds: [0]\nmethods: [dense]\nblockz: []\n", "unknown key 'blockz'"),
     ("methods: [dense]\nblocks:\n  - tasks: [digits]\n", "seeds must be a non-empty list"),
     ("seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [digits]\n    sweep: {task.x: 3}\n",
-     "sweep.task.x must be a non-empty list"),
+     "sweep key task.x must map to a non-empty list"),
     ("seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [digits]\n    args: {train: {epochs: 3}}\n",
      "unknown train arg 'epochs'"),
     ("seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [digits]\n    args: {method: {K: 3}}\n",

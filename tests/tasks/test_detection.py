@@ -54,10 +54,12 @@ def test_missing_real_data_is_one_line(tmp_path):
 
 def test_bad_task_settings_are_one_line():
     task = TASKS.create("shapes_voc")
-    with pytest.raises(KanbenchError, match="task.backbone must be one of"):
-        task.build(task_args("shapes_voc", backbone="vgg"), None)
-    with pytest.raises(KanbenchError, match="task.voc_variant"):
-        task.check_args(task_args("shapes_voc", voc_variant="12point"))
+    with pytest.raises(KanbenchError, match="task.backbone: 'vgg' is not one of small"):
+        task_args("shapes_voc", backbone="vgg")
+    with pytest.raises(KanbenchError, match="task.voc_variant: '12point' is not one of"):
+        task_args("shapes_voc", voc_variant="12point")
+    with pytest.raises(KanbenchError, match="task.backbone_weights applies to the resnet50"):
+        task.check_args({**task_args("shapes_voc"), "backbone_weights": "imagenet"})
 
 
 def test_the_trunk_and_features_are_cached_once_for_every_cell(data_root, tmp_path):
