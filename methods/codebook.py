@@ -330,6 +330,8 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
     checking every name, shape, dtype and index range first. Raises KanbenchError (one line)
     on any mismatch; nothing is loaded from a bad file."""
     where = f"compressed model {path}"
+    if not Path(path).is_file():
+        raise KanbenchError(f"{where}: not a regular file")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = (f.metadata() or {}).get("kanbench")
@@ -342,6 +344,13 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
             raise ValueError
     except (TypeError, ValueError, AttributeError):
         raise KanbenchError(f"{where}: no {FORMAT} v{VERSION} header") from None
+    if not isinstance(header.get("codebooks"), list) or not isinstance(header.get("layers"),
+                                                                       dict):
+        raise KanbenchError(f"{where}: its header's codebooks must be a list and its layers a "
+                            "mapping")
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise KanbenchError(f"{where}: {name} holds non-finite values")
 
     layers = codebook_layers(net)
     books = codebooks_of(layers)
@@ -355,8 +364,7 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
                                 f"expected {dtype} {tuple(shape)}")
         return t
 
-    if len(header.get("codebooks", [])) != len(books) or \
-            set(header.get("layers", {})) != set(layers):
+    if len(header["codebooks"]) != len(books) or set(header["layers"]) != set(layers):
         raise KanbenchError(f"{where}: its layers and codebooks do not match this network's")
     codes, scales = [], []
     for i, book in enumerate(books):

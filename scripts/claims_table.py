@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     store = ResultsStore(args.results)
     grids = sorted({c.grid for c in CLAIMS})
     frames = {g: store.to_frame(g) for g in grids}
+    store.report_skipped()
     frames = {g: f for g, f in frames.items() if not f.empty}
     table = claims_table(frames)
     out = Path(args.results) / "tables"

@@ -19,7 +19,7 @@ from suite.registry import METHODS, TASKS
 from suite.report.render import all_tables, write_reports
 from suite.report.tables import summary
 from suite.runner import CellWork
-from suite.store import ResultsStore
+from suite.store import ResultsStore, check_writable_dir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     if args.jobs < 1:
         raise KanbenchError(f"--jobs must be at least 1, got {args.jobs}")
     cells = grid.cells(args.grid, args.overrides, args.max_cells)
+    check_writable_dir(Path(args.results), "--results")
+    check_writable_dir(Path(args.cache), "--cache")
     store = ResultsStore(args.results)
     existing = {cfg.run_id: store.get(cfg.grid, cfg.run_id) for cfg in cells}
     todo = [cfg for cfg in cells if existing[cfg.run_id] is None
@@ -94,6 +96,7 @@ def main(argv=None) -> int:
 
     ids = {cfg.run_id for cfg in cells}
     grid_frame = store.to_frame(grid_name)
+    store.report_skipped()
     frame = grid_frame[grid_frame["run_id"].isin(ids)]
     table = summary(frame)
     if not table.empty:

@@ -82,10 +82,20 @@ def stratified_holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: 
     return (x[keep], y[keep]), (x[held], y[held])
 
 
+def regular_file(path: Path, name: str) -> Path:
+    """`path`, once it is a regular file (a folder or a FIFO there would fail deep in a reader,
+    or block it); else one KanbenchError."""
+    if not path.is_file():
+        raise KanbenchError(f"{name}: {path} is not a regular file")
+    return path
+
+
 def open_or_download(make, name: str, folder: Path, files: list[str], how: str):
     """`make(download=False)` when `files` are all in `folder`; else try `make(download=True)`;
     else one clear KanbenchError. Files that are there but unreadable are an error too."""
     if all((folder / f).exists() for f in files):
+        for f in files:
+            regular_file(folder / f, name)
         try:
             return make(False)
         except KanbenchError:

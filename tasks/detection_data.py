@@ -32,7 +32,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from suite.errors import KanbenchError
 from suite.interfaces import Method, Task
 from suite.lit import KanbenchModule, fit
-from tasks.common import TensorDataModule
+from tasks.common import TensorDataModule, regular_file
 
 Example = tuple[torch.Tensor, dict]  # image (3, H, W) in [0, 1], target
 
@@ -78,6 +78,8 @@ def read_voc(root: Path, year: str, image_set: str, classes: tuple[str, ...],
             from None
     examples = []
     for i in range(min(limit, len(reader)) if limit else len(reader)):
+        regular_file(Path(reader.annotations[i]), "voc")
+        regular_file(Path(reader.images[i]), "voc")
         try:
             image, target = reader[i]
             examples.append((pil_to_tensor(image).float() / 255, voc_target(target, classes)))
@@ -94,6 +96,7 @@ def read_coco(images: Path, annotations: Path, label_of_name: dict[str, int],
     if not annotations.exists() or not images.is_dir():
         raise KanbenchError(f"coco: dataset not found at {images} and {annotations}; "
                             f"download COCO there")
+    regular_file(annotations, "coco")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints while indexing
             reader = CocoDetection(str(images), str(annotations))
@@ -105,9 +108,13 @@ def read_coco(images: Path, annotations: Path, label_of_name: dict[str, int],
                              for c in reader.coco.loadCats(reader.coco.getCatIds())
                              if c["name"] in label_of_name}
         count = min(limit, len(reader)) if limit else len(reader)
+        for i in range(count):
+            regular_file(images / reader.coco.loadImgs(reader.ids[i])[0]["file_name"], "coco")
         return [(pil_to_tensor(image.convert("RGB")).float() / 255,
                  coco_target(anns, label_of_category))
                 for image, anns in (reader[i] for i in range(count))]
+    except KanbenchError:
+        raise
     except Exception as err:  # noqa: BLE001 - any unreadable image or annotation file
         raise KanbenchError(f"coco: cannot read {annotations} / {images} "
                             f"({type(err).__name__}: {err})") from None

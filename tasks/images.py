@@ -26,7 +26,13 @@ from suite.config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, SEED
 from suite.errors import KanbenchError
 from suite.interfaces import Task
 from suite.registry import TASKS
-from tasks.common import TensorDataModule, open_or_download, stratified_holdout, subset
+from tasks.common import (
+    TensorDataModule,
+    open_or_download,
+    regular_file,
+    stratified_holdout,
+    subset,
+)
 
 
 class ClassificationTask(Task):
@@ -100,7 +106,7 @@ class Digits(MLPClassification):
 def check_idx(path: Path, ndim: int, name: str) -> int:
     """The item count of an IDX file of unsigned bytes with `ndim` dimensions, once its header
     and size agree; one KanbenchError naming the file otherwise."""
-    with path.open("rb") as f:
+    with regular_file(path, name).open("rb") as f:
         header = f.read(4 + 4 * ndim)
     if len(header) < 4 + 4 * ndim or header[:4] != bytes([0, 0, 0x08, ndim]):
         raise KanbenchError(f"{name}: {path} is not an IDX file of {ndim}-d unsigned bytes "

@@ -144,7 +144,9 @@ def grid_arguments(description: str, argv=None, extra=None) -> argparse.Namespac
 def grid_frame(results: str, grid: str, split: str = "test") -> pd.DataFrame:
     """The grid's records as a frame, its metric columns those of `split`; no records is a
     one-line error."""
-    frame = ResultsStore(results).to_frame(grid)
+    store = ResultsStore(results)
+    frame = store.to_frame(grid)
+    store.report_skipped()
     if frame.empty:
         raise KanbenchError(f"no records for grid {grid!r} under {results}/runs")
     return frame if split == "test" else validation_view(frame)

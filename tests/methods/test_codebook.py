@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import struct
 
 import numpy as np
@@ -189,6 +190,10 @@ CORRUPTIONS = {
     "index out of range": out_of_range,
     "other header": lambda t, h: h.update(format="something else"),
     "other layers": lambda t, h: h["layers"].pop("1"),
+    "codebooks not a list": lambda t, h: h.update(codebooks=3),
+    "layers not a mapping": lambda t, h: h.update(layers=["0", "1"]),
+    "nan codebook": lambda t, h: t["codebooks.0"].view(-1)[0].fill_(float("nan")),
+    "inf codebook": lambda t, h: t["codebooks.0"].view(-1)[-1].fill_(float("inf")),
 }
 
 
@@ -213,6 +218,12 @@ def test_truncated_and_foreign_files_are_refused(tmp_path):
     truncated.write_bytes(good.read_bytes()[:-10])
     pickled = tmp_path / "pickled.pt"
     torch.save({"a": np.zeros(3)}, pickled)
-    for path in (truncated, pickled, tmp_path / "missing.safetensors"):
+    for path in (truncated, pickled):
         with pytest.raises(KanbenchError, match="not a readable safetensors file"):
             load_compressed(path, skeleton)
+    fifo = tmp_path / "fifo.safetensors"
+    os.mkfifo(fifo)
+    (tmp_path / "folder.safetensors").mkdir()
+    for name in ("missing", "fifo", "folder"):
+        with pytest.raises(KanbenchError, match=f"{name}.safetensors: not a regular file$"):
+            load_compressed(tmp_path / f"{name}.safetensors", skeleton)

@@ -5,6 +5,7 @@ the problem, exit status 2, and nothing written to the results store."""
 import json
 import math
 import pickle
+import re
 import shutil
 
 import numpy as np
@@ -270,3 +271,116 @@ def test_every_numeric_setting_out_of_range_is_refused_before_any_cell(tmp_path_
                    f"{section}.{key}={yaml_text(value)}")
     assert f"{section}.{key}: " in line and "out of range" in line, line
     assert not (results / "cache").exists()
+
+
+CELL = ["--grid", "smoke", "tasks=[feynman]", "methods=[dense]", "measure.latency=false",
+        "measure.memory=false"]
+
+
+@pytest.fixture(scope="module")
+def one_record(tmp_path_factory):
+    """A results store holding one real record of the smoke grid's Feynman dense cell."""
+    results = tmp_path_factory.mktemp("one") / "results"
+    assert run_grid([*CELL, "--results", str(results), "--cache", str(results / "cache"),
+                     "--wandb", "off", "--no-reports"]) == 0
+    (record,) = (results / "runs" / "smoke").glob("*.json")
+    return record
+
+
+STORE_FAULTS = {  # what lies at the cell's own record path -> what the line must say
+    "folder": "not a regular file",
+    "list": "a JSON list, not an object",
+    "no_status": "no 'status' field",
+    "other_run_id": "is not its file name",
+    "other_grid": "its grid 'elsewhere' is not its folder",
+    "bad_primary": "its primary metric 'nonesuch' has no value",
+    "not_json": "not valid JSON",
+}
+
+
+def plant(path, fault, record: dict) -> None:
+    if fault == "folder":
+        path.mkdir()
+        return
+    doc = {"list": [record], "no_status": {k: v for k, v in record.items() if k != "status"},
+           "other_run_id": {**record, "run_id": "0123456789abcdef"},
+           "other_grid": {**record, "grid": "elsewhere"},
+           "bad_primary": {**record, "metrics": {**record["metrics"], "primary": "nonesuch"}}
+           }.get(fault)
+    path.write_text(json.dumps(doc) if doc is not None else "{'run_id': ")
+
+
+@pytest.mark.parametrize("fault", list(STORE_FAULTS))
+def test_a_cell_whose_record_path_holds_something_else_is_refused(fault, one_record, tmp_path,
+                                                                   capsys):
+    results = tmp_path / "results"
+    target = results / "runs" / "smoke" / one_record.name
+    target.parent.mkdir(parents=True)
+    plant(target, fault, json.loads(one_record.read_text()))
+    with pytest.raises(SystemExit) as exit_:
+        run_grid([*CELL, "--results", str(results), "--cache", str(results / "cache"),
+                  "--wandb", "off", "--no-reports"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1, lines
+    assert str(target) in lines[0] and STORE_FAULTS[fault] in lines[0], lines[0]
+    assert not (results / "cache").exists()
+
+
+def test_readers_skip_and_list_what_they_cannot_use(one_record, tmp_path, capsys):
+    from scripts.claims_table import main as claims_table
+    from scripts.plots import main as plots
+    from scripts.render_tables import main as render_tables
+    from scripts.seed_variance import main as seed_variance
+
+    results = tmp_path / "results"
+    folder = results / "runs" / "smoke"
+    folder.mkdir(parents=True)
+    shutil.copy(one_record, folder)
+    record = json.loads(one_record.read_text())
+    bad = {}
+    for i, fault in enumerate(STORE_FAULTS):
+        path = folder / f"{i:016x}.json"
+        plant(path, fault, {**record, "run_id": path.stem})
+        bad[path] = STORE_FAULTS[fault] if fault != "other_run_id" else "is not its file name"
+    for reader in (render_tables, seed_variance, plots):
+        assert reader(["--grid", "smoke", "--results", str(results)]) in (0, None)
+        err = capsys.readouterr().err
+        for path, why in bad.items():
+            assert f"skipped {path}: " in err and why in err, (path, err)
+    table = (results / "tables" / "smoke_summary.md").read_text()
+    assert "from the 1 records" in table and re.search(r"\| feynman \| dense +\| +1 \|", table)
+    claims_table(["--results", str(results)])                      # grids it reads: none here
+
+
+def test_results_and_cache_paths_that_cannot_hold_the_store(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    for argv, message in (
+            (["--results", str(a_file)], f"--results {a_file}: {a_file} is not a directory"),
+            (["--results", str(a_file / "below")], "is not a directory"),
+            (["--results", "/proc/kanbench-results"], "cannot write in /proc"),
+            (["--cache", str(a_file)], f"--cache {a_file}: {a_file} is not a directory")):
+        with pytest.raises(SystemExit) as exit_:
+            run_grid(["--grid", "smoke", "tasks=[feynman]", "--results", str(tmp_path / "r"),
+                      "--cache", str(tmp_path / "c"), "--wandb", "off", *argv])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(lines) == 1 and message in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+@pytest.mark.parametrize("task,relative", [
+    ("mnist", "MNIST/raw/train-labels-idx1-ubyte"),
+    ("cifar10", "cifar-10-batches-py/data_batch_1"),
+    ("coco", "coco/annotations/instances_train2017.json")])
+def test_dataset_files_that_are_folders_or_fifos(kind, task, relative, pristine, tmp_path,
+                                                 capsys):
+    import os
+
+    data = shutil.copytree(pristine, tmp_path / "data")
+    path = data / relative
+    path.unlink()
+    path.mkdir() if kind == "folder" else os.mkfifo(path)
+    line = refused(capsys, tmp_path / "results", "--grid", "smoke", f"tasks=[{task}]",
+                   "methods=[dense]", "--data-root", str(data))
+    assert line == f"error: {task}: {path} is not a regular file", line
