@@ -44,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--slurm-cluster", default=None, choices=["slurm", "local", "debug"],
                    help="submitit backend (default: slurm where sbatch exists, else local)")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells recorded as failed")
+    p.add_argument("--recompute-damaged", action="store_true",
+                   help="recompute a cached stage whose files are damaged (default: refuse)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and stop")
     p.add_argument("--max-cells", type=int, default=grid.MAX_CELLS,
                    help=f"refuse a grid of more cells than this (default {grid.MAX_CELLS:,})")
@@ -86,7 +88,8 @@ def main(argv=None) -> int:
         return 0
     preflight(todo, args.data_root)
 
-    work = CellWork(args.cache, args.data_root, args.wandb, args.wandb_dir)
+    work = CellWork(args.cache, args.data_root, args.wandb, args.wandb_dir,
+                    args.recompute_damaged)
     executor = executors.create(args.executor, {
         "jobs": args.jobs, "ray_address": args.ray_address, "cluster": args.slurm_cluster,
         "resources": grid.resources(args.grid),

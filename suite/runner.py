@@ -3,6 +3,7 @@ measure, and return one complete record (done or failed); the driver writes it."
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import platform
@@ -24,27 +25,57 @@ from suite.lit import StageContext
 from suite.registry import METHODS, TASKS
 from suite.store import locked, read_json, write_json_atomic
 
-STAGE_FORMAT = 2  # in every stage key: bump when what a stage's meta holds changes (2: val)
+STAGE_FORMAT = 3  # in every stage key: bump when what a stage's meta holds changes
+#                   (2: val metrics, 3: the weights' sha256)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class StageCache:
-    """Stage outputs by content hash: <root>/stages/<key>.safetensors + <key>.json (meta).
-    The meta file is written last, so a stage counts as cached only when both are whole."""
+    """Stage outputs by content hash: <root>/stages/<key>.safetensors + <key>.json (meta, with
+    the weights' sha256). The meta file is written last, so a stage counts as cached only
+    when both are whole; weights that do not hash to what the meta records (swapped, bit
+    flips) or a meta that is not one are damage: one-line KanbenchError, or with
+    `recompute_damaged` both files are deleted and the stage recomputed."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, recompute_damaged: bool = False):
         self.root = Path(root) / "stages"
+        self.recompute_damaged = recompute_damaged
 
     def load(self, key: str, net: torch.nn.Module) -> dict | None:
         meta, weights = self.root / f"{key}.json", self.root / f"{key}.safetensors"
         if not (meta.exists() and weights.exists()):
             return None
+        where = f"stage cache {weights.name} / {meta.name} in {self.root}"
+        try:
+            recorded = read_json(meta)
+            if not isinstance(recorded, dict) or not isinstance(recorded.get("metrics"), dict):
+                damage = "its meta is not a stage record"
+            elif file_sha256(weights) != recorded.get("sha256"):
+                damage = "the weights do not hash to the sha256 its meta records"
+            else:
+                damage = None
+        except (KanbenchError, OSError) as err:
+            damage = first_line(err)
+        if damage and self.recompute_damaged:
+            weights.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+            return None
+        if damage:
+            raise KanbenchError(f"{where}: damaged ({damage}); delete both to recompute the "
+                                "stage, or rerun with --recompute-damaged")
         try:
             load_model(net, str(weights))
-            return read_json(meta)
-        except Exception as err:  # noqa: BLE001 - a damaged file: the user decides
-            raise KanbenchError(f"stage cache {weights.name} / {meta.name} in {self.root}: "
-                                f"cannot load ({first_line(err)}); delete both to "
+        except Exception as err:  # noqa: BLE001 - whole files that do not fit this network
+            raise KanbenchError(f"{where}: cannot load ({first_line(err)}); delete both to "
                                 "recompute the stage") from None
+        return recorded
 
     def computing(self, key: str):
         """Held while stage `key` is looked up and, if missing, computed: a second worker
@@ -55,6 +86,7 @@ class StageCache:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{key}.{os.getpid()}.safetensors"
         save_model(net, str(tmp))
+        meta = {**meta, "sha256": file_sha256(tmp)}
         os.replace(tmp, self.root / f"{key}.safetensors")
         write_json_atomic(self.root / f"{key}.json", meta)
 
@@ -172,7 +204,8 @@ def failed_record(cfg: RunConfig, data_root: str, error: str) -> dict:
 
 
 def run_cell(cfg: RunConfig, *, cache_dir: str | Path, data_root: str,
-             wandb_mode: str = "auto", wandb_dir: str | Path = "wandb") -> dict:
+             wandb_mode: str = "auto", wandb_dir: str | Path = "wandb",
+             recompute_damaged: bool = False) -> dict:
     """Run one cell to its record. Exceptions (a NaN, running out of GPU memory) make a failed
     record; bad input found on the way (a malformed data file) makes a `refused` one, which the
     driver never stores; an interrupt (Ctrl-C) propagates, so a rerun starts the cell again."""
@@ -181,7 +214,7 @@ def run_cell(cfg: RunConfig, *, cache_dir: str | Path, data_root: str,
     logger = None
     try:
         logger = tracking.start(cfg, wandb_mode, wandb_dir)
-        record.update(execute(cfg, logger, StageCache(cache_dir), data_root))
+        record.update(execute(cfg, logger, StageCache(cache_dir, recompute_damaged), data_root))
         record["status"] = "done"
     except KanbenchError as err:  # bad input (a malformed data file): the driver stops on it
         record.update(status="refused", error=str(err))
@@ -203,10 +236,12 @@ class CellWork:
     data_root: str
     wandb_mode: str = "auto"
     wandb_dir: str = "wandb"
+    recompute_damaged: bool = False
 
     def __call__(self, cfg: RunConfig) -> dict:
         return run_cell(cfg, cache_dir=self.cache_dir, data_root=self.data_root,
-                        wandb_mode=self.wandb_mode, wandb_dir=self.wandb_dir)
+                        wandb_mode=self.wandb_mode, wandb_dir=self.wandb_dir,
+                        recompute_damaged=self.recompute_damaged)
 
     def failed(self, cfg: RunConfig, error: str) -> dict:
         return failed_record(cfg, self.data_root, error)

@@ -384,3 +384,28 @@ def test_dataset_files_that_are_folders_or_fifos(kind, task, relative, pristine,
     line = refused(capsys, tmp_path / "results", "--grid", "smoke", f"tasks=[{task}]",
                    "methods=[dense]", "--data-root", str(data))
     assert line == f"error: {task}: {path} is not a regular file", line
+
+
+def test_swapped_or_bit_flipped_stage_files_are_refused_or_recomputed(tmp_path, capsys):
+    results = tmp_path / "results"
+    store = ["--results", str(results), "--cache", str(results / "cache"), "--wandb", "off",
+             "--no-reports"]
+    assert run_grid([*CELL, "seeds=[0,1]", *store]) == 0
+    records = {json.loads(p.read_text())["seed"]: json.loads(p.read_text())
+               for p in (results / "runs" / "smoke").glob("*.json")}
+    stages = {json.loads(m.read_text())["made_by"]: m.with_suffix(".safetensors")
+              for m in (results / "cache" / "stages").glob("*.json")}
+    mine, other = stages[records[0]["run_id"]], stages[records[1]["run_id"]]
+    pristine = mine.read_bytes()
+    flipped = bytearray(pristine)
+    flipped[-3] ^= 0x10                                 # one bit of the last weight
+    for damaged in (other.read_bytes(), bytes(flipped)):
+        mine.write_bytes(damaged)
+        shutil.rmtree(results / "runs")
+        line = refused(capsys, results, *CELL, "seeds=[0]")
+        assert f"stage cache {mine.name}" in line and "damaged (the weights do not hash" in line
+        assert run_grid([*CELL, "seeds=[0]", "--recompute-damaged", *store]) == 0
+        (again,) = (results / "runs" / "smoke").glob("*.json")
+        again = json.loads(again.read_text())
+        assert again["metrics"] == records[0]["metrics"]          # recomputed, bit for bit
+        assert mine.read_bytes() == pristine
