@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
-    RandomSampler,
+    Sampler,
     SequentialSampler,
     TensorDataset,
 )
@@ -24,10 +24,47 @@ from suite.errors import KanbenchError
 Tensors = tuple[torch.Tensor, torch.Tensor]
 
 
+class ResumableShuffle(Sampler[int]):
+    """torch's RandomSampler order (one generator seeded once; each epoch draws a permutation
+    and, once exhausted, a second, empty one) that can start at any epoch. Lightning calls
+    `set_epoch(e)` before epoch e: when e is not the epoch the generator stands at (a fit
+    resumed from an epoch checkpoint), the generator is re-seeded and replayed to where an
+    uninterrupted fit would have it, so a resumed fit shuffles exactly as one never stopped."""
+
+    DRAWS_PER_EPOCH = 2
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.generator.manual_seed(self.seed)
+            for _ in range(self.DRAWS_PER_EPOCH * epoch):
+                torch.randperm(self.n, generator=self.generator)
+            self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        yield from torch.randperm(self.n, generator=self.generator).tolist()
+        torch.randperm(self.n, generator=self.generator)   # RandomSampler's empty remainder
+        self.epoch += 1
+
+
+class EpochBatches(BatchSampler):
+    """A BatchSampler that passes Lightning's `set_epoch` on to its sampler."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+
 class TensorDataModule(L.LightningDataModule):
     """Train / validation / test tensors held in memory; the train loader shuffles with a
-    seeded generator. Lightning validates on `val` after every training epoch; tables report
-    `test`, and whatever a grid chooses is chosen on `val`."""
+    seeded generator that a resumed fit replays (`ResumableShuffle`). Lightning validates on
+    `val` after every training epoch; tables report `test`, and whatever a grid chooses is
+    chosen on `val`."""
 
     def __init__(self, train: Tensors, val: Tensors | None, test: Tensors | None,
                  batch_size: int, seed: int, test_batch_size: int = 1024):
@@ -39,8 +76,9 @@ class TensorDataModule(L.LightningDataModule):
         self.batch_size, self.seed, self.test_batch_size = batch_size, seed, test_batch_size
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
-        return self._batched(RandomSampler(self.train_set, generator=generator), self.batch_size)
+        shuffle = ResumableShuffle(len(self.train_set), self.seed)
+        return DataLoader(self.train_set, sampler=EpochBatches(shuffle, self.batch_size, False),
+                          batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return self._batched(SequentialSampler(self.val_set), self.test_batch_size)
