@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from suite.config import POSITIVE
 from suite.errors import KanbenchError, one_line_errors
 from suite.report.render import (
     FORMATS,
@@ -44,6 +45,8 @@ def main(argv=None) -> int:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise KanbenchError(f"unknown format {unknown[0]!r}; valid: {', '.join(FORMATS)}")
+    if args.budget_bytes is not None:
+        POSITIVE.check("--budget-bytes", args.budget_bytes)
     frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)

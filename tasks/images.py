@@ -39,6 +39,14 @@ class ClassificationTask(Task):
     metric, higher_is_better = "accuracy", True
     num_classes = 10
 
+    def checked_labels(self, labels: torch.Tensor, source: Path) -> torch.Tensor:
+        """`labels`, once each is a class index in [0, num_classes); else one line."""
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+            bad = labels[(labels < 0) | (labels >= self.num_classes)][0]
+            raise KanbenchError(f"{self.name}: {source} holds label {int(bad)}, outside the "
+                                f"{self.num_classes} classes")
+        return labels
+
     def loss(self, output, target):
         return F.cross_entropy(output, target)
 
@@ -103,8 +111,8 @@ class Digits(MLPClassification):
         return (x[idx_train], y[idx_train]), (x[idx_test], y[idx_test])
 
 
-def check_idx(path: Path, ndim: int, name: str) -> int:
-    """The item count of an IDX file of unsigned bytes with `ndim` dimensions, once its header
+def check_idx(path: Path, ndim: int, name: str) -> tuple[int, ...]:
+    """The dimensions of an IDX file of unsigned bytes with `ndim` dimensions, once its header
     and size agree; one KanbenchError naming the file otherwise."""
     with regular_file(path, name).open("rb") as f:
         header = f.read(4 + 4 * ndim)
@@ -116,7 +124,7 @@ def check_idx(path: Path, ndim: int, name: str) -> int:
     if path.stat().st_size != expected:
         raise KanbenchError(f"{name}: {path} holds {path.stat().st_size} bytes; its header "
                             f"{list(dims)} needs {expected} (truncated?)")
-    return dims[0]
+    return dims
 
 
 class IDXImages(MLPClassification):
@@ -148,8 +156,11 @@ class IDXImages(MLPClassification):
         def split(train: bool):
             images, labels = files[:2] if train else files[2:]
             if (folder / images).exists() and (folder / labels).exists():
-                if check_idx(folder / images, 3, self.name) != \
-                        check_idx(folder / labels, 1, self.name):
+                image_dims = check_idx(folder / images, 3, self.name)
+                if image_dims[1:] != (28, 28):
+                    raise KanbenchError(f"{self.name}: {folder / images} holds "
+                                        f"{image_dims[1]}x{image_dims[2]} images, not 28x28")
+                if image_dims[0] != check_idx(folder / labels, 1, self.name)[0]:
                     raise KanbenchError(f"{self.name}: {folder / images} and {labels} hold "
                                         "different numbers of items")
             ds = open_or_download(lambda download: self.reader(
@@ -157,7 +168,8 @@ class IDXImages(MLPClassification):
             x = ds.data.reshape(len(ds.data), -1).float() / 255           # (N, 784), [0, 1]
             if args["arch"] != "mlp":
                 x = x.reshape(-1, 1, 28, 28)                                  # (N, 1, 28, 28)
-            return (x - mean) / std, ds.targets.long()
+            return (x - mean) / std, self.checked_labels(ds.targets.long(),
+                                                         folder / labels)
 
         return split(True), split(False)
 
@@ -227,12 +239,13 @@ class CIFAR(ClassificationTask):
                     entry = _ArraysOnly(f, encoding="latin1").load()
                 data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
                 labels = entry["labels"] if "labels" in entry else entry["fine_labels"]
+                labels = torch.tensor(labels, dtype=torch.int64)
             except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError,
-                    TypeError) as err:
+                    TypeError, RuntimeError) as err:
                 raise KanbenchError(f"{self.name}: cannot read {path} "
                                     f"({type(err).__name__}: {err})") from None
             xs.append(torch.from_numpy(data))
-            ys.append(torch.tensor(labels, dtype=torch.int64))
+            ys.append(self.checked_labels(labels, path))
         x = torch.cat(xs).float() / 255                                 # (N, 3, 32, 32)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)

@@ -119,6 +119,22 @@ def corrupt(data, name):
         mnist.write_bytes(b"\x01\x02" + mnist.read_bytes()[2:])
     elif name == "idx_labels_short":
         write_idx(data / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(5))
+    elif name == "idx_images_32x32":
+        write_idx(mnist, np.zeros((96, 32, 32)))
+    elif name == "idx_label_12":
+        labels = data / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+        write_idx(labels, np.full(96, 12))
+        return "mnist", labels.name
+    elif name == "cifar_label_10":
+        batch = data / "cifar-10-batches-py" / "data_batch_1"
+        batch.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8),
+                                        "labels": [3, 10]}))
+        return "cifar10", batch.name
+    elif name == "cifar_text_labels":
+        batch = data / "cifar-10-batches-py" / "data_batch_1"
+        batch.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8),
+                                        "labels": ["cat", "dog"]}))
+        return "cifar10", batch.name
     elif name in ("cifar_runs_code", "cifar_no_data"):
         batch = data / "cifar-10-batches-py" / "data_batch_1"
         entry = {"data": Exploit(), "labels": [0]} if name == "cifar_runs_code" else \
@@ -155,7 +171,8 @@ class Exploit:
         return (shutil.rmtree, ("/nonexistent-kanbench",))
 
 
-DATASET_FAULTS = ["idx_truncated", "idx_bad_magic", "idx_labels_short", "cifar_runs_code",
+DATASET_FAULTS = ["idx_truncated", "idx_bad_magic", "idx_labels_short", "idx_images_32x32",
+                  "idx_label_12", "cifar_label_10", "cifar_text_labels", "cifar_runs_code",
                   "cifar_no_data", "voc_not_xml", "voc_no_bndbox", "voc_text_coordinate",
                   "coco_not_json", "coco_no_annotations", "coco_short_bbox"]
 
