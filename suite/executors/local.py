@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing as mp
 import os
+import select
 import signal
+import threading
 from collections.abc import Iterator
 from multiprocessing.connection import wait
 
@@ -22,21 +23,37 @@ class InProcess:
             yield cfg, work(cfg)
 
 
-def die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies, so a killed driver leaves no workers."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+def exit_with_driver(conn) -> None:
+    """Kill this worker's process group once the driver is gone, however it died. The worker
+    is forked by a forkserver, not by the driver, so the kernel's parent-death signal cannot
+    tie them; but the driver holds the only reading end of the worker's result pipe, and a
+    pipe whose readers are all gone shows POLLERR at its writing end."""
+
+    def watch():
+        poller = select.poll()
+        poller.register(conn.fileno(), 0)           # POLLERR and POLLHUP are always reported
+        poller.poll()
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="exit-with-driver", daemon=True).start()
 
 
 def worker(work: CellWork, cfg: RunConfig, conn, threads: int) -> None:
-    die_with_parent()
+    os.setpgrp()                  # the driver kills this group: the worker and its helpers
+    exit_with_driver(conn)
     import torch
 
     torch.set_num_threads(threads)
     with conn:
         conn.send(work(cfg))
+
+
+def kill_group(process) -> None:
+    """SIGKILL a worker and its process group (a worker killed before its setpgrp: itself)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
 
 
 class Processes:
@@ -51,7 +68,7 @@ class Processes:
     def map(self, cells: Iterator[RunConfig], work: CellWork
             ) -> Iterator[tuple[RunConfig, dict]]:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["suite.runner"])
+        ctx.set_forkserver_preload(["suite.executors.die_with_driver", "suite.runner"])
         running = {}  # receiving end -> (cell, process)
         cells = iter(cells)
         try:
@@ -79,7 +96,7 @@ class Processes:
                     yield cfg, record
         finally:
             for _, process in running.values():
-                process.kill()
+                kill_group(process)
 
 
 def exit_text(code: int | None) -> str:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,19 +30,38 @@ blocks:
     args: {task: {n_train: 64, n_test: 64}}
 """
 TRIALS, CELLS = 20, 16
+PARALLEL_GRID = GRID.replace("seeds: [0, 1, 2, 3, 4, 5, 6, 7]", "seeds: [0, 1]")
+PARALLEL_CELLS = 4
 BEGUN = re.compile(r"^\[\d+/\d+\] \S+ ([0-9a-f]{16}) \.\.\.$", re.M)
 EVENT = re.compile(r"^\[\d+/\d+\] \S+ (?:[0-9a-f]{16} \.\.\.|done in )", re.M)
 
 
-def driver(tmp_path, log):
-    """A run_grid driver in its own process; its stdout goes to `log`."""
+def driver(tmp_path, log, *extra, marker: str = "", grid_text: str = GRID):
+    """A run_grid driver in its own process; its stdout goes to `log`. `marker` is set in its
+    environment, which every process it starts inherits (see `processes_marked`)."""
     grid = tmp_path / "faults.yaml"
-    grid.write_text(GRID)
+    grid.write_text(grid_text)
     return subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "run_grid.py"), "--grid", str(grid),
          "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
-         "--wandb", "offline", "--wandb-dir", str(tmp_path / "wandb"), "--no-reports"],
-        cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
+         "--wandb", "offline", "--wandb-dir", str(tmp_path / "wandb"), "--no-reports", *extra],
+        cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "KANBENCH_FAULT_MARKER": marker})
+
+
+def processes_marked(marker: str) -> list[str]:
+    """`pid name` of every live process whose environment carries `marker`: a driver's
+    workers, its forkserver, W&B's helpers, whatever session or group they moved to."""
+    needle = f"KANBENCH_FAULT_MARKER={marker}".encode() + b"\0"
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and needle in (proc / "environ").read_bytes() and \
+                    (proc / "stat").read_text().split(")")[-1].split()[0] != "Z":
+                found.append(f"{proc.name} {(proc / 'comm').read_text().strip()}")
+        except OSError:
+            continue                                 # gone meanwhile
+    return found
 
 
 def records(tmp_path) -> dict[str, dict]:
@@ -159,3 +179,35 @@ def test_a_cell_killed_mid_training_resumes_to_the_uninterrupted_record(name, tm
     assert any(r["timing"]["train"]["resumed_epochs"] > 0 for r in got.values())
     for run_id, record in got.items():
         assert record["metrics"] == expected[run_id]["metrics"], run_id
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_killed_parallel_driver_leaves_no_process_and_loses_no_cell(how, tmp_path):
+    """--jobs 2 drivers killed while their workers train: within 5 s nothing they started is
+    alive (workers, forkserver, W&B helpers), and a rerun records every cell exactly once."""
+    rng, trials, started = random.Random(int(how)), 10, set()
+    for trial in range(trials):
+        log, marker = tmp_path / f"trial{trial}.log", f"{how.name}-{trial}-{os.getpid()}"
+        process = driver(tmp_path, log, "--jobs", "2", marker=marker, grid_text=PARALLEL_GRID)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and len(BEGUN.findall(log.read_text())) < 2 and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.5, 2.0))                      # the workers are training
+        if process.poll() is not None:
+            break                                              # every cell done already
+        assert len(processes_marked(marker)) >= 2              # the driver and its helpers
+        process.send_signal(how)
+        process.wait()
+        gone_by = time.monotonic() + 5
+        while processes_marked(marker) and time.monotonic() < gone_by:
+            time.sleep(0.1)
+        assert not processes_marked(marker), (trial, processes_marked(marker))
+        started |= set(BEGUN.findall(log.read_text()))
+    assert started, "no trial got as far as a cell"
+    recorded_before = set(records(tmp_path))
+    log = tmp_path / "final.log"
+    assert driver(tmp_path, log, "--jobs", "2", grid_text=PARALLEL_GRID).wait(timeout=600) == 0
+    begun = BEGUN.findall(log.read_text())
+    assert len(begun) == len(set(begun)) and not set(begun) & recorded_before
+    check_complete(tmp_path, PARALLEL_CELLS)
