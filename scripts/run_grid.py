@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -66,6 +67,12 @@ def preflight(cells, data_root: str) -> None:
             checked.add(key)
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the driver as Ctrl-C does: its `finally` blocks kill the workers it runs
+    and release its claims (a SIGKILLed driver's workers see its pipes close and exit)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 @one_line_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -88,6 +95,7 @@ def main(argv=None) -> int:
         return 0
     preflight(todo, args.data_root)
 
+    exit_on_sigterm()
     work = CellWork(args.cache, args.data_root, args.wandb, args.wandb_dir,
                     args.recompute_damaged)
     executor = executors.create(args.executor, {
