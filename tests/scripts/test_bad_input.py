@@ -426,3 +426,18 @@ def test_swapped_or_bit_flipped_stage_files_are_refused_or_recomputed(tmp_path, 
         again = json.loads(again.read_text())
         assert again["metrics"] == records[0]["metrics"]          # recomputed, bit for bit
         assert mine.read_bytes() == pristine
+
+
+@pytest.mark.parametrize("budget", ["nan", "-1", "0", "inf"])
+def test_render_tables_refuses_a_budget_that_is_not_a_positive_number(budget, one_record,
+                                                                       tmp_path, capsys):
+    from scripts.render_tables import main as render_tables
+
+    results = tmp_path / "results"
+    (results / "runs" / "smoke").mkdir(parents=True)
+    shutil.copy(one_record, results / "runs" / "smoke")
+    with pytest.raises(SystemExit) as exit_:
+        render_tables(["--grid", "smoke", "--results", str(results), "--budget-bytes", budget])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and "--budget-bytes: " in lines[0], lines
+    assert not (results / "tables").exists()
