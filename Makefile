@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 GRID   ?= quick
 ARGS   ?=
 
-.PHONY: install data run test bench lint clean-results
+.PHONY: install data run test test-fast bench lint clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ run: data
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
 	$(BIN)/python scripts/bench_kan.py
