@@ -20,9 +20,10 @@ class Work:
 
     def __call__(self, cfg):
         self.ran.append(cfg.seed)
-        return {"run_id": cfg.run_id, "grid": cfg.grid, "status": "done",
+        return {"run_id": cfg.run_id, "grid": cfg.grid, "task": cfg.task, "method": cfg.method,
+                "seed": cfg.seed, "config": cfg.to_dict(), "status": "done",
                 "finished_at": f"t{len(self.ran)}", "timing": {"total_seconds": 0.0},
-                "metrics": {"primary": "rmse", "rmse": 0.5}}
+                "metrics": {"primary": "rmse", "rmse": 0.5}, "storage": {}}
 
 
 def drive(tmp_path, cells, work, claims=None):

@@ -182,3 +182,21 @@ def test_validation_view_reports_validation_values_and_drops_test_only_metrics()
     assert "metrics.transfer_map50" not in view and "metrics.retention.rmse" not in view
     assert not any(".val." in c for c in view.columns)
     assert summary(view).loc[0, "mean"] == 10.5          # the tables read the view unchanged
+
+
+def test_claims_table_reads_only_the_claimed_setting_and_pairs_seeds():
+    from suite.report.paper_claims import CLAIMS, claims_table
+    claim = next(c for c in CLAIMS if c.task == "highdim")
+    (key, value), = claim.where
+    rows = [row("highdim", s, 0.02) for s in (0, 1, 2)]
+    rows += [row("highdim", s, 0.03) | {"method": "metacluster", "storage.kan_ratio": 100.0,
+                                        f"config.args.method.{key}": value} for s in (0, 1, 2)]
+    rows += [row("highdim", s, 9.0) | {"method": "metacluster", "storage.kan_ratio": 9.0,
+                                       f"config.args.method.{key}": value * 2} for s in (0, 1)]
+    table = claims_table({claim.grid: pd.DataFrame(rows)}).set_index("claim")
+    measured = table.loc[claim.claim]
+    assert measured["seeds"] == 3                 # the other K's two records are left out
+    assert "100.0x" in measured["measured"] and "ratio 1.50" in measured["measured"]
+    assert f"{key}={value}" in measured["kanbench setting"]
+    rest = table.drop(claim.claim)
+    assert (rest["seeds"] == 0).all() and rest["measured"].str.startswith("not run").all()
