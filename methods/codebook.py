@@ -21,7 +21,7 @@ from torch import nn
 
 from methods.kan import FP32_BYTES, EdgeWeightsConv2d, EdgeWeightsLinear, KANSpec
 from suite import kernels
-from suite.errors import KanbenchError
+from suite.errors import KanbenchError, regular_file
 
 
 def index_bits(codes: int) -> int:
@@ -330,8 +330,7 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
     checking every name, shape, dtype and index range first. Raises KanbenchError (one line)
     on any mismatch; nothing is loaded from a bad file."""
     where = f"compressed model {path}"
-    if not Path(path).is_file():
-        raise KanbenchError(f"{where}: not a regular file")
+    regular_file(Path(path), "compressed model")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = (f.metadata() or {}).get("kanbench")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 
 class KanbenchError(Exception):
@@ -22,6 +23,15 @@ def one_line_errors(main):
             sys.exit(2)
 
     return wrapper
+
+
+def regular_file(path: Path, owner: str = "") -> Path:
+    """`path`, once it is a regular file: a folder or a FIFO given where a file is read would
+    fail deep in a reader, or block it. Else a KanbenchError, led by `owner` when given
+    (`mnist: data/MNIST/raw/...: not a regular file`)."""
+    if not path.is_file():
+        raise KanbenchError(f"{owner + ': ' if owner else ''}{path}: not a regular file")
+    return path
 
 
 def first_line(err: BaseException) -> str:

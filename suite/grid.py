@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from suite.config import SECTIONS, RunConfig, parse_override, resolve, set_dotted
-from suite.errors import KanbenchError
+from suite.errors import KanbenchError, regular_file
 from suite.registry import METHODS, TASKS
 
 GRIDS_DIR = Path(__file__).parent / "grids"
@@ -64,8 +64,7 @@ def load(name: str) -> tuple[str, dict]:
     MAX_GRID_BYTES of UTF-8 YAML without aliases is read (an alias can refer to itself or
     multiply a document past any memory)."""
     path = grid_path(name)
-    if not path.is_file():
-        raise KanbenchError(f"{path}: not a regular file")
+    regular_file(path)
     if path.stat().st_size > MAX_GRID_BYTES:
         raise KanbenchError(f"{path}: {path.stat().st_size} bytes; a grid file holds at most "
                             f"{MAX_GRID_BYTES}")

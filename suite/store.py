@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite.errors import KanbenchError
+from suite.errors import KanbenchError, regular_file
 
 RECORD_KEYS = ("run_id", "grid", "task", "method", "seed", "status", "config")
 
 
 def read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise KanbenchError(f"{path}: not a regular file")
+    regular_file(path)
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

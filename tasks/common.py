@@ -19,7 +19,7 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from suite.errors import KanbenchError
+from suite.errors import KanbenchError, regular_file
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 
@@ -118,14 +118,6 @@ def stratified_holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: 
         keep, held = train_test_split(index, test_size=fraction, random_state=seed)
     keep, held = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
     return (x[keep], y[keep]), (x[held], y[held])
-
-
-def regular_file(path: Path, name: str) -> Path:
-    """`path`, once it is a regular file (a folder or a FIFO there would fail deep in a reader,
-    or block it); else one KanbenchError."""
-    if not path.is_file():
-        raise KanbenchError(f"{name}: {path} is not a regular file")
-    return path
 
 
 def open_or_download(make, name: str, folder: Path, files: list[str], how: str):

@@ -29,10 +29,10 @@ from torchvision.datasets import CocoDetection, VOCDetection
 from torchvision.models.detection import FasterRCNN
 from torchvision.transforms.functional import pil_to_tensor
 
-from suite.errors import KanbenchError
+from suite.errors import KanbenchError, regular_file
 from suite.interfaces import Method, Task
 from suite.lit import KanbenchModule, fit
-from tasks.common import TensorDataModule, regular_file
+from tasks.common import TensorDataModule
 
 Example = tuple[torch.Tensor, dict]  # image (3, H, W) in [0, 1], target
 

@@ -23,13 +23,12 @@ from torchvision.datasets.utils import download_and_extract_archive
 
 from methods.kan import CONV_PRESETS, KAN, ConvKAN
 from suite.config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, SEED
-from suite.errors import KanbenchError
+from suite.errors import KanbenchError, regular_file
 from suite.interfaces import Task
 from suite.registry import TASKS
 from tasks.common import (
     TensorDataModule,
     open_or_download,
-    regular_file,
     stratified_holdout,
     subset,
 )

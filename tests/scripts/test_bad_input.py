@@ -400,7 +400,7 @@ def test_dataset_files_that_are_folders_or_fifos(kind, task, relative, pristine,
     path.mkdir() if kind == "folder" else os.mkfifo(path)
     line = refused(capsys, tmp_path / "results", "--grid", "smoke", f"tasks=[{task}]",
                    "methods=[dense]", "--data-root", str(data))
-    assert line == f"error: {task}: {path} is not a regular file", line
+    assert line == f"error: {task}: {path}: not a regular file", line
 
 
 def test_swapped_or_bit_flipped_stage_files_are_refused_or_recomputed(tmp_path, capsys):
