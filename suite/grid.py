@@ -59,8 +59,8 @@ def grid_path(name: str) -> Path:
     return GRIDS_DIR / f"{name}.yaml"
 
 
-def load(name: str) -> tuple[str, dict]:
-    """(grid name, parsed document), validated for shape. Only a regular file of at most
+def load(name: str) -> tuple[Path, dict]:
+    """(grid file, parsed document), validated for shape. Only a regular file of at most
     MAX_GRID_BYTES of UTF-8 YAML without aliases is read (an alias can refer to itself or
     multiply a document past any memory)."""
     path = grid_path(name)
@@ -84,7 +84,7 @@ def load(name: str) -> tuple[str, dict]:
         raise KanbenchError(f"{path}: not valid YAML{where} ({getattr(err, 'problem', err)})") \
             from None
     _check_shape(path, doc)
-    return path.stem, doc
+    return path, doc
 
 
 def _list_of(path: Path, where: str, value: Any, kind: type) -> list:
@@ -158,9 +158,7 @@ def resources(name: str) -> dict:
 
 def _merge(base: dict, extra: dict) -> dict:
     out = copy.deepcopy(base)
-    for section, values in extra.items():
-        if not isinstance(values, dict):
-            raise KanbenchError(f"args section {section!r} must be a mapping, got {values!r}")
+    for section, values in extra.items():   # both checked by _check_shape
         out.setdefault(section, {}).update(values)
     return out
 
@@ -169,8 +167,8 @@ def cells(name: str, overrides: list[str] = (), max_cells: int = MAX_CELLS
           ) -> list[RunConfig]:
     """Every cell of the grid with overrides applied, resolved and de-duplicated; a grid of
     more than `max_cells` cells (counted before expanding) is refused."""
-    grid, doc = load(name)
-    path = grid_path(name)
+    path, doc = load(name)
+    grid = path.stem
     filters, sets = {}, []
     for text in overrides:
         key, value = parse_override(text)
@@ -186,11 +184,8 @@ def cells(name: str, overrides: list[str] = (), max_cells: int = MAX_CELLS
     for name_ in filters.get("methods", []):
         METHODS.check(name_)
 
-    count = sum(len([t for t in block["tasks"] if t in filters.get("tasks", [t])])
-                * len([m for m in block.get("methods", doc.get("methods"))
-                       if m in filters.get("methods", [m])])
+    count = sum(len(_kept_pairs(block, doc, filters)) * len(_seeds(block, doc, filters))
                 * math.prod(len(v) for v in (block.get("sweep") or {}).values())
-                * len(filters.get("seeds", block.get("seeds", doc.get("seeds"))))
                 for block in doc["blocks"])
     if count > max_cells:
         raise KanbenchError(f"{path}: the grid expands to {count:,} cells, more than the limit of "
@@ -199,17 +194,14 @@ def cells(name: str, overrides: list[str] = (), max_cells: int = MAX_CELLS
     used = {key: False for key, _ in sets}
     for block in doc["blocks"]:
         methods = block.get("methods", doc.get("methods"))
-        seeds = filters.get("seeds", block.get("seeds", doc.get("seeds")))
+        seeds = _seeds(block, doc, filters)
         sweep = block.get("sweep") or {}
         base = _merge(doc.get("args") or {}, block.get("args") or {})
         for key in base.get("method", {}):
             if not any(_applies(f"method.{key}", "", m) for m in methods):
                 raise KanbenchError(f"{path}: arg method.{key} applies to none of the methods "
                                     f"{methods}")
-        for task, method in itertools.product(block["tasks"], methods):
-            if task not in filters.get("tasks", [task]) or \
-                    method not in filters.get("methods", [method]):
-                continue
+        for task, method in _kept_pairs(block, doc, filters):
             for combo in itertools.product(*sweep.values()):
                 given = copy.deepcopy(base)
                 for key, value in zip(sweep, combo, strict=True):
@@ -234,6 +226,17 @@ def cells(name: str, overrides: list[str] = (), max_cells: int = MAX_CELLS
     if not out:
         raise KanbenchError(f"grid {grid!r} has no cells left after the filters {filters}")
     return list(out.values())
+
+
+def _kept_pairs(block: dict, doc: dict, filters: dict) -> list[tuple[str, str]]:
+    """The block's (task, method) pairs that the command line's filters keep."""
+    return [(t, m) for t, m in itertools.product(block["tasks"],
+                                                 block.get("methods", doc.get("methods")))
+            if t in filters.get("tasks", [t]) and m in filters.get("methods", [m])]
+
+
+def _seeds(block: dict, doc: dict, filters: dict) -> list[int]:
+    return filters.get("seeds", block.get("seeds", doc.get("seeds")))
 
 
 def _applies(key: str, task: str, method: str) -> bool:
