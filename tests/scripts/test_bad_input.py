@@ -23,6 +23,8 @@ from tests.suite.test_config import numeric_settings
 
 pytestmark = pytest.mark.slow
 
+CELL = ["--grid", "smoke", "tasks=[feynman]", "methods=[dense]", "measure.latency=false",
+        "measure.memory=false"]   # one seconds-long cell
 THOUSAND = list(range(1, 1001))
 GOOD = "seeds: [0]\nmethods: [dense]\nblocks:\n  - tasks: [feynman]\n"
 GRIDS = {  # grid file text -> what the line must say
@@ -193,8 +195,7 @@ def test_malformed_dataset_files(fault, pristine, tmp_path, capsys):
 
 def test_malformed_stage_checkpoints(tmp_path, capsys):
     results = tmp_path / "results"
-    cell = ["--grid", "smoke", "tasks=[feynman]", "methods=[dense]", "measure.latency=false",
-            "measure.memory=false"]
+    cell = CELL
     assert run_grid([*cell, "--results", str(results), "--cache", str(results / "cache"),
                      "--wandb", "off", "--no-reports"]) == 0
     (weights,) = (results / "cache" / "stages").glob("*.safetensors")
@@ -288,10 +289,6 @@ def test_every_numeric_setting_out_of_range_is_refused_before_any_cell(tmp_path_
                    f"{section}.{key}={yaml_text(value)}")
     assert f"{section}.{key}: " in line and "out of range" in line, line
     assert not (results / "cache").exists()
-
-
-CELL = ["--grid", "smoke", "tasks=[feynman]", "methods=[dense]", "measure.latency=false",
-        "measure.memory=false"]
 
 
 @pytest.fixture(scope="module")
