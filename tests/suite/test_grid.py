@@ -3,7 +3,7 @@ import pytest
 from suite import grid
 from suite.errors import KanbenchError
 from suite.registry import TASKS
-from tests.conftest import run_script
+from tests.conftest import REPO, run_script
 
 
 @pytest.mark.parametrize("preset", grid.presets())
@@ -11,6 +11,13 @@ def test_every_preset_expands(preset):
     cells = grid.cells(preset)
     assert cells and len({c.run_id for c in cells}) == len(cells)
     assert all(c.grid == preset for c in cells)
+
+
+@pytest.mark.parametrize("results", sorted(p.name for p in (REPO / "results" / "runs").iterdir()))
+def test_committed_records_are_exactly_their_grid_s_cells(results):
+    """A committed record whose config drifted from its grid file would be rerun beside it."""
+    stems = {p.stem for p in (REPO / "results" / "runs" / results).glob("*.json")}
+    assert stems == {c.run_id for c in grid.cells(results)}
 
 
 def test_smoke_grid_covers_every_registered_task():
