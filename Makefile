@@ -8,8 +8,9 @@ ARGS   ?=
 .PHONY: install data run test test-fast bench lint clean-results
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -c "from suite.kernels.cpu import compiled; compiled()"
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,8 +27,9 @@ run: data
 	echo "tables: results/tables/$(GRID)_*.md  plots: results/plots/$(GRID)_*.png"; \
 	exit $$status
 
+# the slowest tests listed at the end of every full run (CI's output included)
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

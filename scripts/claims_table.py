@@ -12,9 +12,6 @@ import sys
 from pathlib import Path
 
 from suite.errors import one_line_errors
-from suite.report.paper_claims import CLAIMS, claims_table
-from suite.report.tables import machines
-from suite.store import ResultsStore
 
 
 @one_line_errors
@@ -22,6 +19,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
+    from suite.report.paper_claims import CLAIMS, claims_table
+    from suite.report.tables import machines
+    from suite.store import ResultsStore
+
     store = ResultsStore(args.results)
     grids = sorted({c.grid for c in CLAIMS})
     frames = {g: store.to_frame(g) for g in grids}

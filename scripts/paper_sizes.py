@@ -11,11 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from suite import grid
 from suite.errors import one_line_errors
-from suite.sizes import cell_sizes
 
 # The papers' figures for a setup and method, with where each comes from.
 PAPER_FIGURES = {
@@ -45,6 +42,10 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", default="paper")
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
+    import pandas as pd
+
+    from suite.sizes import cell_sizes
+
     rows, seen = [], set()
     for cfg in grid.cells(args.grid):
         setup = setup_name(cfg)

@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 
 from suite.errors import one_line_errors
-from suite.report.render import grid_arguments, grid_frame, plot_caption, write_plots
+from suite.report.cli import grid_arguments
 
 
 @one_line_errors
 def main(argv=None) -> int:
     args = grid_arguments(__doc__.splitlines()[0], argv)
+    from suite.report.render import grid_frame, plot_caption, write_plots
+
     frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "plots"
     out.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from tasks.detection import ensure_shapes
-
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
              "t10k-labels-idx1-ubyte"]
@@ -45,6 +43,8 @@ def main() -> int:
     p.add_argument("--fashion-source", default=str(DEBIAN_FASHION))
     args = p.parse_args()
     print(unpack_fashion_mnist(Path(args.fashion_source), Path(args.data_root)))
+    from tasks.detection import ensure_shapes
+
     voc, coco = ensure_shapes(Path(args.data_root))
     print(f"shapes_voc, shapes_coco: ready in {voc} and {coco}")
     return 0

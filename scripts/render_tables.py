@@ -22,14 +22,7 @@ from pathlib import Path
 
 from suite.config import POSITIVE
 from suite.errors import KanbenchError, one_line_errors
-from suite.report.render import (
-    FORMATS,
-    grid_arguments,
-    grid_frame,
-    script_command,
-    source_line,
-    write_tables,
-)
+from suite.report.cli import FORMATS, grid_arguments, script_command
 
 
 @one_line_errors
@@ -47,6 +40,8 @@ def main(argv=None) -> int:
         raise KanbenchError(f"unknown format {unknown[0]!r}; valid: {', '.join(FORMATS)}")
     if args.budget_bytes is not None:
         POSITIVE.check("--budget-bytes", args.budget_bytes)
+    from suite.report.render import grid_frame, source_line, write_tables
+
     frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)

@@ -12,15 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
+# only what `--help` needs here: torch, Lightning and the plugins are imported in main
 from suite import executors, grid, tracking
-from suite.claims import Claims
-from suite.driver import Progress, run_cells
 from suite.errors import KanbenchError, one_line_errors
-from suite.registry import METHODS, TASKS
-from suite.report.render import all_tables, write_reports
-from suite.report.tables import summary
-from suite.runner import CellWork
-from suite.store import ResultsStore, check_writable_dir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def preflight(cells, data_root: str) -> None:
     """Everything that can be checked before the first cell runs: names, settings, data."""
+    from suite.registry import METHODS, TASKS
+
     checked = set()
     for cfg in cells:
         task, method = TASKS.create(cfg.task), METHODS.create(cfg.method)
@@ -76,6 +72,13 @@ def exit_on_sigterm() -> None:
 @one_line_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from suite.claims import Claims
+    from suite.driver import Progress, run_cells
+    from suite.report.render import all_tables, write_reports
+    from suite.report.tables import summary
+    from suite.runner import CellWork
+    from suite.store import ResultsStore, check_writable_dir
+
     if args.jobs < 1:
         raise KanbenchError(f"--jobs must be at least 1, got {args.jobs}")
     cells = grid.cells(args.grid, args.overrides, args.max_cells)

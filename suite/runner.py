@@ -103,6 +103,24 @@ def stage_keys(cfg: RunConfig, stages) -> list[str]:
     return keys
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask; a Slurm or container limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def use_threads(threads: int) -> None:
+    """`threads` for torch's intra-op pool and every BLAS and OpenMP pool loaded in this
+    process (numpy's, faiss's): a worker that shares the machine with others takes its share
+    instead of all the cores, which would leave threads spinning for each other."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -117,6 +135,7 @@ def environment(data_root: str) -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "lightning": L.__version__, "platform": platform.platform(),
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "cores": available_cores(), "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name() if cuda else "cpu",
             "git_commit": commit, "data_root": str(data_root)}
 
@@ -205,10 +224,13 @@ def failed_record(cfg: RunConfig, data_root: str, error: str) -> dict:
 
 def run_cell(cfg: RunConfig, *, cache_dir: str | Path, data_root: str,
              wandb_mode: str = "auto", wandb_dir: str | Path = "wandb",
-             recompute_damaged: bool = False) -> dict:
+             recompute_damaged: bool = False, threads: int | None = None) -> dict:
     """Run one cell to its record. Exceptions (a NaN, running out of GPU memory) make a failed
     record; bad input found on the way (a malformed data file) makes a `refused` one, which the
-    driver never stores; an interrupt (Ctrl-C) propagates, so a rerun starts the cell again."""
+    driver never stores; an interrupt (Ctrl-C) propagates, so a rerun starts the cell again.
+    `threads`: the cell's share of the cores (None: all of them, torch's default)."""
+    if threads is not None:
+        use_threads(threads)
     record = new_record(cfg, data_root)
     start = time.perf_counter()
     logger = None
@@ -237,11 +259,12 @@ class CellWork:
     wandb_mode: str = "auto"
     wandb_dir: str = "wandb"
     recompute_damaged: bool = False
+    threads: int | None = None   # per cell; executors set it from the cores and their jobs
 
     def __call__(self, cfg: RunConfig) -> dict:
         return run_cell(cfg, cache_dir=self.cache_dir, data_root=self.data_root,
                         wandb_mode=self.wandb_mode, wandb_dir=self.wandb_dir,
-                        recompute_damaged=self.recompute_damaged)
+                        recompute_damaged=self.recompute_damaged, threads=self.threads)
 
     def failed(self, cfg: RunConfig, error: str) -> dict:
         return failed_record(cfg, self.data_root, error)

@@ -15,6 +15,14 @@ from tests.datafiles import write_all
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session):
+    """Build the gather kernel (once per source version, into the checkout's cache) before
+    any test runs, so no test but the one that checks the build ever compiles it."""
+    from suite.kernels import cpu
+
+    cpu.compiled()
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """Tiny MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 in their real on-disk formats."""

@@ -10,10 +10,11 @@ worker is free, since pulling one claims it) and yields `(cell, record)` as each
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from suite.config import RunConfig
-from suite.runner import CellWork
+if TYPE_CHECKING:  # the CLI lists the executors without importing torch
+    from suite.config import RunConfig
+    from suite.runner import CellWork
 
 
 class Executor(Protocol):

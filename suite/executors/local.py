@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import select
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import wait
 
 from suite.config import RunConfig
-from suite.runner import CellWork
+from suite.runner import CellWork, available_cores
 
 
 class InProcess:
@@ -38,12 +39,9 @@ def exit_with_driver(conn) -> None:
     threading.Thread(target=watch, name="exit-with-driver", daemon=True).start()
 
 
-def worker(work: CellWork, cfg: RunConfig, conn, threads: int) -> None:
+def worker(work: CellWork, cfg: RunConfig, conn) -> None:
     os.setpgrp()                  # the driver kills this group: the worker and its helpers
     exit_with_driver(conn)
-    import torch
-
-    torch.set_num_threads(threads)
     with conn:
         conn.send(work(cfg))
 
@@ -63,10 +61,11 @@ class Processes:
 
     def __init__(self, jobs: int):
         self.jobs = jobs
-        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.threads = max(1, available_cores() // jobs)   # each worker's share of the cores
 
     def map(self, cells: Iterator[RunConfig], work: CellWork
             ) -> Iterator[tuple[RunConfig, dict]]:
+        work = dataclasses.replace(work, threads=self.threads)
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["suite.executors.die_with_driver", "suite.runner"])
         running = {}  # receiving end -> (cell, process)
@@ -75,7 +74,7 @@ class Processes:
             while True:
                 while len(running) < self.jobs and (cfg := next(cells, None)) is not None:
                     receive, send = ctx.Pipe(duplex=False)
-                    process = ctx.Process(target=worker, args=(work, cfg, send, self.threads),
+                    process = ctx.Process(target=worker, args=(work, cfg, send),
                                           name=f"kanbench-{cfg.label}", daemon=True)
                     process.start()
                     send.close()

@@ -4,7 +4,6 @@ scripts (render_tables.py, seed_variance.py, plots.py) and run_grid.py's ending 
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from suite.report import plots, tables
 from suite.report.variance import seed_variance
 from suite.store import ResultsStore
 
-FORMATS = ("md", "tex", "csv")
 NOTES = {
     "summary": "mean and std are over seeds (std needs >= 2 seeds); bytes are the KAN layers' "
                "storage; latency is the median forward time at batch 1.",
@@ -121,26 +119,6 @@ def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str) -> list
 
 
 
-SPLITS = ("test", "val")
-
-
-def grid_arguments(description: str, argv=None, extra=None) -> argparse.Namespace:
-    """The report scripts' command line: --grid, --results, --split, plus what
-    `extra(parser)` adds. `args.name` is what the outputs are named after: the grid, with
-    `_val` appended for the validation split."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--grid", default="quick")
-    parser.add_argument("--results", default="results")
-    parser.add_argument("--split", choices=SPLITS, default="test",
-                        help="report the test metrics (default) or the validation metrics "
-                             "(what a grid's choices are made on)")
-    if extra:
-        extra(parser)
-    args = parser.parse_args(argv)
-    args.name = args.grid if args.split == "test" else f"{args.grid}_val"
-    return args
-
-
 def grid_frame(results: str, grid: str, split: str = "test") -> pd.DataFrame:
     """The grid's records as a frame, its metric columns those of `split`; no records is a
     one-line error."""
@@ -162,11 +140,6 @@ def validation_view(frame: pd.DataFrame) -> pd.DataFrame:
     kept = frame.drop(columns=[c for c in metric_columns if ".val." not in c])
     renamed = {c: c.replace(".val.", ".", 1) for c in metric_columns if ".val." in c}
     return kept.rename(columns=renamed)
-
-
-def script_command(script: str, args: argparse.Namespace) -> str:
-    split = "" if args.split == "test" else f" --split {args.split}"
-    return f"python scripts/{script} --grid {args.grid}{split}"
 
 
 def source_line(command: str, frame: pd.DataFrame, results: str, grid: str) -> str:

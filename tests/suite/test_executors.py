@@ -16,7 +16,7 @@ import pytest
 from scripts.run_grid import main as run_grid
 from suite.config import RunConfig
 from suite.executors.local import Processes
-from suite.runner import CellWork
+from suite.runner import CellWork, available_cores
 from suite.store import ResultsStore
 from tests.conftest import REPO
 
@@ -48,7 +48,10 @@ def in_process(tmp_path_factory):
 
 @pytest.mark.slow
 def test_local_worker_processes(in_process, tmp_path):
-    same_records(in_process, run(tmp_path, "jobs", "--jobs", "2"))
+    records = run(tmp_path, "jobs", "--jobs", "2")
+    same_records(in_process, records)
+    share = max(1, available_cores() // 2)      # each of 2 workers takes half the cores
+    assert {r["env"]["threads"] for r in records.values()} == {share}
 
 
 def free_port() -> int:
@@ -66,16 +69,19 @@ def test_a_local_ray_cluster(in_process, tmp_path):
                     "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
                    check=True, capture_output=True, env=env, timeout=300)
     try:
-        same_records(in_process, run(tmp_path, "ray", "--executor", "ray", "--ray-address",
-                                     f"127.0.0.1:{port}"))
+        records = run(tmp_path, "ray", "--executor", "ray", "--ray-address",
+                      f"127.0.0.1:{port}")
+        same_records(in_process, records)
+        assert {r["env"]["threads"] for r in records.values()} == {1}   # cpus_per_cell
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=300)
 
 
 @pytest.mark.slow
 def test_submitit_local_executor(in_process, tmp_path):
-    same_records(in_process, run(tmp_path, "slurm", "--executor", "slurm", "--slurm-cluster",
-                                 "local"))
+    records = run(tmp_path, "slurm", "--executor", "slurm", "--slurm-cluster", "local")
+    same_records(in_process, records)
+    assert {r["env"]["threads"] for r in records.values()} == {1}       # cpus_per_cell
 
 
 @pytest.mark.slow

@@ -101,6 +101,42 @@ def test_the_compiled_gather_is_built_here():
     assert kernels.pick_kernel(torch.device("cpu")) == "cpu"
 
 
+def test_the_build_directory_is_keyed_by_source_and_flags(monkeypatch, tmp_path):
+    directory, name = cpu.build_directory()
+    assert directory.parent == cpu.KERNEL_CACHE and name.endswith(directory.name[len("gather-"):])
+    source, changed = cpu.SOURCE, tmp_path / "gather.cpp"
+    changed.write_bytes(source.read_bytes() + b"// one more line\n")
+    monkeypatch.setattr(cpu, "SOURCE", changed)
+    assert cpu.build_directory()[0] != directory
+    monkeypatch.setattr(cpu, "SOURCE", source)
+    assert cpu.build_directory()[0] == directory
+    monkeypatch.setattr(cpu, "CFLAGS", (*cpu.CFLAGS, "-g"))
+    assert cpu.build_directory()[0] != directory
+    monkeypatch.setenv("KANBENCH_KERNEL_CACHE", str(tmp_path))
+    assert cpu.build_directory()[0].parent == tmp_path
+    assert "-march=native" not in cpu.CFLAGS
+
+
+@pytest.mark.slow
+def test_the_kernel_is_compiled_once_per_source_version(monkeypatch, tmp_path, capfd):
+    """The one test that compiles (the suite's own build happens before any test, in
+    conftest): into an empty cache it builds and says so; the next load rebuilds nothing."""
+    monkeypatch.setenv("KANBENCH_KERNEL_CACHE", str(tmp_path))
+    cpu.compiled.cache_clear()
+    try:
+        assert cpu.compiled() is not None
+        assert "compiling the codebook gather kernel" in capfd.readouterr().err
+        directory, name = cpu.build_directory()
+        built = (directory / f"{name}.so").stat().st_mtime_ns
+        cpu.compiled.cache_clear()
+        assert cpu.compiled() is not None
+        assert "compiling" not in capfd.readouterr().err
+        assert (directory / f"{name}.so").stat().st_mtime_ns == built
+        check("cpu", SPECS["cubic"], 16, "int8", 3)                  # the fresh build computes
+    finally:
+        cpu.compiled.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def interpreted_triton():
     """The Triton module, interpreted on CPU tensors: tests/conftest.py sets TRITON_INTERPRET=1

@@ -1,0 +1,35 @@
+"""`--help` of every command-line script imports none of the heavy libraries (torch,
+Lightning, pandas, matplotlib, W&B, the plugins): the CLI answers at once. Its time is
+measured by scripts/bench_startup.py, never asserted here."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+HEAVY = ("torch", "lightning", "pandas", "matplotlib", "wandb", "sklearn", "methods", "tasks")
+SCRIPTS = ("run_grid", "render_tables", "claims_table", "plots", "seed_variance",
+           "paper_sizes", "prepare_data", "bench_startup")
+
+PROBE = """
+import contextlib, io, runpy, sys
+sys.argv = [{script!r}, "--help"]
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        runpy.run_path({path!r}, run_name="__main__")
+    except SystemExit:
+        pass
+print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))))
+"""
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_imports_no_heavy_library(script):
+    path = str(REPO / "scripts" / f"{script}.py")
+    probe = PROBE.format(script=script, path=path, heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"{script} --help imports {done.stdout.strip()}"
