@@ -14,6 +14,7 @@ import os
 import pickle
 import platform
 import re
+import select
 import struct
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from suite import kernels
+from suite import kernels, memprobe
 
 
 def kan_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -91,8 +92,9 @@ def safetensors_payload_bytes(path: str | Path) -> int:
 def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
     """Peak memory of one training step (forward + backward) at the example's batch size.
 
-    CUDA: torch.cuda.max_memory_allocated in this process. CPU: peak RSS of a fresh process
-    (suite.memprobe) holding only the model and the batch, with its RSS before the step.
+    CUDA: torch.cuda.max_memory_allocated in this process. CPU: peak RSS of a process holding
+    only the model and the batch (forked by the suite.memprobe server, which imported only
+    torch), with its RSS before the step.
     Both warm up on two rows first, so first-use costs do not count as the step's.
     """
     if example.is_cuda:
@@ -109,15 +111,47 @@ def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
         return {"peak_bytes": peak, "baseline_bytes": base, "step_bytes": peak - base,
                 "device": torch.cuda.get_device_name(), "kind": "cuda_max_allocated_train_step",
                 "batch": example.shape[0]}
-    child = subprocess.run([sys.executable, "-m", "suite.memprobe"], capture_output=True,
-                           input=pickle.dumps((model, example)), timeout=600, check=False)
-    if child.returncode != 0:
-        raise RuntimeError(f"memory probe failed: {child.stderr.decode()[-500:]}")
-    probe = json.loads(child.stdout.decode().strip().splitlines()[-1])
+    probe = MEMORY_PROBE.ask(model, example)
     return {"peak_bytes": probe["peak"], "baseline_bytes": probe["before"],
             "step_bytes": probe["peak"] - probe["before"], "device": "cpu",
-            "kind": "cpu_peak_rss_fresh_process_train_step", "rss_reading": probe["method"],
+            "kind": "cpu_peak_rss_forked_probe_train_step", "rss_reading": probe["method"],
             "batch": example.shape[0]}
+
+
+class MemoryProbe:
+    """This process's `suite.memprobe` server: started at the first CPU measurement, asked
+    for each one after (a fork each, not a fresh interpreter), and restarted once if it has
+    died. It exits when this process does (its stdin closes)."""
+
+    TIMEOUT_S = 600
+
+    def __init__(self):
+        self.server: subprocess.Popen | None = None
+
+    def ask(self, model: nn.Module, example: torch.Tensor) -> dict:
+        modules = sorted({type(m).__module__ for m in model.modules()})
+        request = pickle.dumps((modules, pickle.dumps((model, example))))
+        for _ in range(2):
+            if self.server is None or self.server.poll() is not None:
+                self.server = subprocess.Popen([sys.executable, "-m", "suite.memprobe"],
+                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            try:
+                memprobe.write_frame(self.server.stdin, request)
+                ready, _, _ = select.select([self.server.stdout], [], [], self.TIMEOUT_S)
+                reply = memprobe.read_frame(self.server.stdout) if ready else None
+            except OSError:  # the server died: a broken pipe
+                reply = None
+            if reply is not None:
+                probe = json.loads(reply)
+                if "error" in probe:
+                    raise RuntimeError(f"memory probe failed: {probe['error'][:500]}")
+                return probe
+            self.server.kill()
+            self.server = None
+        raise RuntimeError("memory probe server did not answer")
+
+
+MEMORY_PROBE = MemoryProbe()
 
 
 def machine(threads: int) -> str:

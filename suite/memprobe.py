@@ -1,23 +1,36 @@
-"""Child process of `measure.peak_memory` on CPU: reads a pickled (model, batch) from its
-parent on stdin, runs one forward+backward and prints, as JSON, its resident set size
-before the step and the high-water mark of the step. A fresh interpreter, so nothing of the
-parent's grid inflates the peak.
+"""The CPU side of `measure.peak_memory`: one forward+backward of a pickled (model, batch) in a
+process that holds nothing else, reporting its resident set size before the step and the
+high-water mark of the step.
+
+`python -m suite.memprobe` is a server, started once per measuring process: it imports torch,
+runs nothing, and for each request forks a child that unpickles the model and measures. A
+child begins as a copy of a process that only imported torch (the fresh interpreter this
+probe used to start per cell, about 2 s each), so nothing of the grid that asked inflates
+its peak. Requests on stdin and replies on stdout are length-prefixed frames: a pickle of
+(module names, pickled (model, batch)) in, JSON out. The server imports those modules before
+it forks, as the child's unpickling would, so they count in the baseline as they always did.
 
 A warm-up step on the batch's first two rows comes first, so one-time costs (modules that
 torch imports on first use, e.g. ~160 MB behind `torch.utils.checkpoint`) are not counted as
 the step's memory. On Linux the high-water mark is then reset to the current RSS just before
-the step (`/proc/self/clear_refs`), so import-time peaks do not hide the step's own peak.
+the step (`/proc/self/clear_refs`), so earlier peaks do not hide the step's own peak.
 """
 
+import ctypes
+import importlib
 import json
+import os
 import pickle
 import resource
+import struct
 import sys
+import traceback
 from pathlib import Path
 
 import torch  # noqa: F401 - unpickling needs it
 
 STATUS = Path("/proc/self/status")
+HEADER = struct.Struct("<Q")
 
 
 def status_bytes(field: str) -> int:
@@ -35,18 +48,80 @@ def reset_peak() -> bool:
         return False
 
 
-if __name__ == "__main__":
-    model, example = pickle.loads(sys.stdin.buffer.read())
+def release_free_memory() -> None:
+    """Hand the allocator's free pages back to the kernel (glibc's malloc_trim), so the step
+    must take new pages for what it allocates rather than reuse ones already resident."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def measure(model, example) -> dict:
     model.train()
     model(example[:2]).float().square().mean().backward()          # warm-up, see above
     model.zero_grad(set_to_none=True)
+    release_free_memory()
     if STATUS.exists() and reset_peak():
         before = status_bytes("VmRSS")
         model(example).float().square().mean().backward()
-        peak, method = status_bytes("VmHWM"), "VmHWM after clear_refs"
-    else:  # no resettable peak: the process-lifetime high-water mark
-        scale = 1 if sys.platform == "darwin" else 1024
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-        model(example).float().square().mean().backward()
-        peak, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "ru_maxrss"
-    print(json.dumps({"before": before, "peak": peak, "method": method}))
+        return {"before": before, "peak": status_bytes("VmHWM"),
+                "method": "VmHWM after clear_refs"}
+    # no resettable peak: the process-lifetime high-water mark
+    scale = 1 if sys.platform == "darwin" else 1024
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    model(example).float().square().mean().backward()
+    return {"before": before, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale,
+            "method": "ru_maxrss"}
+
+
+def read_frame(stream) -> bytes | None:
+    head = stream.read(HEADER.size)
+    if len(head) < HEADER.size:
+        return None                                   # the asking process closed the pipe
+    (size,) = HEADER.unpack(head)
+    return stream.read(size)
+
+
+def write_frame(stream, payload: bytes) -> None:
+    stream.write(HEADER.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def probe_in_child(request: bytes) -> bytes:
+    """Import the modules the model's classes live in (as unpickling it would), then fork; the
+    child unpickles and measures, sends its JSON through a pipe and exits at once."""
+    modules, request = pickle.loads(request)
+    for name in modules:
+        importlib.import_module(name)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            reply = json.dumps(measure(*pickle.loads(request)))
+        except BaseException as err:  # noqa: BLE001 - any failure goes back as what it was
+            reply = json.dumps({"error": traceback.format_exception_only(err)[-1].strip()})
+        os.write(write_end, reply.encode())
+        os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 1 << 16):
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    if not chunks:
+        return json.dumps({"error": f"probe child ended with status {status}"}).encode()
+    return b"".join(chunks)
+
+
+def serve() -> None:
+    import torch._dynamo  # noqa: F401 - what torch.utils.checkpoint imports at its first call
+    #                       (MetaKAN's edge generation): once here rather than in every child
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while (request := read_frame(stdin)) is not None:
+        write_frame(stdout, probe_in_child(request))
+
+
+if __name__ == "__main__":
+    serve()

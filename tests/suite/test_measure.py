@@ -48,11 +48,23 @@ def test_peak_memory_grows_with_the_batch():
     net = KAN([64, 64, 10], DenseKANFactory(KANSpec()))
     small = measure.peak_memory(net, torch.randn(8, 64))
     large = measure.peak_memory(net, torch.randn(4096, 64))
-    assert small["kind"] == large["kind"] == "cpu_peak_rss_fresh_process_train_step"
+    assert small["kind"] == large["kind"] == "cpu_peak_rss_forked_probe_train_step"
     assert large["step_bytes"] > small["step_bytes"]
     # a (4096, 64, 8) float32 basis tensor alone is 8 MiB
     assert large["step_bytes"] > 8 * 2**20
     assert large["peak_bytes"] >= large["baseline_bytes"]
+
+
+def test_the_memory_probe_server_is_restarted_and_reports_a_failing_step():
+    net = KAN([16, 4], DenseKANFactory(KANSpec()))
+    first = measure.peak_memory(net, torch.randn(64, 16))
+    measure.MEMORY_PROBE.server.kill()                    # died between two measurements
+    measure.MEMORY_PROBE.server.wait()
+    again = measure.peak_memory(net, torch.randn(64, 16))
+    assert again["step_bytes"] > 0 and first["step_bytes"] > 0
+    with pytest.raises(RuntimeError, match=r"memory probe failed: AssertionError: \(torch.Size\(\[2, 15\]\), 16\)"):
+        measure.peak_memory(net, torch.randn(64, 15))   # the step itself fails in the child
+    assert measure.peak_memory(net, torch.randn(64, 16))["step_bytes"] > 0   # server lives on
 
 
 def test_latency_reports_each_batch():
