@@ -10,7 +10,7 @@ ARGS   ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/python -c "from suite.kernels.cpu import compiled; compiled()"
+	$(BIN)/python -c "from suite.kernels.build import load_all; load_all()"
 	touch $@
 
 install: $(VENV)/.installed

@@ -174,6 +174,42 @@ class SplineLinear(torch.autograd.Function):
         return grad_x, (grad_coef.view_as(coef) if want_coef else None), None
 
 
+class FusedSplineLinear(torch.autograd.Function):
+    """SplineLinear's function in one C++ pass each way (suite/kernels/spline.cpp): the k+1
+    local bases of each input are evaluated in registers and contracted with the
+    coefficients, forward and backward, so a layer costs two calls instead of dozens of small
+    tensor operations, and no (batch, in, G+k) tensor is ever formed."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coef: torch.Tensor, spec) -> torch.Tensor:
+        # x: (batch, in), coef: (out, in, G+k) -> (batch, out)
+        h = _knot_spacing(spec)
+        ctx.grid = (torch.from_numpy(basis_matrix(spec.spline_order)), 1 / h,
+                    spec.spline_order - spec.grid_range[0] / h)
+        x = x.contiguous()
+        w = coef.permute(1, 2, 0).contiguous()                       # (in, G+k, out)
+        ctx.save_for_backward(x, w)
+        return _spline_extension().forward(x, w, *ctx.grid)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, w = ctx.saved_tensors
+        want_x, want_coef = ctx.needs_input_grad[:2]
+        grad_x, grad_w = _spline_extension().backward(grad_out, x, w, *ctx.grid, want_x,
+                                                      want_coef)
+        return (grad_x if want_x else None,
+                grad_w.permute(2, 0, 1) if want_coef else None, None)  # (out, in, G+k)
+
+
+def _spline_extension():
+    from suite.kernels import build
+
+    extension = build.load("spline")
+    if extension is None:
+        raise RuntimeError("the fused spline kernel could not be built (no C++ compiler?)")
+    return extension
+
+
 def sparse_bases(x: torch.Tensor, spec) -> torch.Tensor:
     """The bases as a CSR matrix holding only the k+1 values per input:
     x (batch, in) -> (batch, in*(G+k)) with batch*in*(k+1) stored entries."""
@@ -199,11 +235,14 @@ def use_sparse(x: torch.Tensor, coef: torch.Tensor, spec) -> bool:
             and coef.shape[0] <= SPARSE_MAX_OUT)
 
 
-def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec,
-                  sparse: bool | None = None) -> torch.Tensor:
+def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec, sparse: bool | None = None,
+                  fused: bool = False) -> torch.Tensor:
     """The spline term of a KAN layer: (batch, in), (out, in, G+k) -> (batch, out).
     `sparse` forces the sparse (inference-only) or dense product; None picks by
-    `use_sparse`."""
+    `use_sparse`. `fused` runs FusedSplineLinear (CPU; not yet the default: the committed
+    records were trained with SplineLinear, whose sums round differently)."""
+    if fused:
+        return FusedSplineLinear.apply(x, coef, spec)
     if use_sparse(x, coef, spec) if sparse is None else sparse:
         return sparse_bases(x, spec) @ coef.flatten(1).T
     return SplineLinear.apply(x, coef, spec)

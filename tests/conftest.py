@@ -16,11 +16,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_sessionstart(session):
-    """Build the gather kernel (once per source version, into the checkout's cache) before
-    any test runs, so no test but the one that checks the build ever compiles it."""
-    from suite.kernels import cpu
+    """Build the C++ kernels (once per source version, into the checkout's cache) before any
+    test runs, so no test but the one that checks the build ever compiles them."""
+    from suite.kernels import build
 
-    cpu.compiled()
+    build.load_all()
 
 
 @pytest.fixture(scope="session")

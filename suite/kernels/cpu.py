@@ -10,77 +10,20 @@ GATHER_MAX_BATCH comes from scripts/bench_gather.py (results/bench/gather.csv).
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import logging
-import os
-import sys
-import time
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
 from methods.kan import layer_bases
+from suite.kernels import build
 
 GATHER_MAX_BATCH = 16
 TILE_WEIGHTS = 2**20  # numbers of a rebuilt weight tile (4 MiB in float32)
 
-log = logging.getLogger(__name__)
 
-
-SOURCE = Path(__file__).with_name("gather.cpp")
-# Portable flags: no -march=native, so a build on one node runs on every node that shares the
-# checkout. Where the compiler supports it, gather.cpp's hot loop is cloned for AVX2 and the
-# CPU picks its clone at load time (target_clones).
-CFLAGS, LDFLAGS = ("-O3", "-fopenmp"), ("-fopenmp",)
-KERNEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "kanbench" / "kernels"
-
-
-def build_directory() -> tuple[Path, str]:
-    """Where this version of the kernel is built, and its module name: both keyed by a hash of
-    the source, the flags, the compiler named by $CXX, torch and Python, so a second checkout
-    or another torch builds beside the first instead of over it. The root is the checkout's
-    .cache/kanbench/kernels, or $KANBENCH_KERNEL_CACHE."""
-    import torch.version
-
-    identity = repr((CFLAGS, LDFLAGS, os.environ.get("CXX", "c++"), torch.version.__version__,
-                     sys.version)).encode()
-    key = hashlib.sha256(SOURCE.read_bytes() + identity).hexdigest()[:16]
-    root = Path(os.environ.get("KANBENCH_KERNEL_CACHE") or KERNEL_CACHE)
-    return root / f"gather-{key}", f"kanbench_gather_{key}"
-
-
-@functools.cache
 def compiled():
-    """The gather.cpp extension, built the first time this source version is used on this
-    machine (one line says so), loaded from its build directory after that; None where it
-    cannot be built (no compiler): the PyTorch gather stands in."""
-    from torch.utils import cpp_extension
-    try:
-        import ninja  # the pip package's binary, in case the system has none on PATH
-        os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
-    except ImportError:
-        pass
-    directory, name = build_directory()
-    building = not (directory / f"{name}.so").exists()
-    if building:
-        print(f"kanbench: compiling the codebook gather kernel into {directory} (once per "
-              "source version, about a minute)", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        module = cpp_extension.load(name=name, sources=[str(SOURCE)],
-                                    build_directory=str(directory), extra_cflags=list(CFLAGS),
-                                    extra_ldflags=list(LDFLAGS))
-    except (OSError, RuntimeError, ImportError, SystemExit) as err:
-        log.warning("codebook gather kernel not built (%s); using the PyTorch gather",
-                    str(err).splitlines()[0] if str(err) else type(err).__name__)
-        return None
-    if building:
-        print(f"kanbench: gather kernel built in {time.perf_counter() - start:.0f} s",
-              file=sys.stderr, flush=True)
-    return module
+    """The gather.cpp extension (suite.kernels.build), or None where it cannot be built:
+    the PyTorch gather stands in."""
+    return build.load("gather")
 
 
 def basis_inputs(x: torch.Tensor, layer, spec, activation):

@@ -136,3 +136,58 @@ def test_sparse_product_is_picked_only_for_inference_on_wide_grids_into_few_outp
         assert not use_sparse(x, many, KANSpec(20, 3))
         assert not use_sparse(x, torch.randn(4, 6, 8), KANSpec(5, 3))
     assert not use_sparse(x, few.requires_grad_(), KANSpec(20, 3))  # training: dense path
+
+
+FUSED_SHAPES = [(1, 1, 1), (7, 3, 5), (33, 17, 2)]   # (batch, in, out), ragged
+
+
+@pytest.mark.parametrize("shape", FUSED_SHAPES, ids=str)
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_fused_spline_matches_the_float64_recursion(spec, shape):
+    """Forward and both gradients against autograd through efficient-kan's recursion, on
+    inputs inside the grid, in the extension knots and beyond them."""
+    batch, n_in, n_out = shape
+    torch.manual_seed(0)
+    x = random_inputs(spec, n=batch * n_in, seed=5).reshape(batch, n_in).requires_grad_()
+    coef = torch.randn(n_out, n_in, spec.n_coef, dtype=torch.float64, requires_grad=True)
+    new = spline_linear(x, coef, spec, fused=True)
+    old = F.linear(recursive_bases(x, spec).flatten(1), coef.flatten(1))
+    torch.testing.assert_close(new, old, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(new)
+    # k = 0: the recursion's indicator functions do not depend on x (zero gradient)
+    torch.testing.assert_close(torch.autograd.grad((new * weights).sum(), (x, coef)),
+                               torch.autograd.grad((old * weights).sum(), (x, coef),
+                                                   materialize_grads=True),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("spec", [KANSpec(3, 1), KANSpec(5, 3), KANSpec(10, 2), KANSpec(4, 0),
+                                  KANSpec(3, 5, (-0.5, 2.0))], ids=str)
+def test_fused_spline_gradcheck(spec):
+    x = random_inputs(spec, n=15, seed=6).reshape(5, 3).requires_grad_()
+    coef = torch.randn(4, 3, spec.n_coef, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, c: spline_linear(a, c, spec, fused=True),
+                                    (x, coef))
+
+
+def test_fused_spline_in_float32_is_as_close_to_float64_as_the_tensor_path():
+    spec = KANSpec(5, 3)
+    x = random_inputs(spec, n=64 * 40, seed=7).reshape(64, 40)
+    coef = torch.randn(9, 40, spec.n_coef, dtype=torch.float64)
+    exact = spline_linear(x, coef, spec)
+    fused = spline_linear(x.float(), coef.float(), spec, fused=True).double()
+    tensor_path = spline_linear(x.float(), coef.float(), spec).double()
+    assert (fused - exact).abs().max() <= 4 * (tensor_path - exact).abs().max() + 1e-6
+
+
+def test_fused_spline_non_finite_inputs_give_nan_outputs_and_gradients():
+    spec = KANSpec(5, 3)
+    x = torch.tensor([[float("nan"), 0.3], [0.2, float("inf")], [0.1, -0.4], [1e30, -1e30]],
+                     dtype=torch.float64, requires_grad=True)
+    coef = torch.randn(3, 2, spec.n_coef, dtype=torch.float64, requires_grad=True)
+    y = spline_linear(x, coef, spec, fused=True)
+    assert y[:2].isnan().all() and y[2:].isfinite().all()
+    torch.testing.assert_close(y[2:], spline_linear(x[2:], coef, spec))
+    assert (y[3] == 0).all()                      # far outside the grid: no basis reaches it
+    y.sum().backward()
+    assert x.grad[0, 0].isnan() and x.grad[1, 1].isnan() and x.grad[2:].isfinite().all()

@@ -9,7 +9,7 @@ from torch import nn
 
 from methods.kan import KANLinear, KANSpec
 from suite import kernels
-from suite.kernels import cpu
+from suite.kernels import build, cpu
 
 SPECS = {"cubic": KANSpec(5, 3), "linear": KANSpec(3, 1, grid_range=(-2.0, 0.5)),
          "k0": KANSpec(4, 0), "G1": KANSpec(1, 2), "rbf": KANSpec(basis="rbf"),
@@ -86,13 +86,13 @@ def test_without_a_compiler_the_cpu_kernel_falls_back_to_pytorch(monkeypatch):
         raise RuntimeError("no C++ compiler found")
 
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
-    cpu.compiled.cache_clear()
+    build.load.cache_clear()
     try:
         assert cpu.compiled() is None
         assert kernels.pick_kernel(torch.device("cpu")) == "torch"
         check("cpu", SPECS["cubic"], 16, "int8", 3)                  # still correct
     finally:
-        cpu.compiled.cache_clear()
+        build.load.cache_clear()
 
 
 def test_the_compiled_gather_is_built_here():
@@ -102,39 +102,39 @@ def test_the_compiled_gather_is_built_here():
 
 
 def test_the_build_directory_is_keyed_by_source_and_flags(monkeypatch, tmp_path):
-    directory, name = cpu.build_directory()
-    assert directory.parent == cpu.KERNEL_CACHE and name.endswith(directory.name[len("gather-"):])
-    source, changed = cpu.SOURCE, tmp_path / "gather.cpp"
+    directory, module = build.build_directory("gather")
+    assert directory.parent == build.KERNEL_CACHE and module.endswith(directory.name[7:])
+    source, changed = build.SOURCES["gather"], tmp_path / "gather.cpp"
     changed.write_bytes(source.read_bytes() + b"// one more line\n")
-    monkeypatch.setattr(cpu, "SOURCE", changed)
-    assert cpu.build_directory()[0] != directory
-    monkeypatch.setattr(cpu, "SOURCE", source)
-    assert cpu.build_directory()[0] == directory
-    monkeypatch.setattr(cpu, "CFLAGS", (*cpu.CFLAGS, "-g"))
-    assert cpu.build_directory()[0] != directory
+    monkeypatch.setitem(build.SOURCES, "gather", changed)
+    assert build.build_directory("gather")[0] != directory
+    monkeypatch.setitem(build.SOURCES, "gather", source)
+    assert build.build_directory("gather")[0] == directory
+    monkeypatch.setattr(build, "CFLAGS", (*build.CFLAGS, "-g"))
+    assert build.build_directory("gather")[0] != directory
     monkeypatch.setenv("KANBENCH_KERNEL_CACHE", str(tmp_path))
-    assert cpu.build_directory()[0].parent == tmp_path
-    assert "-march=native" not in cpu.CFLAGS
+    assert build.build_directory("gather")[0].parent == tmp_path
+    assert "-march=native" not in build.CFLAGS
 
 
 @pytest.mark.slow
-def test_the_kernel_is_compiled_once_per_source_version(monkeypatch, tmp_path, capfd):
-    """The one test that compiles (the suite's own build happens before any test, in
+def test_a_kernel_is_compiled_once_per_source_version(monkeypatch, tmp_path, capfd):
+    """The one test that compiles (the suite's own builds happen before any test, in
     conftest): into an empty cache it builds and says so; the next load rebuilds nothing."""
     monkeypatch.setenv("KANBENCH_KERNEL_CACHE", str(tmp_path))
-    cpu.compiled.cache_clear()
+    build.load.cache_clear()
     try:
         assert cpu.compiled() is not None
-        assert "compiling the codebook gather kernel" in capfd.readouterr().err
-        directory, name = cpu.build_directory()
-        built = (directory / f"{name}.so").stat().st_mtime_ns
-        cpu.compiled.cache_clear()
+        assert "compiling the gather kernel" in capfd.readouterr().err
+        directory, module = build.build_directory("gather")
+        built = (directory / f"{module}.so").stat().st_mtime_ns
+        build.load.cache_clear()
         assert cpu.compiled() is not None
         assert "compiling" not in capfd.readouterr().err
-        assert (directory / f"{name}.so").stat().st_mtime_ns == built
+        assert (directory / f"{module}.so").stat().st_mtime_ns == built
         check("cpu", SPECS["cubic"], 16, "int8", 3)                  # the fresh build computes
     finally:
-        cpu.compiled.cache_clear()
+        build.load.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,8 @@ def test_the_memory_probe_server_is_restarted_and_reports_a_failing_step():
     measure.MEMORY_PROBE.server.wait()
     again = measure.peak_memory(net, torch.randn(64, 16))
     assert again["step_bytes"] > 0 and first["step_bytes"] > 0
-    with pytest.raises(RuntimeError, match=r"memory probe failed: AssertionError: \(torch.Size\(\[2, 15\]\), 16\)"):
+    failed = r"memory probe failed: AssertionError: \(torch.Size\(\[2, 15\]\), 16\)"
+    with pytest.raises(RuntimeError, match=failed):
         measure.peak_memory(net, torch.randn(64, 15))   # the step itself fails in the child
     assert measure.peak_memory(net, torch.randn(64, 16))["step_bytes"] > 0   # server lives on
 

@@ -1,0 +1,185 @@
+// The spline term of a B-spline KAN layer on a uniform grid, forward and backward, computing
+// only the k+1 non-zero bases of each input (methods/splines.py derives them):
+//   y[b, o] = sum_i sum_r v_r(x[b, i]) * W[i, first(x[b, i]) + r, o]
+// with W the coefficients laid out (in, G+k, out), so each (input, basis) row streams the
+// outputs contiguously, and v_r the r-th local basis: a degree-k polynomial of the input's
+// fraction f in its knot interval, evaluated by Horner's rule from `poly` (k+1, k+1), row r
+// holding ascending powers. A basis whose index falls outside 0..G+k-1 is zero; a
+// non-finite input makes its outputs NaN, as in the PyTorch path.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+
+constexpr int kMaxOrder = 15;  // k + 1 values per input live in a fixed array
+
+struct Grid {
+  double inv_h, offset;  // u = x * inv_h + offset: x lies in knot interval floor(u)
+  int64_t k, n;          // spline order, G + k bases
+  std::vector<double> poly, slope;  // (k+1, k+1) value and (k+1, k) derivative coefficients
+};
+
+// The k+1 local values (and derivatives, when `dvals`) of x, and the index of the first
+// basis; false when x is not finite. All values are zero when x is far outside the grid.
+template <typename scalar_t>
+inline bool local_bases(scalar_t x, const Grid& g, scalar_t* vals, scalar_t* dvals,
+                        int64_t& first) {
+  const int64_t k = g.k;
+  if (!std::isfinite(static_cast<double>(x))) return false;
+  const scalar_t u = x * static_cast<scalar_t>(g.inv_h) + static_cast<scalar_t>(g.offset);
+  if (!(u > -2 && u < static_cast<scalar_t>(g.n + k + 2))) {  // no basis reaches it
+    first = 0;
+    for (int64_t r = 0; r <= k; ++r) {
+      vals[r] = 0;
+      if (dvals) dvals[r] = 0;
+    }
+    return true;
+  }
+  const scalar_t m = std::floor(u);
+  const scalar_t f = u - m;
+  first = static_cast<int64_t>(m) - k;
+  for (int64_t r = 0; r <= k; ++r) {
+    const bool valid = first + r >= 0 && first + r < g.n;
+    const double* p = g.poly.data() + r * (k + 1);
+    scalar_t v = static_cast<scalar_t>(p[k]);
+    for (int64_t d = k - 1; d >= 0; --d) v = v * f + static_cast<scalar_t>(p[d]);
+    vals[r] = valid ? v : scalar_t(0);
+    if (dvals) {
+      scalar_t dv = 0;
+      if (k > 0) {
+        const double* s = g.slope.data() + r * k;
+        dv = static_cast<scalar_t>(s[k - 1]);
+        for (int64_t d = k - 2; d >= 0; --d) dv = dv * f + static_cast<scalar_t>(s[d]);
+      }
+      dvals[r] = valid ? dv : scalar_t(0);
+    }
+  }
+  return true;
+}
+
+Grid make_grid(const torch::Tensor& poly, double inv_h, double offset, int64_t n) {
+  TORCH_CHECK(poly.dim() == 2 && poly.size(0) == poly.size(1) && poly.size(0) <= kMaxOrder + 1,
+              "poly must be (k+1, k+1) with k <= ", kMaxOrder);
+  auto p = poly.to(torch::kFloat64).contiguous();
+  Grid g{inv_h, offset, poly.size(0) - 1, n, {}, {}};
+  g.poly.assign(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+  for (int64_t r = 0; r <= g.k; ++r)  // d/dx of f^d is d f^(d-1) / h
+    for (int64_t d = 1; d <= g.k; ++d) g.slope.push_back(g.poly[r * (g.k + 1) + d] * d * inv_h);
+  return g;
+}
+
+template <typename scalar_t>
+void forward_rows(const scalar_t* x, const scalar_t* w, scalar_t* y, const Grid& g,
+                  int64_t in, int64_t out, int64_t b0, int64_t b1) {
+  scalar_t vals[kMaxOrder + 1];
+  for (int64_t b = b0; b < b1; ++b) {
+    scalar_t* __restrict__ row = y + b * out;
+    for (int64_t i = 0; i < in; ++i) {
+      int64_t first;
+      if (!local_bases(x[b * in + i], g, vals, static_cast<scalar_t*>(nullptr), first)) {
+        for (int64_t o = 0; o < out; ++o) row[o] = NAN;
+        break;
+      }
+      for (int64_t r = 0; r <= g.k; ++r) {
+        const scalar_t v = vals[r];
+        if (v == 0) continue;
+        const scalar_t* __restrict__ wr = w + ((i * g.n) + first + r) * out;
+        for (int64_t o = 0; o < out; ++o) row[o] += v * wr[o];
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void backward_inputs(const scalar_t* x, const scalar_t* w, const scalar_t* gy, scalar_t* gx,
+                     scalar_t* gw, const Grid& g, int64_t batch, int64_t in, int64_t out,
+                     int64_t i0, int64_t i1) {
+  scalar_t vals[kMaxOrder + 1], dvals[kMaxOrder + 1];
+  for (int64_t i = i0; i < i1; ++i) {
+    scalar_t* wgrad = gw ? gw + i * g.n * out : nullptr;             // (G+k, out) of input i
+    for (int64_t b = 0; b < batch; ++b) {
+      const scalar_t* __restrict__ grow = gy + b * out;
+      int64_t first;
+      if (!local_bases(x[b * in + i], g, vals, dvals, first)) {
+        if (gx) gx[b * in + i] = NAN;
+        if (wgrad)
+          for (int64_t j = 0; j < g.n * out; ++j) wgrad[j] = NAN;
+        continue;
+      }
+      scalar_t dx = 0;
+      for (int64_t r = 0; r <= g.k; ++r) {
+        if (vals[r] == 0 && dvals[r] == 0) continue;
+        const int64_t row = (i * g.n + first + r) * out;
+        if (wgrad) {
+          scalar_t* __restrict__ gr = gw + row;
+          const scalar_t v = vals[r];
+          for (int64_t o = 0; o < out; ++o) gr[o] += v * grow[o];
+        }
+        if (gx) {
+          const scalar_t* __restrict__ wr = w + row;
+          scalar_t dot = 0;
+          for (int64_t o = 0; o < out; ++o) dot += wr[o] * grow[o];
+          dx += dvals[r] * dot;
+        }
+      }
+      if (gx) gx[b * in + i] = dx;
+    }
+  }
+}
+
+void check_inputs(const torch::Tensor& x, const torch::Tensor& w) {
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 3 && x.size(1) == w.size(0),
+              "x must be (batch, in) and w (in, G+k, out)");
+  TORCH_CHECK(x.is_contiguous() && w.is_contiguous() && x.scalar_type() == w.scalar_type(),
+              "x and w must be contiguous and of one dtype");
+}
+
+}  // namespace
+
+// x (batch, in), w (in, G+k, out) float32 or float64 -> y (batch, out).
+torch::Tensor spline_forward(torch::Tensor x, torch::Tensor w, torch::Tensor poly, double inv_h,
+                             double offset) {
+  check_inputs(x, w);
+  const int64_t batch = x.size(0), in = x.size(1), out = w.size(2);
+  const Grid g = make_grid(poly, inv_h, offset, w.size(1));
+  auto y = torch::zeros({batch, out}, x.options());
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in * out));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spline_forward", [&] {
+    at::parallel_for(0, batch, grain, [&](int64_t b0, int64_t b1) {
+      forward_rows<scalar_t>(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                             y.data_ptr<scalar_t>(), g, in, out, b0, b1);
+    });
+  });
+  return y;
+}
+
+// grad_y (batch, out) -> [grad_x (batch, in) or empty, grad_w (in, G+k, out) or empty].
+std::vector<torch::Tensor> spline_backward(torch::Tensor grad_y, torch::Tensor x,
+                                           torch::Tensor w, torch::Tensor poly, double inv_h,
+                                           double offset, bool need_x, bool need_w) {
+  check_inputs(x, w);
+  grad_y = grad_y.contiguous();
+  const int64_t batch = x.size(0), in = x.size(1), out = w.size(2);
+  const Grid g = make_grid(poly, inv_h, offset, w.size(1));
+  auto gx = need_x ? torch::empty_like(x) : torch::Tensor();
+  auto gw = need_w ? torch::zeros_like(w) : torch::Tensor();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, batch * out));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spline_backward", [&] {
+    at::parallel_for(0, in, grain, [&](int64_t i0, int64_t i1) {
+      backward_inputs<scalar_t>(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                                grad_y.data_ptr<scalar_t>(),
+                                need_x ? gx.data_ptr<scalar_t>() : nullptr,
+                                need_w ? gw.data_ptr<scalar_t>() : nullptr, g, batch, in, out,
+                                i0, i1);
+    });
+  });
+  return {gx, gw};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &spline_forward, "fused B-spline KAN spline term, forward (CPU)");
+  m.def("backward", &spline_backward, "fused B-spline KAN spline term, backward (CPU)");
+}
