@@ -32,8 +32,12 @@ from suite.interfaces import Method, Stage
 from suite.registry import METHODS
 
 # Edges generated per chunk: the meta-learner's (chunk, hidden) activations are recomputed in
-# backward instead of kept, so training memory does not grow with edges x hidden.
+# backward instead of kept, so training memory does not grow with edges x hidden. Layers of
+# fewer than CHECKPOINT_MIN_EDGES edges keep them (a few hundred kB), sparing the checkpoint's
+# fixed cost per step; recomputation gives the same numbers either way. 0: every layer
+# recomputes (as the committed records were trained; it changes no number, only speed).
 GENERATE_EDGES = 2**16
+CHECKPOINT_MIN_EDGES = 0
 
 
 class MetaLearner(nn.Module):
@@ -67,11 +71,12 @@ def new_prompts(edge_shape: tuple[int, ...], emb_dim: int) -> nn.Parameter:
 def generate(meta: MetaLearner, prompts: torch.Tensor) -> torch.Tensor:
     """Edge weights from prompts: (..., emb_dim) -> (..., G+k+1), in chunks of edges."""
     flat = prompts.reshape(-1, prompts.shape[-1])                    # (edges, emb_dim)
+    recompute = torch.is_grad_enabled() and flat.shape[0] >= CHECKPOINT_MIN_EDGES
     pieces = []
     for start in range(0, flat.shape[0], GENERATE_EDGES):
         chunk = flat[start:start + GENERATE_EDGES]
-        pieces.append(checkpoint(meta, chunk, use_reentrant=False)
-                      if torch.is_grad_enabled() else meta(chunk))
+        pieces.append(checkpoint(meta, chunk, use_reentrant=False) if recompute
+                      else meta(chunk))
     weights = torch.cat(pieces)                                      # (edges, G+k+1)
     return weights.reshape(*prompts.shape[:-1], weights.shape[-1])
 

@@ -235,13 +235,24 @@ def use_sparse(x: torch.Tensor, coef: torch.Tensor, spec) -> bool:
             and coef.shape[0] <= SPARSE_MAX_OUT)
 
 
+# Layers of up to this many edges (in x out) train through FusedSplineLinear on the CPU, where
+# its two C++ calls beat the tensor path's dozens of small operations (scripts/bench_train.py,
+# scripts/bench_kan.py). 0 for now: the committed records were trained on the tensor path,
+# whose sums round differently, and switch together with the records' regeneration.
+FUSED_MAX_EDGES = 0
+
+
+def use_fused(x: torch.Tensor, coef: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and coef.shape[0] * coef.shape[1] <= FUSED_MAX_EDGES)
+
+
 def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec, sparse: bool | None = None,
-                  fused: bool = False) -> torch.Tensor:
+                  fused: bool | None = None) -> torch.Tensor:
     """The spline term of a KAN layer: (batch, in), (out, in, G+k) -> (batch, out).
-    `sparse` forces the sparse (inference-only) or dense product; None picks by
-    `use_sparse`. `fused` runs FusedSplineLinear (CPU; not yet the default: the committed
-    records were trained with SplineLinear, whose sums round differently)."""
-    if fused:
+    `fused` forces FusedSplineLinear on or off, `sparse` the sparse (inference-only) or dense
+    product; None picks by `use_fused`, then `use_sparse`."""
+    if use_fused(x, coef) if fused is None else fused:
         return FusedSplineLinear.apply(x, coef, spec)
     if use_sparse(x, coef, spec) if sparse is None else sparse:
         return sparse_bases(x, spec) @ coef.flatten(1).T

@@ -165,3 +165,24 @@ def test_initialization_is_the_authors_xavier_normal():
     first, second = layer.meta.net[0], layer.meta.net[2]
     assert first.bias.abs().sum() == 0 and second.bias.abs().sum() == 0
     assert second.weight.std().item() == pytest.approx((2 / (32 + 9)) ** 0.5, rel=0.2)
+
+
+@pytest.mark.parametrize("edges", [1, 35, 200])
+def test_keeping_the_generated_activations_changes_no_number(monkeypatch, edges):
+    """CHECKPOINT_MIN_EDGES only trades memory for time: the same outputs and gradients, bit
+    for bit, whether the meta-learner's activations are recomputed in backward or kept."""
+    from methods import metakan
+
+    torch.manual_seed(0)
+    factory = MetaKANFactory(KANSpec(5, 3), 1, 16)
+    layer = factory.linear(edges, 1)
+    x = torch.rand(32, edges) * 2 - 1
+    results = []
+    for threshold in (0, edges + 1):                                  # recompute, then keep
+        monkeypatch.setattr(metakan, "CHECKPOINT_MIN_EDGES", threshold)
+        layer.zero_grad()
+        y = layer(x)
+        y.square().sum().backward()
+        results.append((y.detach(), *(p.grad.clone() for p in layer.parameters())))
+    for recomputed, kept in zip(*results, strict=True):
+        assert torch.equal(recomputed, kept)

@@ -1,0 +1,36 @@
+"""scripts/bench_train.py: a quick run end to end, and the two training paths it compares."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from methods import metakan, splines
+from scripts import bench_train as bench
+from suite import lit
+from tests.conftest import run_script
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_path_and_names_its_command(tmp_path):
+    done = run_script("bench_train.py", "--quick", "--no-busy", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(tmp_path / "train_step.csv")
+    assert set(frame.path) == set(bench.PATHS) and set(frame.method) == {"dense", "metakan"}
+    assert len(frame) == len(bench.PATHS) * 2
+    times = frame[["step_ms", "epoch_s"]].to_numpy()
+    assert np.isfinite(times).all() and (times > 0).all()
+    md = (tmp_path / "train_step.md").read_text()
+    assert "python scripts/bench_train.py --quick --no-busy" in md and "speed-up" in md
+
+
+def test_the_current_path_is_the_suite_s_defaults_and_the_switch_restores_them():
+    defaults = {key: getattr(bench.OWNERS[key], key) for key in bench.PATHS["current"]}
+    assert defaults == bench.PATHS["current"]
+    with bench.training_path("candidate"):
+        assert splines.FUSED_MAX_EDGES == bench.PATHS["candidate"]["FUSED_MAX_EDGES"]
+        assert metakan.CHECKPOINT_MIN_EDGES and lit.FUSED_ADAMW
+        x, coef = torch.rand(4, 3), torch.randn(2, 3, 8)
+        assert splines.use_fused(x, coef)
+    assert {key: getattr(bench.OWNERS[key], key) for key in defaults} == defaults
+    assert not splines.use_fused(torch.rand(4, 3), torch.randn(2, 3, 8))
