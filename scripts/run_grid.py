@@ -72,11 +72,6 @@ def exit_on_sigterm() -> None:
 @one_line_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from suite.claims import Claims
-    from suite.driver import Progress, run_cells
-    from suite.report.render import all_tables, write_reports
-    from suite.report.tables import summary
-    from suite.runner import CellWork
     from suite.store import ResultsStore, check_writable_dir
 
     if args.jobs < 1:
@@ -92,11 +87,20 @@ def main(argv=None) -> int:
     print(f"grid {grid_name}: {len(cells)} cells, {len(cells) - len(todo)} already recorded, "
           f"{len(todo)} to run", flush=True)
     if args.dry_run:
-        for cfg in cells:
-            state = "todo" if cfg in todo else existing[cfg.run_id]["status"]
-            print(f"  {cfg.run_id} {cfg.label} {state}")
+        try:
+            for cfg in cells:
+                state = "todo" if cfg in todo else existing[cfg.run_id]["status"]
+                print(f"  {cfg.run_id} {cfg.label} {state}", flush=True)
+        except BrokenPipeError:  # `--dry-run | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     preflight(todo, args.data_root)
+    # Lightning, the report stack: only once every check has passed, so bad input is quick
+    from suite.claims import Claims
+    from suite.driver import Progress, run_cells
+    from suite.report.render import all_tables, write_reports
+    from suite.report.tables import summary
+    from suite.runner import CellWork
 
     exit_on_sigterm()
     work = CellWork(args.cache, args.data_root, args.wandb, args.wandb_dir,

@@ -1,5 +1,9 @@
+import subprocess
+import sys
+
 import pytest
 
+from scripts.run_grid import main as run_grid
 from suite import grid
 from suite.errors import KanbenchError
 from suite.registry import TASKS
@@ -88,10 +92,12 @@ def test_malformed_grids_are_one_line_errors(tmp_path, text, message):
     (["methods=[nonesuch]"], "unknown method 'nonesuch'; valid: dense"),
     (["train.nonesuch=1"], "unknown train arg 'nonesuch'"),
 ])
-def test_run_grid_bad_input_exits_2_with_one_line(tmp_path, args, message):
-    done = run_script("run_grid.py", *args, "--results", str(tmp_path), "--wandb", "off")
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
+def test_run_grid_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
+    """In this process (the CLI's own exit path is the subprocess test below)."""
+    with pytest.raises(SystemExit) as stop:
+        run_grid([*args, "--results", str(tmp_path), "--wandb", "off"])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not (tmp_path / "runs").exists()
 
@@ -101,3 +107,20 @@ def test_run_grid_malformed_yaml_exits_2(tmp_path):
                       "--results", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "not valid YAML" in done.stderr
+
+
+def test_a_dry_run_piped_into_head_ends_quietly(tmp_path):
+    """`run_grid.py --dry-run | head`: the listing (here ~100 kB, more than a pipe holds)
+    stops when the reader does, with exit status 0 and no traceback."""
+    path = tmp_path / "many.yaml"
+    path.write_text(f"seeds: {list(range(2000))}\nmethods: [dense]\nblocks:\n"
+                    "  - tasks: [feynman]\n")
+    listing = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "run_grid.py"), "--grid", str(path),
+         "--dry-run", "--results", str(tmp_path / "results")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(3):
+        listing.stdout.readline()
+    listing.stdout.close()                       # what `head -3` does after its lines
+    assert listing.wait(timeout=300) == 0
+    assert b"Traceback" not in listing.stderr.read()
