@@ -10,8 +10,9 @@ For each quick-grid network (Feynman I.6.20b, highdim (100 variables), digits
               DataModule, its validation schedule), over `--epochs` epochs;
 
 under each path, in interleaved rounds (median over rounds), at the torch thread count given
-(default: all cores), and once more with as many busy processes as cores competing (`busy`
-rows), where a path that splits small operations across threads stalls.
+(default: all cores); then the step once more with as many busy processes as cores competing
+(`busy` rows: one round, `--busy-repeats` steps, no epochs), where a path that splits many
+small operations across threads stalls at every one of them.
 
 Paths (module settings, nothing in any config):
     current    what the suite trains with now (the committed records' numerics);
@@ -114,7 +115,7 @@ class Setup:
     def reset(self) -> None:
         self.net.load_state_dict(self.initial)
 
-    def step_ms(self, repeats: int) -> float:
+    def step_ms(self, repeats: int, warmup: int = 3) -> float:
         self.reset()
         args = self.cfg.args
         opt = lit.adamw(self.method.param_groups(self.net, args["train"], args["method"]),
@@ -127,7 +128,7 @@ class Setup:
             loss.backward()
             opt.step()
 
-        for _ in range(3):
+        for _ in range(warmup):
             step()
         times = []
         for _ in range(repeats):
@@ -146,16 +147,18 @@ class Setup:
         return (time.perf_counter() - start) / epochs
 
 
-def measure(setups: list[Setup], args, load: str) -> list[dict]:
+def measure(setups: list[Setup], rounds: int, repeats: int, epochs: int | None,
+            load: str) -> list[dict]:
+    """Rows of step (and, unless `epochs` is None, epoch) times, every path once per round."""
     rows = []
-    for round_ in range(args.rounds):
+    for round_ in range(rounds):
         for setup in setups:
-            for path in PATHS:  # interleaved: every path once per round
+            for path in PATHS:
                 with training_path(path):
                     rows.append({"network": setup.label, "method": setup.cfg.method,
                                  "path": path, "load": load, "round": round_,
-                                 "step_ms": setup.step_ms(args.step_repeats),
-                                 "epoch_s": setup.epoch_s(args.epochs)})
+                                 "step_ms": setup.step_ms(repeats, warmup=3 if epochs else 1),
+                                 "epoch_s": setup.epoch_s(epochs) if epochs else float("nan")})
                 print(f"{load} round {round_}: {setup.label} {setup.cfg.method} {path} "
                       f"{rows[-1]['step_ms']:.2f} ms/step {rows[-1]['epoch_s']:.2f} s/epoch",
                       flush=True)
@@ -176,9 +179,9 @@ def report(frame: pd.DataFrame, command: str, threads: int) -> str:
     return (f"# Training speed of the quick grid's networks\n\nMade by `{command}` on "
             f"{machine(threads)}. Medians over {frame['round'].nunique()} interleaved rounds; "
             "speed-up = current / candidate time, measured in this same run. `busy`: as many "
-            "spinning processes as cores ran beside it. The candidate path (fused spline "
-            "term, kept MetaKAN activations for small layers, fused AdamW) is not yet the "
-            "suite's default: see the script's docstring.\n\n"
+            "spinning processes as cores ran beside it (one round, steps only). The "
+            "candidate path (fused spline term, kept MetaKAN activations for small layers, "
+            "fused AdamW) is not yet the suite's default: see the script's docstring.\n\n"
             + table.to_markdown(index=False, floatfmt=".3g") + "\n")
 
 
@@ -187,6 +190,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--step-repeats", type=int, default=30)
+    p.add_argument("--busy-repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     p.add_argument("--data-root", default=str(REPO / "data"))
     p.add_argument("--no-busy", action="store_true", help="skip the rows under load")
@@ -194,17 +198,17 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(REPO / "results" / "bench"))
     args = p.parse_args(argv)
     if args.quick:
-        args.rounds, args.epochs, args.step_repeats = 1, 1, 3
+        args.rounds, args.epochs, args.step_repeats, args.busy_repeats = 1, 1, 3, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     networks = NETWORKS[:1] if args.quick else NETWORKS
     setups = [Setup(task, method, overrides, args.data_root, args.quick)
               for task, overrides in networks for method in ("dense", "metakan")]
-    rows = measure(setups, args, "idle")
+    rows = measure(setups, args.rounds, args.step_repeats, args.epochs, "idle")
     if not args.no_busy:
         with busy_machine(os.cpu_count() or 1):
-            rows += measure(setups, args, "busy")
+            rows += measure(setups, 1, args.busy_repeats, None, "busy")
     frame = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
