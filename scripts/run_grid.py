@@ -103,12 +103,12 @@ def main(argv=None) -> int:
     from suite.runner import CellWork
 
     exit_on_sigterm()
+    options = {"jobs": args.jobs, "ray_address": args.ray_address,
+               "cluster": args.slurm_cluster, "resources": grid.resources(args.grid),
+               "folder": str(Path(args.results) / "slurm" / grid_name)}
     work = CellWork(args.cache, args.data_root, args.wandb, args.wandb_dir,
-                    args.recompute_damaged)
-    executor = executors.create(args.executor, {
-        "jobs": args.jobs, "ray_address": args.ray_address, "cluster": args.slurm_cluster,
-        "resources": grid.resources(args.grid),
-        "folder": str(Path(args.results) / "slurm" / grid_name)})
+                    args.recompute_damaged, executors.threads_per_cell(args.executor, options))
+    executor = executors.create(args.executor, options)
     run_cells(todo, executor, work, store, Claims(args.results, grid_name),
               Progress(len(cells), len(cells) - len(todo)))
 

@@ -21,6 +21,7 @@ from safetensors.torch import load_model, save_model
 from suite import measure, tracking
 from suite.config import RunConfig, content_hash
 from suite.errors import KanbenchError, first_line
+from suite.executors import available_cores
 from suite.lit import StageContext
 from suite.registry import METHODS, TASKS
 from suite.store import locked, read_json, write_json_atomic
@@ -101,14 +102,6 @@ def stage_keys(cfg: RunConfig, stages) -> list[str]:
         prev = content_hash({"prev": prev, "stage": stage.name, **stage.key}, length=24)
         keys.append(prev)
     return keys
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask; a Slurm or container limit)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def use_threads(threads: int) -> None:
@@ -259,7 +252,7 @@ class CellWork:
     wandb_mode: str = "auto"
     wandb_dir: str = "wandb"
     recompute_damaged: bool = False
-    threads: int | None = None   # per cell; executors set it from the cores and their jobs
+    threads: int | None = None   # per cell: suite.executors.threads_per_cell
 
     def __call__(self, cfg: RunConfig) -> dict:
         return run_cell(cfg, cache_dir=self.cache_dir, data_root=self.data_root,

@@ -9,6 +9,7 @@ worker is free, since pulling one claims it) and yields `(cell, record)` as each
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,3 +38,20 @@ def create(name: str, options: dict) -> Executor:
 
 
 NAMES = ("local", "ray", "slurm")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask; a Slurm or container limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_cell(name: str, options: dict) -> int | None:
+    """Each cell's share of the cores under executor `name`: a Ray task's or Slurm job's
+    `cpus_per_cell`; with `--jobs N` local workers, the cores here over N; one cell at a time
+    in this process: None (all of them, torch's default)."""
+    if name in ("ray", "slurm"):
+        return options["resources"]["cpus_per_cell"]
+    return max(1, available_cores() // options["jobs"]) if options["jobs"] > 1 else None

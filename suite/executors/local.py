@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing as mp
 import os
 import select
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import wait
 
 from suite.config import RunConfig
-from suite.runner import CellWork, available_cores
+from suite.runner import CellWork
 
 
 class InProcess:
@@ -61,11 +60,9 @@ class Processes:
 
     def __init__(self, jobs: int):
         self.jobs = jobs
-        self.threads = max(1, available_cores() // jobs)   # each worker's share of the cores
 
     def map(self, cells: Iterator[RunConfig], work: CellWork
             ) -> Iterator[tuple[RunConfig, dict]]:
-        work = dataclasses.replace(work, threads=self.threads)
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["suite.executors.die_with_driver", "suite.runner"])
         running = {}  # receiving end -> (cell, process)

@@ -4,7 +4,6 @@ Records come back to the driver through Ray's object store; workers write nothin
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 
 from suite.config import RunConfig
@@ -40,7 +39,6 @@ class RayExecutor:
     def map(self, cells: Iterator[RunConfig], work: CellWork
             ) -> Iterator[tuple[RunConfig, dict]]:
         ray = self.connect()
-        work = dataclasses.replace(work, threads=self.resources["cpus_per_cell"])
         task = ray.remote(num_cpus=self.resources["cpus_per_cell"],
                           num_gpus=self.resources["gpus_per_cell"],
                           max_retries=0)(run_on_worker)

@@ -10,7 +10,6 @@ The driver never unpickles a job's result: records travel as JSON.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from collections.abc import Iterator
@@ -78,7 +77,6 @@ class SlurmExecutor:
                    if run_id in known and (self.staged(run_id).exists() or
                                            self.alive(known[run_id]))}
         new = [cfg for run_id, cfg in cells.items() if run_id not in pending]
-        work = dataclasses.replace(work, threads=self.resources["cpus_per_cell"])
         jobs = {}
         if new:
             executor = self.executor()

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from scripts.run_grid import main as run_grid
+from suite import executors
 from suite.config import RunConfig
+from suite.executors import available_cores
 from suite.executors.local import Processes
-from suite.runner import CellWork, available_cores
+from suite.runner import CellWork
 from suite.store import ResultsStore
 from tests.conftest import REPO
 
@@ -124,3 +126,12 @@ def test_a_worker_that_dies_is_a_failed_record_and_the_others_go_on(tmp_path):
     assert records[1]["status"] == "failed"
     assert records[1]["error"] == "WorkerDied: the worker process exited with signal SIGKILL " \
                                   "(out of memory?)"
+
+
+def test_each_cell_gets_its_executor_s_share_of_the_cores():
+    resources = {"cpus_per_cell": 3}
+    assert executors.threads_per_cell("local", {"jobs": 1}) is None     # torch's default
+    assert executors.threads_per_cell("local", {"jobs": 2}) == max(1, available_cores() // 2)
+    assert executors.threads_per_cell("local", {"jobs": 10**6}) == 1
+    for name in ("ray", "slurm"):
+        assert executors.threads_per_cell(name, {"jobs": 1, "resources": resources}) == 3
