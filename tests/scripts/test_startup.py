@@ -7,11 +7,10 @@ import sys
 
 import pytest
 
+from scripts.bench_startup import SCRIPTS
 from tests.conftest import REPO
 
 HEAVY = ("torch", "lightning", "pandas", "matplotlib", "wandb", "sklearn", "methods", "tasks")
-SCRIPTS = ("run_grid", "render_tables", "claims_table", "plots", "seed_variance",
-           "paper_sizes", "prepare_data", "bench_startup")
 
 PROBE = """
 import contextlib, io, runpy, sys
@@ -25,7 +24,7 @@ print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))
 """
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", (*SCRIPTS, "bench_startup"))
 def test_help_imports_no_heavy_library(script):
     path = str(REPO / "scripts" / f"{script}.py")
     probe = PROBE.format(script=script, path=path, heavy=HEAVY)
