@@ -34,10 +34,9 @@ from suite.registry import METHODS
 # Edges generated per chunk: the meta-learner's (chunk, hidden) activations are recomputed in
 # backward instead of kept, so training memory does not grow with edges x hidden. Layers of
 # fewer than CHECKPOINT_MIN_EDGES edges keep them (a few hundred kB), sparing the checkpoint's
-# fixed cost per step; recomputation gives the same numbers either way. 0: every layer
-# recomputes (as the committed records were trained; it changes no number, only speed).
+# fixed cost per step; recomputation gives the same numbers either way.
 GENERATE_EDGES = 2**16
-CHECKPOINT_MIN_EDGES = 0
+CHECKPOINT_MIN_EDGES = 2**14
 
 
 class MetaLearner(nn.Module):

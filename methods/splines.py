@@ -235,16 +235,19 @@ def use_sparse(x: torch.Tensor, coef: torch.Tensor, spec) -> bool:
             and coef.shape[0] <= SPARSE_MAX_OUT)
 
 
-# Layers of up to this many edges (in x out) train through FusedSplineLinear on the CPU, where
-# its two C++ calls beat the tensor path's dozens of small operations (scripts/bench_train.py,
-# scripts/bench_kan.py). 0 for now: the committed records were trained on the tensor path,
-# whose sums round differently, and switch together with the records' regeneration.
-FUSED_MAX_EDGES = 0
+# Layers of up to this many edges (in x out) run through FusedSplineLinear on the CPU, where
+# its two C++ calls beat the tensor path's dozens of small operations; on wider layers the
+# tensor path's BLAS product wins (scripts/bench_train.py, scripts/bench_kan.py).
+FUSED_MAX_EDGES = 2**16
 
 
 def use_fused(x: torch.Tensor, coef: torch.Tensor) -> bool:
+    """The fused kernel for a small float layer on the CPU, where it could be built."""
+    from suite.kernels import build
+
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and coef.shape[0] * coef.shape[1] <= FUSED_MAX_EDGES)
+            and coef.shape[0] * coef.shape[1] <= FUSED_MAX_EDGES
+            and build.load("spline") is not None)
 
 
 def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec, sparse: bool | None = None,

@@ -1,5 +1,5 @@
-"""Training speed of the quick grid's networks, the suite's training path against a candidate,
-measured in one run on the same data and initial weights.
+"""Training speed of the quick grid's networks, the suite's training path now against the one
+it replaced, measured in one run on the same data and initial weights.
 
 For each quick-grid network (Feynman I.6.20b, highdim (100 variables), digits
 [64, 32, 10], Fashion-MNIST [784, 64, 10]) trained by dense and MetaKAN layers, it measures
@@ -14,13 +14,16 @@ under each path, in interleaved rounds (median over rounds), at the torch thread
 (`busy` rows: one round, `--busy-repeats` steps, no epochs), where a path that splits many
 small operations across threads stalls at every one of them.
 
-Paths (module settings, nothing in any config):
-    current    what the suite trains with now (the committed records' numerics);
-    candidate  the fused C++ spline term for layers up to 2^16 edges
-               (methods.splines.FUSED_MAX_EDGES), MetaKAN's generated activations kept for
-               layers under 2^14 edges (methods.metakan.CHECKPOINT_MIN_EDGES) and AdamW's
-               fused CPU step (suite.lit.FUSED_ADAMW). Its sums round differently, so it
-               becomes the default only together with a regeneration of the records.
+Paths (module settings and the training loader, nothing in any config):
+    before  the suite's path until the quick grid's records of 2026-12-02: the tensor spline
+            term everywhere, MetaKAN's generated activations recomputed in backward in every
+            layer, AdamW's per-parameter loop, and a loader of minibatches (one Lightning
+            step each; the old loop also logged every step, which is not timed here);
+    after   the suite's defaults: the fused C++ spline term for layers up to 2^16 edges
+            (methods.splines.FUSED_MAX_EDGES), MetaKAN's activations kept for layers under
+            2^14 edges (methods.metakan.CHECKPOINT_MIN_EDGES), AdamW's fused CPU step
+            (suite.lit.FUSED_ADAMW), and whole in-memory epochs per Lightning step
+            (suite.lit.Epoch).
 
 Writes results/bench/train_step.{csv,md}.
 
@@ -41,19 +44,22 @@ from pathlib import Path
 import lightning as L
 import pandas as pd
 import torch
+from torch.utils.data import BatchSampler, DataLoader
 
 from methods import metakan, splines
 from suite import grid, lit
 from suite.measure import machine
 from suite.registry import METHODS, TASKS
+from tasks.common import ResumableShuffle
 
 REPO = Path(__file__).resolve().parent.parent
 NETWORKS = [("feynman", ["task.equation=I.6.20b"]), ("highdim", []), ("digits", []),
             ("fashion_mnist", [])]
 PATHS = {
-    "current": {"FUSED_MAX_EDGES": 0, "CHECKPOINT_MIN_EDGES": 0, "FUSED_ADAMW": False},
-    "candidate": {"FUSED_MAX_EDGES": 2**16, "CHECKPOINT_MIN_EDGES": 2**14, "FUSED_ADAMW": True},
+    "before": {"FUSED_MAX_EDGES": 0, "CHECKPOINT_MIN_EDGES": 0, "FUSED_ADAMW": False},
+    "after": {"FUSED_MAX_EDGES": 2**16, "CHECKPOINT_MIN_EDGES": 2**14, "FUSED_ADAMW": True},
 }
+WHOLE_EPOCHS = {"before": False, "after": True}
 OWNERS = {"FUSED_MAX_EDGES": splines, "CHECKPOINT_MIN_EDGES": metakan, "FUSED_ADAMW": lit}
 
 
@@ -108,7 +114,7 @@ class Setup:
         self.net = self.method.prepare(self.task.build(args["task"], factory), factory,
                                        args["method"], 0)
         self.initial = {k: v.clone() for k, v in self.net.state_dict().items()}
-        self.batch = next(iter(self.datamodule.train_dataloader()))
+        self.batch = next(iter(next(iter(self.datamodule.train_dataloader()))))  # (x, y)
         widths = args["task"].get("widths") or self.task.widths(args["task"])
         self.label = f"{self.cfg.task} {widths}"
 
@@ -137,14 +143,23 @@ class Setup:
             times.append(time.perf_counter() - start)
         return statistics.median(times) * 1e3
 
-    def epoch_s(self, epochs: int) -> float:
+    def epoch_s(self, epochs: int, whole_epochs: bool) -> float:
         self.reset()
         args = self.cfg.args
         train = {**args["train"], "max_epochs": epochs}
         module = lit.KanbenchModule(self.net, self.task, self.method, args, train, "bench")
+        data = self.datamodule
+        loader = data.train_dataloader() if whole_epochs else minibatch_loader(data)
         start = time.perf_counter()
-        lit.fit(module, epochs, datamodule=self.datamodule)
+        lit.fit(module, epochs, train_dataloaders=loader, val_dataloaders=data.val_dataloader())
         return (time.perf_counter() - start) / epochs
+
+
+def minibatch_loader(data) -> DataLoader:
+    """The training loader the suite used before whole epochs: one minibatch per item."""
+    order = ResumableShuffle(len(data.train_set), data.seed)
+    return DataLoader(data.train_set, sampler=BatchSampler(order, data.batch_size, False),
+                      batch_size=None)
 
 
 def measure(setups: list[Setup], rounds: int, repeats: int, epochs: int | None,
@@ -158,7 +173,8 @@ def measure(setups: list[Setup], rounds: int, repeats: int, epochs: int | None,
                     rows.append({"network": setup.label, "method": setup.cfg.method,
                                  "path": path, "load": load, "round": round_,
                                  "step_ms": setup.step_ms(repeats, warmup=3 if epochs else 1),
-                                 "epoch_s": setup.epoch_s(epochs) if epochs else float("nan")})
+                                 "epoch_s": setup.epoch_s(epochs, WHOLE_EPOCHS[path])
+                                 if epochs else float("nan")})
                 print(f"{load} round {round_}: {setup.label} {setup.cfg.method} {path} "
                       f"{rows[-1]['step_ms']:.2f} ms/step {rows[-1]['epoch_s']:.2f} s/epoch",
                       flush=True)
@@ -169,19 +185,20 @@ def report(frame: pd.DataFrame, command: str, threads: int) -> str:
     med = frame.groupby(["load", "network", "method", "path"])[["step_ms", "epoch_s"]] \
         .median().unstack("path")
     table = pd.DataFrame({
-        "step ms current": med[("step_ms", "current")],
-        "step ms candidate": med[("step_ms", "candidate")],
-        "step speed-up": med[("step_ms", "current")] / med[("step_ms", "candidate")],
-        "epoch s current": med[("epoch_s", "current")],
-        "epoch s candidate": med[("epoch_s", "candidate")],
-        "epoch speed-up": med[("epoch_s", "current")] / med[("epoch_s", "candidate")],
+        "step ms before": med[("step_ms", "before")],
+        "step ms after": med[("step_ms", "after")],
+        "step speed-up": med[("step_ms", "before")] / med[("step_ms", "after")],
+        "epoch s before": med[("epoch_s", "before")],
+        "epoch s after": med[("epoch_s", "after")],
+        "epoch speed-up": med[("epoch_s", "before")] / med[("epoch_s", "after")],
     }).reset_index()
     return (f"# Training speed of the quick grid's networks\n\nMade by `{command}` on "
             f"{machine(threads)}. Medians over {frame['round'].nunique()} interleaved rounds; "
-            "speed-up = current / candidate time, measured in this same run. `busy`: as many "
-            "spinning processes as cores ran beside it (one round, steps only). The "
-            "candidate path (fused spline term, kept MetaKAN activations for small layers, "
-            "fused AdamW) is not yet the suite's default: see the script's docstring.\n\n"
+            "speed-up = before / after time, measured in this same run. `busy`: as many "
+            "spinning processes as cores ran beside it (one round, steps only). `after` is "
+            "the suite's training path (fused spline term, kept MetaKAN activations for small "
+            "layers, fused AdamW, whole in-memory epochs per Lightning step); `before`, the one "
+            "it replaced: see the script's docstring.\n\n"
             + table.to_markdown(index=False, floatfmt=".3g") + "\n")
 
 

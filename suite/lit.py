@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
+from torch.utils.data import DataLoader, Sampler
 
 from suite.config import RunConfig
 from suite.interfaces import Method, Task
@@ -30,7 +31,65 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")
 
 
+class Epoch:
+    """A whole training epoch over tensors held in memory, handed to the module as one batch:
+    `tensors` (each (N, ...)) and `batches`, the index tensors of its minibatches in order.
+    The module takes one optimizer step per minibatch itself, so a tiny network's epoch pays
+    Lightning's per-batch machinery (hooks, logging, a DataLoader fetch) once, not per step;
+    the steps are those of a loader yielding the same minibatches."""
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...], batches: list[torch.Tensor]):
+        self.tensors, self.batches = tensors, batches
+
+    def __iter__(self):
+        for index in self.batches:
+            yield tuple(t[index] for t in self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def to(self, device, **kwargs) -> Epoch:  # Lightning moves a batch by its `to`
+        return Epoch(tuple(t.to(device, **kwargs) for t in self.tensors), self.batches)
+
+
+class EpochSampler(Sampler):
+    """One item per epoch: the minibatch index tensors of the next permutation drawn from
+    `order` (a sampler of all N indices with `set_epoch`, which Lightning calls before each
+    epoch), split into `batch_size`s, the last one short."""
+
+    def __init__(self, order: Sampler[int], n: int, batch_size: int):
+        self.order, self.batch_size = order, batch_size
+        self.steps_per_epoch = math.ceil(n / batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self):
+        yield list(torch.as_tensor(list(self.order)).split(self.batch_size))
+
+
+class _WholeEpochs:
+    def __init__(self, tensors: tuple[torch.Tensor, ...]):
+        self.tensors = tensors
+
+    def __getitem__(self, batches: list[torch.Tensor]) -> Epoch:
+        return Epoch(self.tensors, batches)
+
+
+def epoch_loader(tensors: tuple[torch.Tensor, ...], order: Sampler[int], batch_size: int
+                 ) -> DataLoader:
+    """A training loader of in-memory `tensors` whose every item is a whole `Epoch`."""
+    return DataLoader(_WholeEpochs(tensors), sampler=EpochSampler(order, len(tensors[0]),
+                                                                   batch_size), batch_size=None)
+
+
 class KanbenchModule(L.LightningModule):
+    """The one LightningModule. It optimizes by hand (Lightning's manual optimization) so that
+    a batch may be a whole in-memory `Epoch`; a batch from any other loader is one step."""
+
     def __init__(self, net: nn.Module, task: Task, method: Method, args: dict, train: dict,
                  stage: str):
         """`args`: the run's resolved sections (`task` and `method` are read here); `train`:
@@ -41,17 +100,33 @@ class KanbenchModule(L.LightningModule):
         self.method_args = args["method"]
         self.val_metrics = task.metrics(args["task"])
         self.test_metrics = task.metrics(args["task"])
+        self.automatic_optimization = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def training_step(self, batch, batch_idx):
-        loss = self.task.training_loss(self.net, batch) + self.method.regularizer(self.net)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{self.stage}: training loss became {loss.item()}")
-        self.log(f"{self.stage}/loss", loss, on_step=False, on_epoch=True,
-                 batch_size=len(batch[0]))
-        return loss
+        """One optimizer step per minibatch: zero, loss, backward, clip, step, lr schedule
+        (the order of Lightning's automatic loop); logs the epoch's example-weighted mean."""
+        optimizer, schedule = self.optimizers(), self.lr_schedulers()
+        clip = self.train_args["gradient_clip"]
+        total, examples = 0.0, 0
+        for minibatch in batch if isinstance(batch, Epoch) else [batch]:
+            loss = self.task.training_loss(self.net, minibatch) + self.method.regularizer(self.net)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{self.stage}: training loss became {loss.item()}")
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            if clip:
+                self.clip_gradients(optimizer, gradient_clip_val=clip,
+                                    gradient_clip_algorithm="norm")
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+            size = len(minibatch[0])
+            total, examples = total + loss.detach() * size, examples + size
+        self.log(f"{self.stage}/loss", total / examples, on_step=False, on_epoch=True,
+                 batch_size=examples)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
@@ -76,15 +151,16 @@ class KanbenchModule(L.LightningModule):
         opt = adamw(groups, self.train_args["weight_decay"])
         if self.train_args["scheduler"] == "none":
             return opt
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        steps = int(self.trainer.estimated_stepping_batches)  # loader batches (sets it up)
+        steps *= getattr(self.trainer.train_dataloader.sampler, "steps_per_epoch", 1)
+        steps = max(1, steps)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 # AdamW's fused CPU kernel: one call per step instead of a dozen small operations per
-# parameter. False for now: it rounds differently from the per-parameter loop the committed
-# records were trained with, and switches together with their regeneration.
-FUSED_ADAMW = False
+# parameter (scripts/bench_train.py).
+FUSED_ADAMW = True
 
 
 def adamw(groups: list[dict], weight_decay: float) -> torch.optim.AdamW:
@@ -98,8 +174,8 @@ def adamw(groups: list[dict], weight_decay: float) -> torch.optim.AdamW:
 VALIDATIONS_PER_FIT = 20
 
 
-def make_trainer(max_epochs: int, logger=None, gradient_clip: float = 0.0,
-                 checkpoint_dir: Path | None = None) -> L.Trainer:
+def make_trainer(max_epochs: int, logger=None, checkpoint_dir: Path | None = None
+                 ) -> L.Trainer:
     """A quiet single-device Trainer; with `checkpoint_dir`, one saving `last.ckpt` there at
     the end of every epoch."""
     every_epoch = [ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1,
@@ -109,7 +185,7 @@ def make_trainer(max_epochs: int, logger=None, gradient_clip: float = 0.0,
                      logger=logger if logger is not None else False, callbacks=every_epoch,
                      enable_checkpointing=checkpoint_dir is not None, enable_progress_bar=False,
                      enable_model_summary=False, num_sanity_val_steps=0,
-                     gradient_clip_val=gradient_clip or None, log_every_n_steps=1,
+                     log_every_n_steps=1,
                      check_val_every_n_epoch=max(1, math.ceil(max_epochs / VALIDATIONS_PER_FIT)))
 
 
@@ -129,12 +205,12 @@ def last_checkpoint(checkpoint_dir: Path | None) -> tuple[Path | None, int]:
     return path, epochs
 
 
-def fit(module: L.LightningModule, max_epochs: int, logger=None, gradient_clip: float = 0.0,
+def fit(module: L.LightningModule, max_epochs: int, logger=None,
         checkpoint_dir: Path | None = None, **data) -> int:
     """`Trainer.fit`, resuming from `checkpoint_dir`'s last epoch checkpoint when there is one
     (a killed run), and removing the checkpoints when done; returns the epochs resumed."""
     path, resumed = last_checkpoint(checkpoint_dir)
-    make_trainer(max_epochs, logger, gradient_clip, checkpoint_dir).fit(
+    make_trainer(max_epochs, logger, checkpoint_dir).fit(
         module, ckpt_path=path, weights_only=True, **data)
     if checkpoint_dir:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -159,8 +235,7 @@ class StageContext:
         train = {**self.cfg.args["train"], **train_overrides}
         module = KanbenchModule(net, self.task, self.method, self.cfg.args, train, stage)
         self.resumed_epochs = fit(module, train["max_epochs"], self.logger,
-                                  train["gradient_clip"], self.checkpoint_dir,
-                                  datamodule=self.datamodule)
+                                  self.checkpoint_dir, datamodule=self.datamodule)
         return net
 
     def evaluate(self, net: nn.Module) -> dict[str, Any]:

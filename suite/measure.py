@@ -10,14 +10,19 @@ and any `frozen` parts the task deploys beside the network (a detection trunk) t
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import platform
 import re
 import select
+import socket
+import statistics
 import struct
 import subprocess
 import sys
+import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -118,12 +123,18 @@ def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
             "batch": example.shape[0]}
 
 
+# A Unix socket where a shared probe server listens (set by `share_memory_probe`)
+SHARED_PROBE = "KANBENCH_MEMORY_PROBE"
+
+
 class MemoryProbe:
-    """This process's `suite.memprobe` server: started at the first CPU measurement, asked
-    for each one after (a fork each, not a fresh interpreter), and restarted once if it has
-    died. It exits when this process does (its stdin closes)."""
+    """The `suite.memprobe` server this process asks: the shared one named in the environment
+    (`SHARED_PROBE`) when it answers, else this process's own, started at its first CPU
+    measurement, asked for each one after (a fork each, not a fresh interpreter), restarted
+    once if it has died, and ended when this process ends (its stdin closes)."""
 
     TIMEOUT_S = 600
+    SHARED_START_S = 10
 
     def __init__(self):
         self.server: subprocess.Popen | None = None
@@ -131,6 +142,31 @@ class MemoryProbe:
     def ask(self, model: nn.Module, example: torch.Tensor) -> dict:
         modules = sorted({type(m).__module__ for m in model.modules()})
         request = pickle.dumps((modules, pickle.dumps((model, example))))
+        shared = os.environ.get(SHARED_PROBE)
+        reply = self.ask_shared(shared, request) if shared else None
+        if reply is None:
+            reply = self.ask_own(request)
+        probe = json.loads(reply)
+        if "error" in probe:
+            raise RuntimeError(f"memory probe failed: {probe['error'][:500]}")
+        return probe
+
+    def ask_shared(self, path: str, request: bytes) -> bytes | None:
+        deadline = time.monotonic() + self.SHARED_START_S  # a server still starting up
+        while not os.path.exists(path) and time.monotonic() < deadline \
+                and os.path.isdir(os.path.dirname(path)):
+            time.sleep(0.05)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(self.TIMEOUT_S)
+                conn.connect(path)
+                with conn.makefile("rwb") as stream:
+                    memprobe.write_frame(stream, request)
+                    return memprobe.read_frame(stream)
+        except OSError:  # gone (its driver ended) or not reachable from here: ask our own
+            return None
+
+    def ask_own(self, request: bytes) -> bytes:
         for _ in range(2):
             if self.server is None or self.server.poll() is not None:
                 self.server = subprocess.Popen([sys.executable, "-m", "suite.memprobe"],
@@ -142,13 +178,21 @@ class MemoryProbe:
             except OSError:  # the server died: a broken pipe
                 reply = None
             if reply is not None:
-                probe = json.loads(reply)
-                if "error" in probe:
-                    raise RuntimeError(f"memory probe failed: {probe['error'][:500]}")
-                return probe
+                return reply
             self.server.kill()
             self.server = None
         raise RuntimeError("memory probe server did not answer")
+
+    def share(self) -> str:
+        """Start a probe server on a Unix socket for the processes this one starts from now
+        on (it ends with this process), name it in the environment, and return its path."""
+        if shared := os.environ.get(SHARED_PROBE):
+            return shared
+        path = os.path.join(tempfile.mkdtemp(prefix="kanbench-probe-"), "probe.sock")
+        self.shared_server = subprocess.Popen([sys.executable, "-m", "suite.memprobe", path],
+                                              stdin=subprocess.PIPE)
+        os.environ[SHARED_PROBE] = path
+        return path
 
 
 MEMORY_PROBE = MemoryProbe()
@@ -174,19 +218,28 @@ def forward_kernel(model: nn.Module, device: torch.device) -> str:
     return "+".join(sorted(picked))
 
 
+# Latency: the median of LATENCY_BLOCKS timed blocks of at least LATENCY_BLOCK_S each, after
+# a warm-up call (about 0.15 s per batch size; torch's blocked_autorange took 1 to 3 s)
+LATENCY_BLOCKS, LATENCY_BLOCK_S = 9, 0.01
+
+
 def latency(model: nn.Module, make_input, batches: list[int]) -> dict:
     """Median forward time (ms) over warm repeats (the first call builds kernel layouts and
-    brings the codebooks into cache), per batch size, with torch.utils.benchmark."""
+    brings the codebooks into cache), per batch size, timed by torch.utils.benchmark."""
     model.eval()
     device = next(iter(model.state_dict().values())).device
     result = {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
               "kernel": forward_kernel(model, device), "threads": torch.get_num_threads(),
+              "timing": f"median of {LATENCY_BLOCKS} blocks of >= {LATENCY_BLOCK_S * 1e3:g} ms",
               "ms": {}}
     with torch.inference_mode():
         for batch in batches:
             x = make_input(batch).to(device)
-            model(x)  # warm-up
+            model(x)                                                     # warm-up
             timer = benchmark.Timer("model(x)", globals={"model": model, "x": x},
                                     num_threads=torch.get_num_threads())
-            result["ms"][str(batch)] = timer.blocked_autorange(min_run_time=0.2).median * 1e3
+            once = timer.timeit(1).median                  # how many calls fill a block
+            number = max(1, math.ceil(LATENCY_BLOCK_S / max(once, 1e-7)))
+            blocks = [timer.timeit(number).median for _ in range(LATENCY_BLOCKS)]
+            result["ms"][str(batch)] = statistics.median(blocks) * 1e3
     return result

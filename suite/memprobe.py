@@ -3,7 +3,10 @@ process that holds nothing else, reporting its resident set size before the step
 high-water mark of the step.
 
 `python -m suite.memprobe` is a server, started once per measuring process: it imports torch,
-runs nothing, and for each request forks a child that unpickles the model and measures. A
+runs nothing, and for each request forks a child that unpickles the model and measures.
+`python -m suite.memprobe SOCKET` serves the same requests on a Unix socket, one connection
+each, for every worker process of a local grid driver (`measure.share_memory_probe`), so that
+each worker does not start its own; a worker killed mid-request breaks only its connection. A
 child begins as a copy of a process that only imported torch (the fresh interpreter this
 probe used to start per cell, about 2 s each), so nothing of the grid that asked inflates
 its peak. Requests on stdin and replies on stdout are length-prefixed frames: a pickle of
@@ -22,12 +25,12 @@ import json
 import os
 import pickle
 import resource
+import socket
 import struct
 import sys
+import threading
 import traceback
 from pathlib import Path
-
-import torch  # noqa: F401 - unpickling needs it
 
 STATUS = Path("/proc/self/status")
 HEADER = struct.Struct("<Q")
@@ -80,7 +83,8 @@ def read_frame(stream) -> bytes | None:
     if len(head) < HEADER.size:
         return None                                   # the asking process closed the pipe
     (size,) = HEADER.unpack(head)
-    return stream.read(size)
+    payload = stream.read(size)
+    return payload if len(payload) == size else None   # cut short: the asker died
 
 
 def write_frame(stream, payload: bytes) -> None:
@@ -116,12 +120,50 @@ def probe_in_child(request: bytes) -> bytes:
 
 
 def serve() -> None:
-    import torch._dynamo  # noqa: F401 - what torch.utils.checkpoint imports at its first call
-    #                       (MetaKAN's edge generation): once here rather than in every child
+    """Requests on stdin, replies on stdout, until stdin closes."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while (request := read_frame(stdin)) is not None:
         write_frame(stdout, probe_in_child(request))
 
 
+def listen(path: str) -> socket.socket:
+    """A Unix socket listening at `path`, removed with its folder (the server's own, made by
+    `measure.MemoryProbe.share`) when the process that started this server ends: its end of
+    our stdin closes, and this process exits then, whatever it is doing."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+
+    def exit_with_parent():
+        sys.stdin.buffer.read()
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, name="exit-with-parent", daemon=True).start()
+    return listener
+
+
+def serve_socket(listener: socket.socket, read_timeout_s: float = 60.0) -> None:
+    """Requests on the socket, one per connection, one connection at a time."""
+    while True:
+        conn, _ = listener.accept()
+        conn.settimeout(read_timeout_s)
+        try:
+            with conn, conn.makefile("rwb") as stream:
+                if (request := read_frame(stream)) is not None:
+                    write_frame(stream, probe_in_child(request))
+        except Exception:  # noqa: BLE001 - an asker that died, hung or sent garbage loses only
+            pass           # its own request
+
+
 if __name__ == "__main__":
-    serve()
+    # bound before torch loads (seconds), so workers asking early wait for an answer
+    listener = listen(sys.argv[1]) if len(sys.argv) > 1 else None
+    import torch  # noqa: F401 - unpickling needs it
+    import torch._dynamo  # noqa: F401 - what torch.utils.checkpoint imports at its first call
+    #                       (MetaKAN's edge generation): once here rather than in every child
+    if listener is not None:
+        serve_socket(listener)
+    else:
+        serve()

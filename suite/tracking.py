@@ -45,6 +45,12 @@ def start(cfg: RunConfig, mode: str, wandb_dir: str | Path):
     os.environ.setdefault("WANDB_SILENT", "true")
     from lightning.pytorch.loggers import WandbLogger
 
+    import wandb
+
+    # W&B reads WANDB_SILENT only when a run starts; a warning raised while Lightning builds
+    # the run's settings (its `anonymous=None`) would print first, once per worker process
+    wandb.termsetup(wandb.Settings(silent=os.environ["WANDB_SILENT"] == "true"), None)
+
     Path(wandb_dir).mkdir(parents=True, exist_ok=True)
     try:
         logger = WandbLogger(project="kanbench", group=cfg.grid, name=cfg.label, id=cfg.run_id,

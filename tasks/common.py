@@ -20,6 +20,7 @@ from torch.utils.data import (
 )
 
 from suite.errors import KanbenchError, regular_file
+from suite.lit import epoch_loader
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 
@@ -53,16 +54,10 @@ class ResumableShuffle(Sampler[int]):
         self.epoch += 1
 
 
-class EpochBatches(BatchSampler):
-    """A BatchSampler that passes Lightning's `set_epoch` on to its sampler."""
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-
 class TensorDataModule(L.LightningDataModule):
-    """Train / validation / test tensors held in memory; the train loader shuffles with a
-    seeded generator that a resumed fit replays (`ResumableShuffle`). Lightning validates on
+    """Train / validation / test tensors held in memory; the train loader hands the module
+    whole epochs (`suite.lit.Epoch`) of minibatches shuffled with a seeded generator that a
+    resumed fit replays (`ResumableShuffle`). Lightning validates on
     `val` after every training epoch; tables report `test`, and whatever a grid chooses is
     chosen on `val`."""
 
@@ -77,8 +72,7 @@ class TensorDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         shuffle = ResumableShuffle(len(self.train_set), self.seed)
-        return DataLoader(self.train_set, sampler=EpochBatches(shuffle, self.batch_size, False),
-                          batch_size=None)
+        return epoch_loader(self.train_set.tensors, shuffle, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._batched(SequentialSampler(self.val_set), self.test_batch_size)

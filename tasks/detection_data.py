@@ -149,8 +149,7 @@ def train_trunk(trunk: FasterRCNN, train: list[Example], epochs: int, batch_size
     settings = {"lr": lr, "weight_decay": 1e-4, "scheduler": "cosine", "gradient_clip": 10.0}
     module = KanbenchModule(trunk, TrunkObjective(), Method(), {"task": {}, "method": {}},
                             settings, stage="trunk")
-    fit(module, epochs, gradient_clip=settings["gradient_clip"], checkpoint_dir=checkpoint_dir,
-        train_dataloaders=loader)
+    fit(module, epochs, checkpoint_dir=checkpoint_dir, train_dataloaders=loader)
     return trunk.eval()
 
 

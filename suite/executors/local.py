@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import wait
 
 from suite.config import RunConfig
+from suite.measure import MEMORY_PROBE
 from suite.runner import CellWork
 
 
@@ -63,8 +64,12 @@ class Processes:
 
     def map(self, cells: Iterator[RunConfig], work: CellWork
             ) -> Iterator[tuple[RunConfig, dict]]:
+        MEMORY_PROBE.share()  # one probe server for all the workers, not one each
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["suite.executors.die_with_driver", "suite.runner"])
+        # what every cell imports: the suite, and W&B's launch package (its run start imports
+        # it, ~1.5 s, which each fresh worker would otherwise pay again)
+        ctx.set_forkserver_preload(["suite.executors.die_with_driver", "suite.runner",
+                                    "wandb.sdk.launch"])
         running = {}  # receiving end -> (cell, process)
         cells = iter(cells)
         try:

@@ -69,6 +69,8 @@ def load(name: str):
 
 
 def load_all() -> None:
-    """Build every kernel now (make install, the test session's start)."""
-    for name in SOURCES:
-        load(name)
+    """Build every kernel now, side by side (make install, the test session's start)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(SOURCES)) as pool:
+        list(pool.map(load, SOURCES))

@@ -191,3 +191,17 @@ def test_fused_spline_non_finite_inputs_give_nan_outputs_and_gradients():
     assert (y[3] == 0).all()                      # far outside the grid: no basis reaches it
     y.sum().backward()
     assert x.grad[0, 0].isnan() and x.grad[1, 1].isnan() and x.grad[2:].isfinite().all()
+
+
+def test_small_layers_take_the_fused_kernel_and_fall_back_without_a_compiler(monkeypatch):
+    from suite.kernels import build
+
+    spec = KANSpec(grid_size=5, spline_order=3)
+    x, coef = torch.rand(16, 4) * 2 - 1, torch.randn(3, 4, spec.n_coef)
+    assert splines.use_fused(x, coef)
+    wide = torch.randn(splines.FUSED_MAX_EDGES // 4 + 1, 4, spec.n_coef)
+    assert not splines.use_fused(x, wide)
+    fused = splines.spline_linear(x, coef, spec)
+    monkeypatch.setattr(build, "load", lambda name: None)        # no compiler here
+    assert not splines.use_fused(x, coef)
+    torch.testing.assert_close(splines.spline_linear(x, coef, spec), fused)

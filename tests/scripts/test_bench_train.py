@@ -24,13 +24,12 @@ def test_quick_run_writes_every_path_and_names_its_command(tmp_path):
     assert "python scripts/bench_train.py --quick --no-busy" in md and "speed-up" in md
 
 
-def test_the_current_path_is_the_suite_s_defaults_and_the_switch_restores_them():
-    defaults = {key: getattr(bench.OWNERS[key], key) for key in bench.PATHS["current"]}
-    assert defaults == bench.PATHS["current"]
-    with bench.training_path("candidate"):
-        assert splines.FUSED_MAX_EDGES == bench.PATHS["candidate"]["FUSED_MAX_EDGES"]
-        assert metakan.CHECKPOINT_MIN_EDGES and lit.FUSED_ADAMW
-        x, coef = torch.rand(4, 3), torch.randn(2, 3, 8)
-        assert splines.use_fused(x, coef)
+def test_the_after_path_is_the_suite_s_defaults_and_the_switch_restores_them():
+    defaults = {key: getattr(bench.OWNERS[key], key) for key in bench.PATHS["after"]}
+    assert defaults == bench.PATHS["after"]
+    with bench.training_path("before"):
+        assert splines.FUSED_MAX_EDGES == 0 and metakan.CHECKPOINT_MIN_EDGES == 0
+        assert not lit.FUSED_ADAMW
+        assert not splines.use_fused(torch.rand(4, 3), torch.randn(2, 3, 8))
     assert {key: getattr(bench.OWNERS[key], key) for key in defaults} == defaults
-    assert not splines.use_fused(torch.rand(4, 3), torch.randn(2, 3, 8))
+    assert splines.use_fused(torch.rand(4, 3), torch.randn(2, 3, 8))

@@ -1,14 +1,18 @@
-"""Epoch checkpoints: a fit killed mid-stage resumes from its last finished epoch."""
+"""The one LightningModule's fit: the steps it takes, and epoch checkpoints (a fit killed
+mid-stage resumes from its last finished epoch)."""
 
+import copy
 import pickle
 import shutil
 
 import pytest
 import torch
+from torch.utils.data import BatchSampler, DataLoader
 
 from suite.config import resolve
-from suite.lit import KanbenchModule, fit, last_checkpoint, make_trainer
+from suite.lit import Epoch, KanbenchModule, adamw, fit, last_checkpoint, make_trainer
 from suite.registry import METHODS, TASKS
+from tasks.common import ResumableShuffle
 
 
 def module_and_data(fails_at_epoch=None):
@@ -76,3 +80,51 @@ def test_a_fit_validates_every_epoch_or_twenty_times(epochs, validations):
     trainer.fit(module, datamodule=data)
     assert len(seen) == validations
     assert "train/val_rmse" in trainer.callback_metrics
+
+
+def reference_fit(net, task, data, epochs: int, lr: float, clip: float) -> None:
+    """A plain torch loop: RandomSampler's order, AdamW (the suite's), a cosine schedule over
+    every step, gradient norm clipping."""
+    x, y = data.train_set.tensors
+    order = torch.utils.data.RandomSampler(range(len(x)),
+                                           generator=torch.Generator().manual_seed(data.seed))
+    steps_per_epoch = -(-len(x) // data.batch_size)
+    opt = adamw([{"params": list(net.parameters()), "lr": lr}], 0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    for _ in range(epochs):
+        for index in torch.tensor(list(order)).split(data.batch_size):
+            opt.zero_grad()
+            task.training_loss(net, (x[index], y[index])).backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            opt.step()
+            sched.step()
+
+
+@pytest.mark.parametrize("whole_epochs", [True, False], ids=["whole_epochs", "minibatches"])
+def test_a_fit_takes_exactly_the_steps_of_a_plain_loop(whole_epochs):
+    """Whole in-memory epochs (`Epoch`) and a loader of minibatches both train exactly as a
+    plain torch loop over the same shuffled minibatches: bit-identical weights."""
+    cfg = resolve("test", "feynman", "dense", 0, {"task": {"n_train": 100, "n_test": 16},
+                                                  "train": {"batch_size": 32, "lr": 0.05,
+                                                            "gradient_clip": 0.5}})
+    task, method = TASKS.create("feynman"), METHODS.create("dense")
+    torch.manual_seed(0)
+    net = task.build(cfg.args["task"], method.factory(cfg.args["kan"], cfg.args["method"]))
+    reference, initial = copy.deepcopy(net), copy.deepcopy(net.state_dict())
+    data = task.datamodule(cfg.args["task"], "", 32, 3)
+    module = KanbenchModule(net, task, method, cfg.args, cfg.args["train"], "train")
+
+    def loader():
+        if whole_epochs:
+            return data.train_dataloader()
+        sampler = BatchSampler(ResumableShuffle(len(data.train_set), data.seed), 32, False)
+        return DataLoader(data.train_set, sampler=sampler, batch_size=None)
+
+    assert isinstance(next(iter(loader())), Epoch) == whole_epochs
+    fit(module, 3, train_dataloaders=loader(), val_dataloaders=data.val_dataloader())
+    assert module.trainer.global_step == 3 * 4                  # 100 examples: 32, 32, 32, 4
+    reference_fit(reference, task, data, 3, 0.05, 0.5)
+    for (name, got), want in zip(net.state_dict().items(), reference.state_dict().values(),
+                                 strict=True):
+        assert torch.equal(got, want), name
+    assert not all(torch.equal(initial[k], v) for k, v in net.state_dict().items())  # trained

@@ -1,7 +1,10 @@
+import os
+
 import pytest
 import torch
 from safetensors.torch import save_model
 
+from methods import splines
 from methods.kan import KAN, ConvKAN, DenseKANFactory, KANSpec
 from suite import measure
 
@@ -50,12 +53,20 @@ def test_peak_memory_grows_with_the_batch():
     large = measure.peak_memory(net, torch.randn(4096, 64))
     assert small["kind"] == large["kind"] == "cpu_peak_rss_forked_probe_train_step"
     assert large["step_bytes"] > small["step_bytes"]
-    # a (4096, 64, 8) float32 basis tensor alone is 8 MiB
-    assert large["step_bytes"] > 8 * 2**20
     assert large["peak_bytes"] >= large["baseline_bytes"]
 
 
-def test_the_memory_probe_server_is_restarted_and_reports_a_failing_step():
+def test_peak_memory_counts_the_tensor_path_s_basis_tensor():
+    """A layer wider than the fused kernel takes (splines.FUSED_MAX_EDGES) trains on the
+    tensor path, whose (batch, in, G+k) float32 basis tensor must show in the step's peak."""
+    width = splines.FUSED_MAX_EDGES // 64 + 1
+    net = KAN([width, 64], DenseKANFactory(KANSpec()))
+    probe = measure.peak_memory(net, torch.rand(1024, width) * 2 - 1)
+    assert probe["step_bytes"] > 1024 * width * 8 * 4
+
+
+def test_the_memory_probe_server_is_restarted_and_reports_a_failing_step(monkeypatch):
+    monkeypatch.delenv(measure.SHARED_PROBE, raising=False)    # this process's own server
     net = KAN([16, 4], DenseKANFactory(KANSpec()))
     first = measure.peak_memory(net, torch.randn(64, 16))
     measure.MEMORY_PROBE.server.kill()                    # died between two measurements
@@ -81,3 +92,38 @@ def test_latency_names_the_codebook_kernel_of_compressed_layers():
     net = cluster_edges(KAN([6, 3], MetaKANFactory(KANSpec(), 1, 4)), 4, "model", "fp32", 0)
     result = measure.latency(net, lambda b: torch.randn(b, 6), [1])
     assert result["kernel"] == "cpu"                               # the compiled gather
+
+
+def test_a_shared_probe_serves_other_processes_and_survives_a_client_cut_short(monkeypatch):
+    """`share()`: one server on a Unix socket for the processes started after it (a local
+    driver's workers); a client that dies mid-request loses only its own request; the server
+    and its socket are gone once its starter closes their pipe (ends)."""
+    import socket
+
+    monkeypatch.delenv(measure.SHARED_PROBE, raising=False)
+    starter = measure.MemoryProbe()
+    path = starter.share()
+    try:
+        assert os.environ[measure.SHARED_PROBE] == path
+        assert starter.share() == path                          # one per process tree
+        net = KAN([16, 4], DenseKANFactory(KANSpec()))
+        worker = measure.MemoryProbe()                          # e.g. in a forked worker
+        assert worker.ask(net, torch.randn(64, 16))["peak"] > 0
+        assert worker.server is None                            # it started no server
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as cut:
+            cut.connect(path)
+            cut.sendall(b"\x40\x00\x00\x00\x00\x00\x00\x00half a frame")  # then dies
+        assert worker.ask(net, torch.randn(64, 16))["peak"] > 0
+    finally:
+        os.environ.pop(measure.SHARED_PROBE, None)
+        starter.shared_server.stdin.close()
+    starter.shared_server.wait(timeout=10)
+    assert not os.path.exists(os.path.dirname(path))
+
+
+def test_without_the_shared_probe_a_process_asks_its_own(monkeypatch, tmp_path):
+    monkeypatch.setenv(measure.SHARED_PROBE, str(tmp_path / "gone" / "probe.sock"))
+    probe = measure.MemoryProbe()
+    net = KAN([16, 4], DenseKANFactory(KANSpec()))
+    assert probe.ask(net, torch.randn(64, 16))["peak"] > 0
+    assert probe.server is not None and probe.server.poll() is None

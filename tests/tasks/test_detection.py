@@ -73,7 +73,7 @@ def test_the_trunk_and_features_are_cached_once_for_every_cell(data_root, tmp_pa
     assert torch.equal(first.train_set.tensors[0], again.train_set.tensors[0])
     assert [split for split, _ in again.evaluation] == [0, 1]           # test, transfer
     assert len(again.evaluation[1][1]["image_size"]) == 3
-    features, targets = next(iter(again.train_dataloader()))
+    features, targets = next(iter(next(iter(again.train_dataloader()))))  # an epoch's first
     assert features.shape == (32, 16) and targets.shape == (32, 5)
     other = task.datamodule({**args, "trunk_seed": 1}, str(data_root), 32, 0, tmp_path)
     assert not other.timing["trunk"]["cached"]                          # a new key, a new trunk
