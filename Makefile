@@ -4,12 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 GRID   ?= quick
 ARGS   ?=
+# cells at once, each on its share of the cores (a 2-core machine: two cells of one thread)
+JOBS   ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n : 8 )))
 
 .PHONY: install data run test test-fast bench lint clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-compile -e '.[dev]'   # .pyc made at first import, not for all of torch
 	$(BIN)/python -c "from suite.kernels.build import load_all; load_all()"
 	touch $@
 
@@ -23,7 +25,7 @@ data: install
 	$(BIN)/python scripts/prepare_data.py
 
 run: data
-	$(BIN)/python scripts/run_grid.py --grid $(GRID) $(ARGS); status=$$?; \
+	$(BIN)/python scripts/run_grid.py --grid $(GRID) --jobs $(JOBS) $(ARGS); status=$$?; \
 	echo "tables: results/tables/$(GRID)_*.md  plots: results/plots/$(GRID)_*.png"; \
 	exit $$status
 

@@ -63,6 +63,33 @@ def preflight(cells, data_root: str) -> None:
             checked.add(key)
 
 
+def prepare_shared(cells, data_root: str, cache_dir: str) -> None:
+    """What the cells of a task share (a detection trunk), made once here before they run; a
+    failure is left to the cells, which record it; bad input stops the driver (one line)."""
+    import time
+
+    from suite.registry import TASKS
+
+    done = set()
+    for cfg in cells:
+        key = (cfg.task, repr(sorted(cfg.args["task"].items())))
+        if key in done:
+            continue
+        done.add(key)
+        start = time.perf_counter()
+        try:
+            made = TASKS.create(cfg.task).prepare_shared(cfg.args["task"], data_root, cache_dir)
+        except KanbenchError:
+            raise
+        except Exception as err:  # noqa: BLE001 - each cell meets it again and records it
+            print(f"preparing {cfg.task}'s shared inputs failed ({type(err).__name__}: {err}); "
+                  "its cells will record it", flush=True)
+            continue
+        if made:
+            print(f"{cfg.task}: shared inputs ready in {time.perf_counter() - start:.1f}s",
+                  flush=True)
+
+
 def exit_on_sigterm() -> None:
     """SIGTERM ends the driver as Ctrl-C does: its `finally` blocks kill the workers it runs
     and release its claims (a SIGKILLed driver's workers see its pipes close and exit)."""
@@ -103,6 +130,7 @@ def main(argv=None) -> int:
     from suite.runner import CellWork
 
     exit_on_sigterm()
+    prepare_shared(todo, args.data_root, args.cache)
     options = {"jobs": args.jobs, "ray_address": args.ray_address,
                "cluster": args.slurm_cluster, "resources": grid.resources(args.grid),
                "folder": str(Path(args.results) / "slurm" / grid_name)}

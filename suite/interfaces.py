@@ -42,6 +42,13 @@ class Task:
         seconds that took in a `timing` dict ({name: {seconds, cached}}), kept in the record."""
         raise NotImplementedError
 
+    def prepare_shared(self, args: dict, data_root: str, cache_dir: str | Path) -> bool:
+        """Make, in `cache_dir`, what every cell with these task args derives from the data
+        once and shares (detection: the trunk and its features), before any cell runs and
+        with all the machine's cores, so that cells do not wait on one another for it.
+        True when there was something to make (or load). Default: nothing is shared."""
+        return False
+
     def build(self, args: dict, factory) -> nn.Module:
         raise NotImplementedError
 

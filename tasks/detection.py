@@ -126,6 +126,10 @@ class DetectionTask(Task):
         tensors, timing = self.head_inputs(args, Path(data_root), cache_dir)
         return RoiFeatureData(tensors, batch_size, seed, timing)
 
+    def prepare_shared(self, args, data_root, cache_dir):
+        self.head_inputs(args, Path(data_root), cache_dir)
+        return True
+
     def head_inputs(self, args: dict, data_root: Path, cache_dir) -> tuple[dict, dict]:
         """The trunk and its fc6 features from cache_dir/detection/<key>, made and saved on
         first use (made every time without a cache_dir): (tensors by name, timing)."""

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from scripts.run_grid import main as run_grid
+from suite.interfaces import Task
 from suite.registry import METHODS, TASKS
 from suite.store import ResultsStore
 from tests.conftest import REPO, run_script
@@ -41,6 +42,10 @@ def test_smoke_grid_cell_end_to_end(task, method, data_root, tmp_path):
     else:
         assert "memory" not in record and method.startswith("share")
     assert record["config"]["args"]["task"] and record["env"]["torch"]
+    # what a task's cells share (a detection trunk) the driver made before the cell ran
+    shares = type(TASKS.create(task)).prepare_shared is not Task.prepare_shared
+    shared = {"trunk", "features"} & set(record["timing"])
+    assert bool(shared) == shares and all(record["timing"][n]["cached"] for n in shared)
 
     # the offline W&B run holds the record's summary metrics
     (run_file,) = (wandb_dir / "wandb").glob(f"offline-run-*-{record['run_id']}/*.wandb")
