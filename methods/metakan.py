@@ -33,10 +33,10 @@ from suite.registry import METHODS
 
 # Edges generated per chunk: the meta-learner's (chunk, hidden) activations are recomputed in
 # backward instead of kept, so training memory does not grow with edges x hidden. Layers of
-# fewer than CHECKPOINT_MIN_EDGES edges keep them (a few hundred kB), sparing the checkpoint's
-# fixed cost per step; recomputation gives the same numbers either way.
+# fewer than CHECKPOINT_MIN_EDGES edges keep them (at most 2^17 x hidden floats twice: 32 MB
+# at hidden 32), sparing the recomputation; recomputation gives the same numbers either way.
 GENERATE_EDGES = 2**16
-CHECKPOINT_MIN_EDGES = 2**14
+CHECKPOINT_MIN_EDGES = 2**17
 
 
 class MetaLearner(nn.Module):

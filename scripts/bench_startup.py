@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("run_grid", "render_tables", "claims_table", "plots", "seed_variance",
-           "paper_sizes", "prepare_data")
+           "paper_sizes", "prepare_data", "compare_runs")
 
 
 def seconds(command: list[str], repeats: int) -> float:

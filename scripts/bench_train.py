@@ -21,7 +21,7 @@ Paths (module settings and the training loader, nothing in any config):
             step each; the old loop also logged every step, which is not timed here);
     after   the suite's defaults: the fused C++ spline term for layers up to 2^16 edges
             (methods.splines.FUSED_MAX_EDGES), MetaKAN's activations kept for layers under
-            2^14 edges (methods.metakan.CHECKPOINT_MIN_EDGES), AdamW's fused CPU step
+            2^17 edges (methods.metakan.CHECKPOINT_MIN_EDGES), AdamW's fused CPU step
             (suite.lit.FUSED_ADAMW), and whole in-memory epochs per Lightning step
             (suite.lit.Epoch).
 
@@ -57,7 +57,7 @@ NETWORKS = [("feynman", ["task.equation=I.6.20b"]), ("highdim", []), ("digits", 
             ("fashion_mnist", [])]
 PATHS = {
     "before": {"FUSED_MAX_EDGES": 0, "CHECKPOINT_MIN_EDGES": 0, "FUSED_ADAMW": False},
-    "after": {"FUSED_MAX_EDGES": 2**16, "CHECKPOINT_MIN_EDGES": 2**14, "FUSED_ADAMW": True},
+    "after": {"FUSED_MAX_EDGES": 2**16, "CHECKPOINT_MIN_EDGES": 2**17, "FUSED_ADAMW": True},
 }
 WHOLE_EPOCHS = {"before": False, "after": True}
 OWNERS = {"FUSED_MAX_EDGES": splines, "CHECKPOINT_MIN_EDGES": metakan, "FUSED_ADAMW": lit}

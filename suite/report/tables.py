@@ -245,3 +245,27 @@ def share_table(df: pd.DataFrame) -> pd.DataFrame:
             row[f"{n} head{'s' * (n > 1)} MB"] = float(f"{total / 1e6:.4g}")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def rerun_comparison(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Setup x method rows of the primary metric over seeds in two sets of records of one grid
+    (`before`, the records a rerun replaces, and `after`): each side's mean, std, min and
+    max, the change of the mean, and whether the new mean lies within the old seeds' range
+    (min to max) and within one old std of the old mean."""
+    sides = {}
+    for name, df in (("before", before), ("after", after)):
+        done = df[df["status"] == "done"].copy()
+        done["setup"], done["method_label"] = setup_label(done), method_label(done)
+        done["value"] = [row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()]
+        sides[name] = done.groupby(["setup", "method_label"]).agg(
+            metric=("metrics.primary", "first"), seeds=("seed", "nunique"),
+            mean=("value", "mean"), std=("value", "std"), min=("value", "min"),
+            max=("value", "max"))
+    old, new = sides["before"], sides["after"]
+    table = old[["metric"]].join(old[["seeds", "mean", "std", "min", "max"]].add_prefix("before "))
+    table = table.join(new[["seeds", "mean", "std"]].add_prefix("after "), how="inner")
+    table["change"] = table["after mean"] - table["before mean"]
+    table["within seed range"] = table["after mean"].between(table["before min"],
+                                                             table["before max"])
+    table["within 1 std"] = table["change"].abs() <= table["before std"]
+    return table.reset_index().rename(columns={"method_label": "method"})

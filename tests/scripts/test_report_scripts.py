@@ -1,10 +1,12 @@
 """The report scripts regenerate the committed tables byte for byte from the committed
 records, and bad arguments are one line."""
 
+import json
 import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from suite.report.render import source_line, validation_view, write_seed_variance, write_tables
@@ -64,7 +66,7 @@ def test_the_three_scripts_remake_the_deleted_reports_without_torch(tmp_path):
     others = tuple(f"{g}_" for g in COMMITTED_GRIDS if g.startswith("quick_"))  # quick_tuning
     assert [p.name for p in tables] == sorted(
         p.name for p in (REPO / "results" / "tables").glob("quick_*")
-        if not p.name.startswith(others))
+        if not p.name.startswith(others) and "_rerun_comparison." not in p.name)
     for path in tables:
         assert path.read_bytes() == (REPO / "results" / "tables" / path.name).read_bytes(), \
             path.name
@@ -83,3 +85,33 @@ def test_bad_arguments_are_one_line(tmp_path):
         assert done.returncode == 2, script
         assert done.stderr.strip().splitlines() == [
             f"error: no records for grid 'nothing' under {tmp_path}/runs"], done.stderr
+
+
+def test_compare_runs_sets_a_grid_s_records_beside_those_they_replace(tmp_path):
+    """Against itself every setup is unchanged; a copy with one setup's metric moved far out
+    shows that row outside the old range; a missing store is one line."""
+    before = tmp_path / "before"
+    shutil.copytree(REPO / "results" / "runs" / "quick", before / "runs" / "quick")
+    after = tmp_path / "after"
+    shutil.copytree(before, after)
+    moved = 0
+    for path in (after / "runs" / "quick").glob("*.json"):
+        record = json.loads(path.read_text())
+        if record["task"] == "digits" and record["method"] == "dense":
+            record["metrics"]["accuracy"] += 0.5
+            path.write_text(json.dumps(record))
+            moved += 1
+    assert moved == 3
+    done = run_script("compare_runs.py", "--before", str(before), "--results", str(after))
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(after / "tables" / "quick_rerun_comparison.csv")
+    outside = table[~table["within seed range"]]
+    assert list(zip(outside.setup, outside.method, strict=True)) == [("digits", "dense")]
+    assert outside["change"].iloc[0] == pytest.approx(0.5)
+    assert table.drop(outside.index)["change"].abs().max() == 0
+    assert "compare_runs.py --grid quick --before" in \
+        (after / "tables" / "quick_rerun_comparison.md").read_text()
+    done = run_script("compare_runs.py", "--before", str(tmp_path / "nothing"),
+                      "--results", str(after))
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: no records for grid 'quick' under {tmp_path / 'nothing'}/runs"]
