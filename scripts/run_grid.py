@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     prepare_shared(todo, args.data_root, args.cache)
     options = {"jobs": args.jobs, "ray_address": args.ray_address,
                "cluster": args.slurm_cluster, "resources": grid.resources(args.grid),
-               "folder": str(Path(args.results) / "slurm" / grid_name)}
+               "folder": str(Path(args.results) / "slurm" / grid_name),
+               "memory": any(cfg.args["measure"]["memory"] for cfg in todo)}
     work = CellWork(args.cache, args.data_root, args.wandb, args.wandb_dir,
                     args.recompute_damaged, executors.threads_per_cell(args.executor, options))
     executor = executors.create(args.executor, options)

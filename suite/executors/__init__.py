@@ -24,10 +24,12 @@ class Executor(Protocol):
 
 
 def create(name: str, options: dict) -> Executor:
-    """The executor `name` with the driver's options (jobs, ray_address, resources, ...)."""
+    """The executor `name` with the driver's options (jobs, ray_address, resources, whether
+    any cell measures memory, ...)."""
     if name == "local":
         from suite.executors.local import InProcess, Processes
-        return Processes(options["jobs"]) if options["jobs"] > 1 else InProcess()
+        return Processes(options["jobs"], options.get("memory", True)) \
+            if options["jobs"] > 1 else InProcess()
     if name == "ray":
         from suite.executors.ray import RayExecutor
         return RayExecutor(options)

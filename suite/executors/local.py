@@ -59,12 +59,15 @@ class Processes:
     has imported the suite: a crash, a leak or the OOM killer takes down one cell, which is
     recorded as failed, never the grid."""
 
-    def __init__(self, jobs: int):
-        self.jobs = jobs
+    def __init__(self, jobs: int, share_memory_probe: bool = True):
+        """`share_memory_probe`: start one memory probe server for all the workers (when
+        their cells measure memory)."""
+        self.jobs, self.share_memory_probe = jobs, share_memory_probe
 
     def map(self, cells: Iterator[RunConfig], work: CellWork
             ) -> Iterator[tuple[RunConfig, dict]]:
-        MEMORY_PROBE.share()  # one probe server for all the workers, not one each
+        if self.share_memory_probe:
+            MEMORY_PROBE.share()  # one probe server for all the workers, not one each
         ctx = mp.get_context("forkserver")
         # what every cell imports: the suite, and W&B's launch package (its run start imports
         # it, ~1.5 s, which each fresh worker would otherwise pay again)
