@@ -11,7 +11,7 @@ JOBS   ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n : 8 )))
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
-	$(BIN)/pip install -q --no-compile -e '.[dev]'   # .pyc made at first import, not for all of torch
+	$(BIN)/pip install -q -e '.[dev]'   # with .pyc: where PYTHONDONTWRITEBYTECODE is set, none is made later
 	$(BIN)/python -c "from suite.kernels.build import load_all; load_all()"
 	touch $@
 
