@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from suite.report.tables import method_label, pareto_front, setup_label, summary  # noqa: E402
+from suite.report.tables import done_records, pareto_front, summary  # noqa: E402
 
 METHOD_COLOURS = {"dense": "#222222", "metakan": "#1f77b4", "metacluster": "#2ca02c",
                   "share_fp32": "#ff7f0e", "share_int8": "#d62728"}
@@ -26,17 +26,6 @@ def colour(method: str) -> str:
     if base in METHOD_COLOURS:
         return METHOD_COLOURS[base]
     return OTHER_COLOURS[sum(map(ord, base)) % len(OTHER_COLOURS)]
-
-
-def done_records(df: pd.DataFrame) -> pd.DataFrame:
-    done = df[df["status"] == "done"].copy()
-    if done.empty:
-        return done
-    done["setup"] = setup_label(done)
-    for _, rows in done.groupby("setup"):
-        done.loc[rows.index, "label"] = method_label(rows)
-    done["value"] = [r[f"metrics.{r['metrics.primary']}"] for _, r in done.iterrows()]
-    return done
 
 
 def metric_vs_bytes(df: pd.DataFrame, setup: str) -> Figure:

@@ -103,7 +103,7 @@ def save_figure(figure, base: Path, caption: str) -> list[Path]:
 
 
 def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str) -> list[Path]:
-    done = plots.done_records(frame)
+    done = tables.done_records(frame)
     if done.empty:
         return []
     written = []

@@ -49,6 +49,25 @@ def _text(value) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
+def primary_values(done: pd.DataFrame) -> pd.Series:
+    """Each record's primary metric (the column its `metrics.primary` names)."""
+    return pd.Series([row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()],
+                     index=done.index, dtype=float)
+
+
+def done_records(df: pd.DataFrame) -> pd.DataFrame:
+    """The done records with their `setup`, the method's `label` within it and the primary
+    metric's `value`."""
+    done = df[df["status"] == "done"].copy() if "status" in df else df.iloc[:0]
+    if done.empty:
+        return done
+    done["setup"] = setup_label(done)
+    for _, rows in done.groupby("setup"):  # args that vary within a setup name the rows
+        done.loc[rows.index, "label"] = method_label(rows)
+    done["value"] = primary_values(done)
+    return done
+
+
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """One row per setup x method over the done records: seeds, primary metric mean and std
     (and its mean after the first stage, before any compression, for multi-stage methods),
@@ -60,7 +79,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     done["setup"] = setup_label(done)
     for _, rows in done.groupby("setup"):  # args that vary within a setup name the rows
         done.loc[rows.index, "method"] = method_label(rows)
-    done["value"] = [row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()]
+    done["value"] = primary_values(done)
     done["first stage"] = [row[f"metrics.stages.train.{row['metrics.primary']}"]
                            for _, row in done.iterrows()]
     rows = []
@@ -184,8 +203,7 @@ def compression(df: pd.DataFrame) -> pd.DataFrame:
             if finished.empty:
                 row[method] = "failed"
                 continue
-            values = pd.Series([r[f"metrics.{r['metrics.primary']}"]
-                                for _, r in finished.iterrows()], dtype=float)
+            values = primary_values(finished)
             row[method] = mean_std_text(values.mean(), values.std(ddof=1))
             row[f"{method} KAN kB"] = round(finished["storage.kan_bytes"].median() / 1e3, 2)
             row[f"{method} ratio (x)"] = round(finished["storage.kan_ratio"].mean(), 1)
@@ -201,7 +219,7 @@ def metakan_table(df: pd.DataFrame) -> pd.DataFrame:
     if done.empty:
         return pd.DataFrame()
     done["setup"] = setup_label(done)
-    done["value"] = [row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()]
+    done["value"] = primary_values(done)
     epochs = done["config.args.train.max_epochs"] if "config.args.train.max_epochs" in done \
         else float("nan")
     done["epoch seconds"] = done["timing.train.seconds"] / epochs
@@ -254,10 +272,7 @@ def rerun_comparison(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     (min to max) and within one old std of the old mean."""
     sides = {}
     for name, df in (("before", before), ("after", after)):
-        done = df[df["status"] == "done"].copy()
-        done["setup"], done["method_label"] = setup_label(done), method_label(done)
-        done["value"] = [row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()]
-        sides[name] = done.groupby(["setup", "method_label"]).agg(
+        sides[name] = done_records(df).groupby(["setup", "label"]).agg(
             metric=("metrics.primary", "first"), seeds=("seed", "nunique"),
             mean=("value", "mean"), std=("value", "std"), min=("value", "min"),
             max=("value", "max"))
@@ -268,4 +283,4 @@ def rerun_comparison(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     table["within seed range"] = table["after mean"].between(table["before min"],
                                                              table["before max"])
     table["within 1 std"] = table["change"].abs() <= table["before std"]
-    return table.reset_index().rename(columns={"method_label": "method"})
+    return table.reset_index().rename(columns={"label": "method"})

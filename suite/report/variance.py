@@ -8,16 +8,10 @@ import math
 import pandas as pd
 from scipy import stats
 
-from suite.report.tables import method_label, setup_label
+from suite.report.tables import done_records
 
 CONFIDENCE = 0.95
 MIN_SEEDS = 3
-
-
-def primary_values(done: pd.DataFrame) -> pd.Series:
-    """Each record's primary metric (the column its `metrics.primary` names)."""
-    return pd.Series([row[f"metrics.{row['metrics.primary']}"] for _, row in done.iterrows()],
-                     index=done.index, dtype=float)
 
 
 def confidence_half_width(values: pd.Series, confidence: float = CONFIDENCE) -> float:
@@ -33,13 +27,9 @@ def seed_variance(df: pd.DataFrame) -> pd.DataFrame:
     mean, and against dense of the same setup the gap (mean - dense mean), Welch's t statistic
     and two-sided p-value, and flags: `few seeds` (< 3 on either side) and `spread > gap`
     (either side's std exceeds the gap, so the gap is within seed noise)."""
-    done = df[df["status"] == "done"].copy() if "status" in df else df.iloc[:0]
+    done = done_records(df)
     if done.empty:
         return pd.DataFrame()
-    done["setup"] = setup_label(done)
-    for _, rows in done.groupby("setup"):
-        done.loc[rows.index, "label"] = method_label(rows)
-    done["value"] = primary_values(done)
     rows = []
     for (setup, label), group in done.groupby(["setup", "label"], sort=True):
         values = group["value"]
