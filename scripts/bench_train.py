@@ -55,12 +55,12 @@ from tasks.common import ResumableShuffle
 REPO = Path(__file__).resolve().parent.parent
 NETWORKS = [("feynman", ["task.equation=I.6.20b"]), ("highdim", []), ("digits", []),
             ("fashion_mnist", [])]
+OWNERS = {"FUSED_MAX_EDGES": splines, "CHECKPOINT_MIN_EDGES": metakan, "FUSED_ADAMW": lit}
 PATHS = {
     "before": {"FUSED_MAX_EDGES": 0, "CHECKPOINT_MIN_EDGES": 0, "FUSED_ADAMW": False},
-    "after": {"FUSED_MAX_EDGES": 2**16, "CHECKPOINT_MIN_EDGES": 2**17, "FUSED_ADAMW": True},
+    "after": {key: getattr(owner, key) for key, owner in OWNERS.items()},  # the defaults
 }
 WHOLE_EPOCHS = {"before": False, "after": True}
-OWNERS = {"FUSED_MAX_EDGES": splines, "CHECKPOINT_MIN_EDGES": metakan, "FUSED_ADAMW": lit}
 
 
 @contextlib.contextmanager

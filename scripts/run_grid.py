@@ -49,18 +49,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)
 
 
+def one_per_task_setting(cells):
+    """The first cell of each task with each setting of its task args."""
+    seen = set()
+    for cfg in cells:
+        key = (cfg.task, repr(sorted(cfg.args["task"].items())))
+        if key not in seen:
+            seen.add(key)
+            yield cfg
+
+
 def preflight(cells, data_root: str) -> None:
     """Everything that can be checked before the first cell runs: names, settings, data."""
     from suite.registry import METHODS, TASKS
 
-    checked = set()
     for cfg in cells:
-        task, method = TASKS.create(cfg.task), METHODS.create(cfg.method)
-        method.factory(cfg.args["kan"], cfg.args["method"])
-        key = (cfg.task, repr(sorted(cfg.args["task"].items())))
-        if key not in checked:
-            task.check_data(cfg.args["task"], data_root)
-            checked.add(key)
+        METHODS.create(cfg.method).factory(cfg.args["kan"], cfg.args["method"])
+    for cfg in one_per_task_setting(cells):
+        TASKS.create(cfg.task).check_data(cfg.args["task"], data_root)
 
 
 def prepare_shared(cells, data_root: str, cache_dir: str) -> None:
@@ -70,12 +76,7 @@ def prepare_shared(cells, data_root: str, cache_dir: str) -> None:
 
     from suite.registry import TASKS
 
-    done = set()
-    for cfg in cells:
-        key = (cfg.task, repr(sorted(cfg.args["task"].items())))
-        if key in done:
-            continue
-        done.add(key)
+    for cfg in one_per_task_setting(cells):
         start = time.perf_counter()
         try:
             made = TASKS.create(cfg.task).prepare_shared(cfg.args["task"], data_root, cache_dir)

@@ -123,7 +123,7 @@ def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
             "batch": example.shape[0]}
 
 
-# A Unix socket where a shared probe server listens (set by `share_memory_probe`)
+# Names the Unix socket where a shared probe server listens (set by `MemoryProbe.share`)
 SHARED_PROBE = "KANBENCH_MEMORY_PROBE"
 
 
@@ -137,7 +137,8 @@ class MemoryProbe:
     SHARED_START_S = 10
 
     def __init__(self):
-        self.server: subprocess.Popen | None = None
+        self.server: subprocess.Popen | None = None         # this process's own
+        self.shared_server: subprocess.Popen | None = None  # the one `share` started
 
     def ask(self, model: nn.Module, example: torch.Tensor) -> dict:
         modules = sorted({type(m).__module__ for m in model.modules()})

@@ -24,9 +24,9 @@ def test_quick_run_writes_every_path_and_names_its_command(tmp_path):
     assert "python scripts/bench_train.py --quick --no-busy" in md and "speed-up" in md
 
 
-def test_the_after_path_is_the_suite_s_defaults_and_the_switch_restores_them():
-    defaults = {key: getattr(bench.OWNERS[key], key) for key in bench.PATHS["after"]}
-    assert defaults == bench.PATHS["after"]
+def test_the_before_path_differs_in_every_setting_and_the_switch_restores_the_defaults():
+    defaults = {key: getattr(bench.OWNERS[key], key) for key in bench.OWNERS}
+    assert all(bench.PATHS["before"][key] != value for key, value in defaults.items())
     with bench.training_path("before"):
         assert splines.FUSED_MAX_EDGES == 0 and metakan.CHECKPOINT_MIN_EDGES == 0
         assert not lit.FUSED_ADAMW
