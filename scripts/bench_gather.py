@@ -109,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--min-run-time", type=float, default=0.3)
     p.add_argument("--out", type=Path, default=Path("results/bench"))
-    p.add_argument("--quick", action="store_true", help="tiny shapes, one round (tests)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny shapes, one round, short timings (tests)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.min_run_time = 1, 0.01
     shapes, batches = (([(20, 6)], [1, 40]) if args.quick else (SHAPES, BATCHES))
     order_shape, order_batches = ((20, 6), [1, 40]) if args.quick else (ORDER_SHAPE,
                                                                        ORDER_BATCHES)
-    rounds = 1 if args.quick else args.rounds
     torch.manual_seed(SEED)
     kernel = kernels.pick_kernel(torch.device("cpu"), SPEC)
 
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                               "kernel": "torch" if name.startswith("dense") else kernel,
                               "order": order or "dense", "read_bytes": read_bytes(layer),
                               "fn": forward_fn(layer, x)})
-    frame = timed_rounds(cases, rounds, args.min_run_time)
+    frame = timed_rounds(cases, args.rounds, args.min_run_time)
     for baseline in ("dense", "dense_prescaled"):
         base_ms = frame[frame.layer == baseline].set_index(["shape", "batch"])["ms"]
         frame[f"{baseline}_over_this"] = [
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "fn": forward_fn(layer, x, order)})
         order_cases.append({"shape": f"{order_shape[0]}->{order_shape[1]}", "batch": batch,
                             "layer": "dense", "order": "dense", "fn": forward_fn(dense, x)})
-    orders = timed_rounds(order_cases, rounds, args.min_run_time)
+    orders = timed_rounds(order_cases, args.rounds, args.min_run_time)
 
     args.out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out / "gather.csv", index=False, float_format="%.4g")
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# Codebook gather benchmark\n\nMade by `{command}` on {machine(torch.get_num_threads())}"
         f".\n\nCompressed layers run the `{kernel}` kernel; batches <= "
         f"{cpu.GATHER_MAX_BATCH} take the table-and-gather order, larger ones the rebuilt-tile "
-        f"matmul. Times are medians over {rounds} interleaved rounds of blocked_autorange "
+        f"matmul. Times are medians over {args.rounds} interleaved rounds of blocked_autorange "
         f"medians.\n\n## Dense KANLinear time / compressed time (above 1: compressed is "
         f"faster)\n\n{table.round(2).to_markdown()}\n\n## Dense with prescaled coefficients / "
         f"compressed\n\n{table_prescaled.round(2).to_markdown()}\n\n## Milliseconds per forward\n\n"

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.forkserver
 import os
 import select
 import signal
 import threading
 from collections.abc import Iterator
 from multiprocessing.connection import wait
+from typing import TYPE_CHECKING
 
 from suite.config import RunConfig
-from suite.measure import MEMORY_PROBE
-from suite.runner import CellWork
+
+if TYPE_CHECKING:  # torch, Lightning: the forkserver imports them; this module need not
+    from suite.runner import CellWork
+
+# what every worker imports before it is forked: the suite, and W&B's launch package (its run
+# start imports it, ~1.5 s, which each fresh worker would otherwise pay again)
+PRELOAD = ["suite.executors.die_with_driver", "suite.runner", "wandb.sdk.launch"]
 
 
 class InProcess:
@@ -39,9 +46,20 @@ def exit_with_driver(conn) -> None:
     threading.Thread(target=watch, name="exit-with-driver", daemon=True).start()
 
 
-def worker(work: CellWork, cfg: RunConfig, conn) -> None:
+def start_forkserver() -> None:
+    """Start the server the workers are forked from, which imports PRELOAD (seconds) in the
+    background: a driver calls this first thing, so that those imports overlap its own;
+    `Processes.map` starts it where nobody has."""
+    mp.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    multiprocessing.forkserver.ensure_running()
+
+
+def worker(work: CellWork, cfg: RunConfig, conn, memory_probe: str | None) -> None:
     os.setpgrp()                  # the driver kills this group: the worker and its helpers
     exit_with_driver(conn)
+    if memory_probe:              # the driver's shared probe server (see measure.MemoryProbe)
+        from suite.measure import SHARED_PROBE
+        os.environ[SHARED_PROBE] = memory_probe
     with conn:
         conn.send(work(cfg))
 
@@ -66,20 +84,19 @@ class Processes:
 
     def map(self, cells: Iterator[RunConfig], work: CellWork
             ) -> Iterator[tuple[RunConfig, dict]]:
-        if self.share_memory_probe:
-            MEMORY_PROBE.share()  # one probe server for all the workers, not one each
+        from suite.measure import MEMORY_PROBE
+
+        # one probe server for all the workers, not one each
+        memory_probe = MEMORY_PROBE.share() if self.share_memory_probe else None
+        start_forkserver()
         ctx = mp.get_context("forkserver")
-        # what every cell imports: the suite, and W&B's launch package (its run start imports
-        # it, ~1.5 s, which each fresh worker would otherwise pay again)
-        ctx.set_forkserver_preload(["suite.executors.die_with_driver", "suite.runner",
-                                    "wandb.sdk.launch"])
         running = {}  # receiving end -> (cell, process)
         cells = iter(cells)
         try:
             while True:
                 while len(running) < self.jobs and (cfg := next(cells, None)) is not None:
                     receive, send = ctx.Pipe(duplex=False)
-                    process = ctx.Process(target=worker, args=(work, cfg, send),
+                    process = ctx.Process(target=worker, args=(work, cfg, send, memory_probe),
                                           name=f"kanbench-{cfg.label}", daemon=True)
                     process.start()
                     send.close()

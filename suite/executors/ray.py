@@ -5,10 +5,13 @@ Records come back to the driver through Ray's object store; workers write nothin
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from suite.config import RunConfig
 from suite.errors import KanbenchError, first_line
-from suite.runner import CellWork
+
+if TYPE_CHECKING:  # workers import the runner; the driver need not yet
+    from suite.runner import CellWork
 
 
 def run_on_worker(work: CellWork, cfg: RunConfig) -> dict:

@@ -1,6 +1,7 @@
-"""A grid that loses nothing: drivers killed with SIGKILL at random moments, and two drivers at
-once on one results directory. Evidence comes from the drivers' own logs (which cells each
-began), the store, and the W&B offline runs."""
+"""A grid that loses nothing: drivers killed with SIGKILL or SIGTERM at random moments, serial
+and `--jobs 2`, and two drivers at once on one results directory. Evidence comes from the
+drivers' own logs (which cells each began), the processes left alive, the store, and the W&B
+offline runs."""
 
 import json
 import os
@@ -29,9 +30,14 @@ blocks:
   - tasks: [feynman]
     args: {task: {n_train: 64, n_test: 64}}
 """
-TRIALS, CELLS = 20, 16
-PARALLEL_GRID = GRID.replace("seeds: [0, 1, 2, 3, 4, 5, 6, 7]", "seeds: [0, 1]")
-PARALLEL_CELLS = 4
+CELLS = 16
+SEEDS_FOR = {"sigkill": 20, "sigterm": 12}  # cells to spare: each trial records one or two
+
+
+def kill_grid(seeds: int) -> str:
+    return GRID.replace("[0, 1, 2, 3, 4, 5, 6, 7]", str(list(range(seeds))))
+
+
 BEGUN = re.compile(r"^\[\d+/\d+\] \S+ ([0-9a-f]{16}) \.\.\.$", re.M)
 EVENT = re.compile(r"^\[\d+/\d+\] \S+ (?:[0-9a-f]{16} \.\.\.|done in )", re.M)
 
@@ -85,43 +91,67 @@ def check_complete(tmp_path, cells: int):
     assert set(wandb_runs(tmp_path)) == set(done)  # one W&B id per cell, its run_id
 
 
-def kill_at_a_random_point(process, log, rng) -> bool:
-    """SIGKILL the driver 0-2 s after its k-th cell event (a cell begun or recorded), k random
-    in 0..3, so kills land in start-up, in training, in measuring and around record writes.
-    False when the driver finished first."""
-    events, delay = rng.randint(0, 3), rng.uniform(0.0, 2.0)
+def kill_when(process, log, how, pattern, events: int, delay: float) -> bool:
+    """Send `how` to the driver `delay` s after its log shows `events` matches of `pattern`
+    (0 means at once). False when the driver finished first."""
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
-        if len(EVENT.findall(log.read_text())) >= events:
+        if len(pattern.findall(log.read_text())) >= events:
             time.sleep(delay)
             break
         time.sleep(0.05)
     if process.poll() is not None:
         assert process.returncode == 0, log.read_text()[-2000:]
         return False
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(how)
     process.wait()
     return True
 
 
-def test_sigkilled_drivers_lose_and_repeat_nothing(tmp_path):
-    rng = random.Random(0)
-    finished, killed = set(), 0
+def check_nothing_left(marker: str, trial: int) -> float:
+    """Within 5 s of its driver's death, no process that driver started is alive; returns
+    the seconds the last of them took to go."""
     start = time.monotonic()
-    for trial in range(TRIALS):
-        log = tmp_path / f"trial{trial}.log"
-        killed += kill_at_a_random_point(driver(tmp_path, log), log, rng)
+    while processes_marked(marker) and time.monotonic() < start + 5:
+        time.sleep(0.05)
+    assert not processes_marked(marker), (trial, processes_marked(marker))
+    return time.monotonic() - start
+
+
+def test_sigkilled_drivers_lose_and_repeat_nothing(tmp_path):
+    """SIGKILL lands at random moments: a serial driver's 0-2 s after its k-th cell event (a
+    cell begun or recorded, k in 0..3: start-up, training, measuring, record writes), every
+    other driver a --jobs 2 one 0.5-2 s after its two workers began training. No driver
+    begins a cell already recorded, none leaves a process alive, and a last run records every
+    cell exactly once, with one W&B run each."""
+    rng, trials, grid = random.Random(0), 20, kill_grid(SEEDS_FOR["sigkill"])
+    finished, killed, lingered = set(), {"serial": 0, "--jobs 2": 0}, 0.0
+    start = time.monotonic()
+    for trial in range(trials):
+        log, marker = tmp_path / f"trial{trial}.log", f"sigkill-{trial}-{os.getpid()}"
+        kind = "--jobs 2" if trial % 2 else "serial"
+        if kind == "serial":
+            process = driver(tmp_path, log, marker=marker, grid_text=grid)
+            when = (EVENT, rng.randint(0, 3), rng.uniform(0.0, 2.0))
+        else:
+            process = driver(tmp_path, log, "--jobs", "2", marker=marker, grid_text=grid)
+            when = (BEGUN, 2, rng.uniform(0.5, 2.0))
+        killed[kind] += kill_when(process, log, signal.SIGKILL, *when)
+        lingered = max(lingered, check_nothing_left(marker, trial))
         begun = set(BEGUN.findall(log.read_text()))
         assert not begun & finished, f"trial {trial} began cells already recorded"
         finished |= {run_id for run_id, r in records(tmp_path).items() if r["status"] == "done"}
     seconds = time.monotonic() - start
-    print(f"\n{TRIALS} trials, {killed} drivers killed with SIGKILL, {len(finished)} of "
-          f"{CELLS} cells recorded before the final run, {seconds:.0f} s")
-    assert killed >= TRIALS // 2
+    cells = 2 * SEEDS_FOR["sigkill"]
+    print(f"\n{trials} trials, drivers killed with SIGKILL: {killed}, {len(finished)} of "
+          f"{cells} cells recorded before the final run, the last process gone "
+          f"{lingered:.2f} s after its driver at most, {seconds:.0f} s")
+    assert killed == {"serial": trials // 2, "--jobs 2": trials // 2}
     log = tmp_path / "final.log"
-    assert driver(tmp_path, log).wait(timeout=600) == 0, log.read_text()[-2000:]
+    assert driver(tmp_path, log, grid_text=grid).wait(timeout=600) == 0, \
+        log.read_text()[-2000:]
     assert not set(BEGUN.findall(log.read_text())) & finished
-    check_complete(tmp_path, CELLS)
+    check_complete(tmp_path, cells)
     assert not list((tmp_path / "results" / "claims" / "faults").iterdir())
 
 
@@ -181,33 +211,24 @@ def test_a_cell_killed_mid_training_resumes_to_the_uninterrupted_record(name, tm
         assert record["metrics"] == expected[run_id]["metrics"], run_id
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_a_killed_parallel_driver_leaves_no_process_and_loses_no_cell(how, tmp_path):
-    """--jobs 2 drivers killed while their workers train: within 5 s nothing they started is
-    alive (workers, forkserver, W&B helpers), and a rerun records every cell exactly once."""
-    rng, trials, started = random.Random(int(how)), 10, set()
+def test_sigtermed_parallel_drivers_leave_no_process_and_lose_no_cell(tmp_path):
+    """--jobs 2 drivers sent SIGTERM while their workers train: within 5 s nothing they
+    started is alive (workers, forkserver, W&B helpers), and a rerun records every cell
+    exactly once. (SIGKILLed --jobs 2 drivers: half the trials above.)"""
+    rng, trials, grid = random.Random(15), 10, kill_grid(SEEDS_FOR["sigterm"])
+    started, killed = set(), 0
     for trial in range(trials):
-        log, marker = tmp_path / f"trial{trial}.log", f"{how.name}-{trial}-{os.getpid()}"
-        process = driver(tmp_path, log, "--jobs", "2", marker=marker, grid_text=PARALLEL_GRID)
-        deadline = time.monotonic() + 120
-        while process.poll() is None and len(BEGUN.findall(log.read_text())) < 2 and \
-                time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.5, 2.0))                      # the workers are training
-        if process.poll() is not None:
-            break                                              # every cell done already
-        assert len(processes_marked(marker)) >= 2              # the driver and its helpers
-        process.send_signal(how)
-        process.wait()
-        gone_by = time.monotonic() + 5
-        while processes_marked(marker) and time.monotonic() < gone_by:
-            time.sleep(0.1)
-        assert not processes_marked(marker), (trial, processes_marked(marker))
+        log, marker = tmp_path / f"trial{trial}.log", f"sigterm-{trial}-{os.getpid()}"
+        process = driver(tmp_path, log, "--jobs", "2", marker=marker, grid_text=grid)
+        killed += kill_when(process, log, signal.SIGTERM, BEGUN, 2, rng.uniform(0.5, 2.0))
+        check_nothing_left(marker, trial)
         started |= set(BEGUN.findall(log.read_text()))
-    assert started, "no trial got as far as a cell"
     recorded_before = set(records(tmp_path))
+    print(f"\n{trials} trials, drivers killed with SIGTERM: {killed}, {len(recorded_before)} of "
+          f"{2 * SEEDS_FOR['sigterm']} cells recorded before the final run")
+    assert killed == trials and started
     log = tmp_path / "final.log"
-    assert driver(tmp_path, log, "--jobs", "2", grid_text=PARALLEL_GRID).wait(timeout=600) == 0
+    assert driver(tmp_path, log, "--jobs", "2", grid_text=grid).wait(timeout=600) == 0
     begun = BEGUN.findall(log.read_text())
     assert len(begun) == len(set(begun)) and not set(begun) & recorded_before
-    check_complete(tmp_path, PARALLEL_CELLS)
+    check_complete(tmp_path, 2 * SEEDS_FOR["sigterm"])

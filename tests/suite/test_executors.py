@@ -18,6 +18,7 @@ from suite import executors
 from suite.config import RunConfig
 from suite.executors import available_cores
 from suite.executors.local import Processes
+from suite.measure import MEMORY_PROBE, SHARED_PROBE
 from suite.runner import CellWork
 from suite.store import ResultsStore
 from tests.conftest import REPO
@@ -90,7 +91,8 @@ def test_submitit_local_executor(in_process, tmp_path):
 def test_a_slurm_driver_that_died_is_re_attached(tmp_path):
     """Kill the driver once its job array is out; rerunning the command waits for those jobs
     and collects their records instead of submitting the cells again."""
-    argv = [sys.executable, str(REPO / "scripts" / "run_grid.py"), *CELLS, "--executor",
+    argv = [sys.executable, str(REPO / "scripts" / "run_grid.py"), "--grid", "smoke",
+            "tasks=[feynman,digits]", "methods=[dense]", "measure.memory=false", "--executor",
             "slurm", "--slurm-cluster", "local", "--results", str(tmp_path), "--cache",
             str(tmp_path / "cache"), "--wandb", "off", "--no-reports"]
     jobs = tmp_path / "slurm" / "smoke"
@@ -102,13 +104,13 @@ def test_a_slurm_driver_that_died_is_re_attached(tmp_path):
     first.kill()
     first.wait()
     submitted = json.loads((jobs / "jobs.json").read_text())
-    assert len(submitted) == 6 and not list((tmp_path / "runs").glob("*/*.json"))
+    assert len(submitted) == 2 and not list((tmp_path / "runs").glob("*/*.json"))
     again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr
     assert json.loads((jobs / "jobs.json").read_text()) == submitted   # nothing resubmitted
-    assert len(list((jobs / "jobs").glob("*_submitted.pkl"))) == 6
+    assert len(list((jobs / "jobs").glob("*_submitted.pkl"))) == 2
     records = ResultsStore(tmp_path).records("smoke")
-    assert len(records) == 6 and all(r["status"] == "done" for r in records)
+    assert len(records) == 2 and all(r["status"] == "done" for r in records)
 
 
 class DiesOnSeedOne(CellWork):
@@ -126,6 +128,19 @@ def test_a_worker_that_dies_is_a_failed_record_and_the_others_go_on(tmp_path):
     assert records[1]["status"] == "failed"
     assert records[1]["error"] == "WorkerDied: the worker process exited with signal SIGKILL " \
                                   "(out of memory?)"
+
+
+class NamesItsMemoryProbe(CellWork):
+    def __call__(self, cfg):
+        return {"run_id": cfg.run_id, "status": "done", "probe": os.environ.get(SHARED_PROBE)}
+
+
+def test_every_worker_asks_the_one_memory_probe_its_driver_shares(tmp_path):
+    cells = [RunConfig("g", "feynman", "dense", seed, {}) for seed in range(3)]
+    work = NamesItsMemoryProbe(str(tmp_path), str(tmp_path), "off")
+    probes = {record["probe"] for _, record in Processes(2).map(iter(cells), work)}
+    assert probes == {MEMORY_PROBE.share()}        # the server this process started, once
+    assert os.path.exists(MEMORY_PROBE.share())     # listening
 
 
 def test_each_cell_gets_its_executor_s_share_of_the_cores():
