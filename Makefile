@@ -7,15 +7,21 @@ ARGS   ?=
 # cells at once, each on its share of the cores (a 2-core machine: two cells of one thread)
 JOBS   ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n : 8 )))
 
-.PHONY: install data run test test-fast bench lint clean-results
+.PHONY: install install-dev data run test test-fast bench lint clean-results
 
+# what make run needs; the tests' extras (pytest, ruff, hypothesis, Ray, submitit) come on top
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'   # with .pyc: where PYTHONDONTWRITEBYTECODE is set, none is made later
+	$(BIN)/pip install -q -e .   # with .pyc: where PYTHONDONTWRITEBYTECODE is set, none is made later
 	$(BIN)/python -c "from suite.kernels.build import load_all; load_all()"
 	touch $@
 
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
 install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist where apt can install it (as root).
 data: install
@@ -30,10 +36,10 @@ run: data
 	exit $$status
 
 # the slowest tests listed at the end of every full run (CI's output included)
-test: install
+test: install-dev
 	$(BIN)/python -m pytest -q --durations=20
 
-test-fast: install
+test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
@@ -43,5 +49,5 @@ bench: install
 	$(BIN)/python scripts/bench_multihead.py
 	$(BIN)/python scripts/bench_multihead.py --arch detection --kmeans-iterations 2
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .

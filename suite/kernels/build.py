@@ -38,6 +38,12 @@ def build_directory(name: str) -> tuple[Path, str]:
     return root / f"{name}-{key}", f"kanbench_{name}_{key}"
 
 
+def say(line: str) -> None:
+    """One whole line on stderr (kernels build side by side, in threads)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 @functools.cache
 def load(name: str):
     """The compiled extension `name`, or None where it cannot be built (no compiler)."""
@@ -50,8 +56,8 @@ def load(name: str):
     directory, module = build_directory(name)
     building = not (directory / f"{module}.so").exists()
     if building:
-        print(f"kanbench: compiling the {name} kernel into {directory} (once per source "
-              "version, about a minute)", file=sys.stderr, flush=True)
+        say(f"kanbench: compiling the {name} kernel into {directory} (once per source "
+            "version, about a minute)")
     start = time.perf_counter()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -63,8 +69,7 @@ def load(name: str):
                     str(err).splitlines()[0] if str(err) else type(err).__name__)
         return None
     if building:
-        print(f"kanbench: {name} kernel built in {time.perf_counter() - start:.0f} s",
-              file=sys.stderr, flush=True)
+        say(f"kanbench: {name} kernel built in {time.perf_counter() - start:.0f} s")
     return extension
 
 
