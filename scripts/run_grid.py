@@ -104,9 +104,8 @@ def main(argv=None) -> int:
 
     if args.jobs < 1:
         raise KanbenchError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.executor == "local" and args.jobs > 1 and not args.dry_run:
-        from suite.executors.local import start_forkserver
-        start_forkserver()  # the workers' imports (seconds) overlap this driver's own
+    if not args.dry_run:
+        executors.start_early(args.executor, args.jobs)
     cells = grid.cells(args.grid, args.overrides, args.max_cells)
     check_writable_dir(Path(args.results), "--results")
     check_writable_dir(Path(args.cache), "--cache")

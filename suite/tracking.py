@@ -37,15 +37,23 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
+# W&B's defaults here, each overridden by the user's own environment: no console chatter, and
+# no system monitor (a process per run sampling every 15 s: little use on a run of seconds,
+# and it outlives a killed run by ~5 s; WANDB_X_DISABLE_STATS=false turns it back on)
+QUIET = {"WANDB_SILENT": "true", "WANDB_X_DISABLE_STATS": "true"}
+
+
+def quiet_defaults() -> None:
+    for name, value in QUIET.items():
+        os.environ.setdefault(name, value)
+
+
 def start(cfg: RunConfig, mode: str, wandb_dir: str | Path):
     """A WandbLogger for this cell, or None when W&B is off or fails to start."""
     mode = resolve_mode(mode)
     if mode == "off":
         return None
-    os.environ.setdefault("WANDB_SILENT", "true")
-    # W&B's system monitor: a process per run sampling every 15 s, little use on a cell of
-    # seconds, and it outlives a killed run by ~5 s (WANDB_X_DISABLE_STATS=false: back on)
-    os.environ.setdefault("WANDB_X_DISABLE_STATS", "true")
+    quiet_defaults()
     from lightning.pytorch.loggers import WandbLogger
 
     import wandb
@@ -101,7 +109,7 @@ def log_reports(grid: str, tables: dict[str, pd.DataFrame], images: list[Path], 
     mode = resolve_mode(mode)
     if mode == "off":
         return
-    os.environ.setdefault("WANDB_SILENT", "true")
+    quiet_defaults()
     import wandb
 
     Path(wandb_dir).mkdir(parents=True, exist_ok=True)

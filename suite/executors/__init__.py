@@ -29,7 +29,7 @@ def create(name: str, options: dict) -> Executor:
     if name == "local":
         from suite.executors.local import InProcess, Processes
         return Processes(options["jobs"], options.get("memory", True)) \
-            if options["jobs"] > 1 else InProcess()
+            if forks_workers(name, options["jobs"]) else InProcess()
     if name == "ray":
         from suite.executors.ray import RayExecutor
         return RayExecutor(options)
@@ -40,6 +40,19 @@ def create(name: str, options: dict) -> Executor:
 
 
 NAMES = ("local", "ray", "slurm")
+
+
+def forks_workers(name: str, jobs: int) -> bool:
+    """Whether executor `name` runs cells in local worker processes, forked from a server."""
+    return name == "local" and jobs > 1
+
+
+def start_early(name: str, jobs: int) -> None:
+    """Start now what the first cell would wait for: a local pool's forkserver, whose imports
+    (seconds) then overlap the driver's own. Nothing for the other executors."""
+    if forks_workers(name, jobs):
+        from suite.executors.local import start_forkserver
+        start_forkserver()
 
 
 def available_cores() -> int:
@@ -56,4 +69,5 @@ def threads_per_cell(name: str, options: dict) -> int | None:
     in this process: None (all of them, torch's default)."""
     if name in ("ray", "slurm"):
         return options["resources"]["cpus_per_cell"]
-    return max(1, available_cores() // options["jobs"]) if options["jobs"] > 1 else None
+    return max(1, available_cores() // options["jobs"]) \
+        if forks_workers(name, options["jobs"]) else None

@@ -73,17 +73,13 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     (and its mean after the first stage, before any compression, for multi-stage methods),
     KAN bytes, KAN and model ratios, trainable parameters, training-step memory, batch-1
     latency and training time."""
-    done = df[df["status"] == "done"].copy()
+    done = done_records(df)
     if done.empty:
         return pd.DataFrame()
-    done["setup"] = setup_label(done)
-    for _, rows in done.groupby("setup"):  # args that vary within a setup name the rows
-        done.loc[rows.index, "method"] = method_label(rows)
-    done["value"] = primary_values(done)
     done["first stage"] = [row[f"metrics.stages.train.{row['metrics.primary']}"]
                            for _, row in done.iterrows()]
     rows = []
-    for (setup, method), g in done.groupby(["setup", "method"], sort=True):
+    for (setup, method), g in done.groupby(["setup", "label"], sort=True):
         rows.append({
             "setup": setup, "method": method, "seeds": len(g),
             "metric": g["metrics.primary"].iloc[0],
