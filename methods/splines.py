@@ -143,49 +143,89 @@ def _row_chunks(x: torch.Tensor) -> list[slice]:
 
 class SplineLinear(torch.autograd.Function):
     """y = B(x).flatten(1) @ coef.flatten(1).T, saving only x and coef for backward and
-    working through the batch in chunks of rows, so no (batch, in, G+k) tensor is held."""
+    working through the batch in chunks of rows, so no (batch, in, G+k) tensor is held.
+    On the CPU the bases and the input gradient come from the C++ kernel (`_kernel_for`),
+    around the same BLAS products."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, coef: torch.Tensor, spec) -> torch.Tensor:
         # x: (batch, in), coef: (out, in, G+k) -> (batch, out)
         ctx.spec = spec
+        x = x.contiguous()
         ctx.save_for_backward(x, coef)
+        kernel = _kernel_for(x)
         weight = coef.flatten(1).T                                   # (in*(G+k), out)
         y = x.new_empty(x.shape[0], coef.shape[0])
         for rows in _row_chunks(x):
-            torch.mm(dense_bases(x[rows], spec).flatten(1), weight, out=y[rows])
+            torch.mm(_expand(x[rows], spec, kernel).flatten(1), weight, out=y[rows])
         return y
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, coef = ctx.saved_tensors
         spec = ctx.spec
+        kernel = _kernel_for(x)
         want_x, want_coef = ctx.needs_input_grad[:2]
         grad_x = torch.empty_like(x) if want_x else None
         grad_coef = torch.zeros_like(coef).flatten(1) if want_coef else None  # (out, in*(G+k))
         for rows in _row_chunks(x):
             g = grad_out[rows]                                       # (chunk, out)
-            values, index, derivs = _local(x[rows], spec, derivatives=want_x)  # (chunk, in, k+1)
             if want_coef:
-                grad_coef.addmm_(g.T, _scatter(values, index, spec).flatten(1))
+                grad_coef.addmm_(g.T, _expand(x[rows], spec, kernel).flatten(1))
             if want_x:
                 back = (g @ coef.flatten(1)).view(*x[rows].shape, spec.n_coef)  # (chunk, in, G+k)
-                grad_x[rows] = (back.gather(-1, index) * derivs).sum(-1)
+                grad_x[rows] = _input_grad(back, x[rows], spec, kernel)
         return grad_x, (grad_coef.view_as(coef) if want_coef else None), None
+
+
+# SplineLinear's bases and input gradient from the C++ kernel on the CPU, where it is built:
+# two calls in place of `_local`'s dozens of small tensor operations (scripts/bench_train.py).
+BASES_KERNEL = True
+
+
+def _kernel_for(x: torch.Tensor):
+    """The spline extension if x can go through it, else None (the tensor operations)."""
+    if not (BASES_KERNEL and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)):
+        return None
+    from suite.kernels import build
+
+    return build.load("spline")
+
+
+def _grid_arguments(spec) -> tuple[torch.Tensor, float, float]:
+    """The kernel's description of the grid: the local bases' polynomials, 1 / h and the
+    offset of `_knot_position`."""
+    h = _knot_spacing(spec)
+    return (torch.from_numpy(basis_matrix(spec.spline_order)), 1 / h,
+            spec.spline_order - spec.grid_range[0] / h)
+
+
+def _expand(x: torch.Tensor, spec, kernel) -> torch.Tensor:
+    """x (chunk, in) -> all bases (chunk, in, G+k)."""
+    if kernel is None:
+        return dense_bases(x, spec)
+    return kernel.bases(x, *_grid_arguments(spec), spec.n_coef)
+
+
+def _input_grad(back: torch.Tensor, x: torch.Tensor, spec, kernel) -> torch.Tensor:
+    """back (chunk, in, G+k) = grad_y @ W^T, x (chunk, in) -> grad_x (chunk, in)."""
+    if kernel is not None:
+        return kernel.input_grad(back, x, *_grid_arguments(spec))
+    values, index, derivs = _local(x, spec, derivatives=True)        # (chunk, in, k+1)
+    return (back.gather(-1, index) * derivs).sum(-1)
 
 
 class FusedSplineLinear(torch.autograd.Function):
     """SplineLinear's function in one C++ pass each way (suite/kernels/spline.cpp): the k+1
     local bases of each input are evaluated in registers and contracted with the
-    coefficients, forward and backward, so a layer costs two calls instead of dozens of small
-    tensor operations, and no (batch, in, G+k) tensor is ever formed."""
+    coefficients, forward and backward, so a tiny layer costs two calls, and no
+    (batch, in, G+k) tensor is ever formed."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, coef: torch.Tensor, spec) -> torch.Tensor:
         # x: (batch, in), coef: (out, in, G+k) -> (batch, out)
-        h = _knot_spacing(spec)
-        ctx.grid = (torch.from_numpy(basis_matrix(spec.spline_order)), 1 / h,
-                    spec.spline_order - spec.grid_range[0] / h)
+        ctx.grid = _grid_arguments(spec)
         x = x.contiguous()
         w = coef.permute(1, 2, 0).contiguous()                       # (in, G+k, out)
         ctx.save_for_backward(x, w)
@@ -236,9 +276,9 @@ def use_sparse(x: torch.Tensor, coef: torch.Tensor, spec) -> bool:
 
 
 # Layers of up to this many edges (in x out) run through FusedSplineLinear on the CPU, where
-# its two C++ calls beat the tensor path's dozens of small operations; on wider layers the
-# tensor path's BLAS product wins (scripts/bench_train.py, scripts/bench_kan.py).
-FUSED_MAX_EDGES = 2**16
+# its two C++ calls beat the tensor path's handful of operations; from about 100 edges on,
+# the tensor path's BLAS products win (scripts/bench_train.py, scripts/bench_kan.py).
+FUSED_MAX_EDGES = 64
 
 
 def use_fused(x: torch.Tensor, coef: torch.Tensor) -> bool:

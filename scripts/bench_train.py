@@ -19,8 +19,10 @@ Paths (module settings and the training loader, nothing in any config):
             term everywhere, MetaKAN's generated activations recomputed in backward in every
             layer, AdamW's per-parameter loop, and a loader of minibatches (one Lightning
             step each; the old loop also logged every step, which is not timed here);
-    after   the suite's defaults: the fused C++ spline term for layers up to 2^16 edges
-            (methods.splines.FUSED_MAX_EDGES), MetaKAN's activations kept for layers under
+    after   the suite's defaults: the fused C++ spline term for layers up to 64 edges
+            (methods.splines.FUSED_MAX_EDGES), the C++ basis expansion and input gradient
+            around the tensor path's BLAS products above that (methods.splines.BASES_KERNEL),
+            MetaKAN's activations kept for layers under
             2^17 edges (methods.metakan.CHECKPOINT_MIN_EDGES), AdamW's fused CPU step
             (suite.lit.FUSED_ADAMW), and whole in-memory epochs per Lightning step
             (suite.lit.Epoch).
@@ -55,9 +57,11 @@ from tasks.common import ResumableShuffle
 REPO = Path(__file__).resolve().parent.parent
 NETWORKS = [("feynman", ["task.equation=I.6.20b"]), ("highdim", []), ("digits", []),
             ("fashion_mnist", [])]
-OWNERS = {"FUSED_MAX_EDGES": splines, "CHECKPOINT_MIN_EDGES": metakan, "FUSED_ADAMW": lit}
+OWNERS = {"FUSED_MAX_EDGES": splines, "BASES_KERNEL": splines,
+          "CHECKPOINT_MIN_EDGES": metakan, "FUSED_ADAMW": lit}
 PATHS = {
-    "before": {"FUSED_MAX_EDGES": 0, "CHECKPOINT_MIN_EDGES": 0, "FUSED_ADAMW": False},
+    "before": {"FUSED_MAX_EDGES": 0, "BASES_KERNEL": False, "CHECKPOINT_MIN_EDGES": 0,
+               "FUSED_ADAMW": False},
     "after": {key: getattr(owner, key) for key, owner in OWNERS.items()},  # the defaults
 }
 WHOLE_EPOCHS = {"before": False, "after": True}

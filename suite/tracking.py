@@ -54,9 +54,8 @@ def start(cfg: RunConfig, mode: str, wandb_dir: str | Path):
     if mode == "off":
         return None
     quiet_defaults()
-    from lightning.pytorch.loggers import WandbLogger
-
     import wandb
+    from lightning.pytorch.loggers import WandbLogger
 
     # W&B reads WANDB_SILENT only when a run starts; a warning raised while Lightning builds
     # the run's settings (its `anonymous=None`) would print first, once per worker process

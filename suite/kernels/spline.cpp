@@ -115,6 +115,23 @@ KANBENCH_CLONES void forward_rows(const scalar_t* x, const scalar_t* w, scalar_t
   }
 }
 
+// sum_o a[o] b[o] in kLanes running sums, added in a fixed order at the end: the compiler
+// vectorizes the lanes (a single running sum is a serial chain of dependent adds, since
+// without -ffast-math it may not reorder them), and the result is the same on every CPU.
+constexpr int64_t kLanes = 8;
+
+template <typename scalar_t>
+inline scalar_t dot(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t n) {
+  scalar_t lanes[kLanes] = {};
+  int64_t o = 0;
+  for (; o + kLanes <= n; o += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] += a[o + l] * b[o + l];
+  scalar_t sum = 0;
+  for (; o < n; ++o) sum += a[o] * b[o];
+  for (int64_t l = 0; l < kLanes; ++l) sum += lanes[l];
+  return sum;
+}
+
 template <typename scalar_t>
 KANBENCH_CLONES void backward_inputs(const scalar_t* x, const scalar_t* w, const scalar_t* gy, scalar_t* gx,
                      scalar_t* gw, const Grid& g, int64_t batch, int64_t in, int64_t out,
@@ -140,14 +157,92 @@ KANBENCH_CLONES void backward_inputs(const scalar_t* x, const scalar_t* w, const
           const scalar_t v = vals[r];
           for (int64_t o = 0; o < out; ++o) gr[o] += v * grow[o];
         }
-        if (gx) {
-          const scalar_t* __restrict__ wr = w + row;
-          scalar_t dot = 0;
-          for (int64_t o = 0; o < out; ++o) dot += wr[o] * grow[o];
-          dx += dvals[r] * dot;
-        }
+        if (gx) dx += dvals[r] * dot(w + row, grow, out);
       }
       if (gx) gx[b * in + i] = dx;
+    }
+  }
+}
+
+// The bases of a block of inputs at a time, each step a loop over the block that the
+// compiler vectorizes (one input at a time, the k+1 short Horner chains run serially).
+constexpr int64_t kBlock = 64;
+
+// Where each input of a block lies: frac[j] its fraction in its knot interval, first[j] the
+// index of its first local basis, state[j] 0 within reach of a basis, 1 far outside the
+// grid (every basis zero), 2 not finite. Same arithmetic, so the same bits, as local_bases.
+template <typename scalar_t>
+inline void locate_block(const scalar_t* x, int64_t count, const Grid& g, scalar_t* frac,
+                         int64_t* first, uint8_t* state) {
+  const scalar_t inv_h = static_cast<scalar_t>(g.inv_h), offset = static_cast<scalar_t>(g.offset);
+  const scalar_t hi = static_cast<scalar_t>(g.n + g.k + 2);
+  for (int64_t j = 0; j < count; ++j) {
+    const scalar_t u = x[j] * inv_h + offset;
+    const bool inside = u > -2 && u < hi;  // false for NaN
+    const scalar_t m = std::floor(inside ? u : scalar_t(0));
+    frac[j] = (inside ? u : scalar_t(0)) - m;
+    first[j] = static_cast<int64_t>(m) - g.k;
+    state[j] = inside ? 0 : (std::isfinite(static_cast<double>(x[j])) ? 1 : 2);
+  }
+}
+
+// out[j] = sum_d c[d] frac[j]^d for d = 0..degree, by Horner's rule.
+template <typename scalar_t>
+inline void horner_block(const double* c, int64_t degree, const scalar_t* frac, int64_t count,
+                         scalar_t* out) {
+  for (int64_t j = 0; j < count; ++j) out[j] = static_cast<scalar_t>(c[degree]);
+  for (int64_t d = degree - 1; d >= 0; --d) {
+    const scalar_t cd = static_cast<scalar_t>(c[d]);
+    for (int64_t j = 0; j < count; ++j) out[j] = out[j] * frac[j] + cd;
+  }
+}
+
+// Every basis of every input, x (batch * in) -> out (batch * in, n): the k+1 local values in
+// place and zeros elsewhere (NaN throughout for a non-finite input), for a BLAS product.
+template <typename scalar_t>
+KANBENCH_CLONES void bases_rows(const scalar_t* x, scalar_t* out, const Grid& g, int64_t j0,
+                                int64_t j1) {
+  scalar_t frac[kBlock], vals[(kMaxOrder + 1) * kBlock];
+  int64_t first[kBlock];
+  uint8_t state[kBlock];
+  for (int64_t jb = j0; jb < j1; jb += kBlock) {
+    const int64_t count = std::min(kBlock, j1 - jb);
+    locate_block(x + jb, count, g, frac, first, state);
+    for (int64_t r = 0; r <= g.k; ++r)
+      horner_block(g.poly.data() + r * (g.k + 1), g.k, frac, count, vals + r * kBlock);
+    for (int64_t j = 0; j < count; ++j) {
+      scalar_t* dst = out + (jb + j) * g.n;
+      std::fill(dst, dst + g.n, state[j] == 2 ? scalar_t(NAN) : scalar_t(0));
+      if (state[j] != 0) continue;
+      for (int64_t r = 0; r <= g.k; ++r) {
+        const int64_t index = first[j] + r;
+        if (index >= 0 && index < g.n) dst[index] = vals[r * kBlock + j];
+      }
+    }
+  }
+}
+
+// The input gradient from back = grad_y @ W^T: grad_x[j] = sum_r v'_r(x[j]) back[j, first + r],
+// back (batch * in, n), x and grad_x (batch * in).
+template <typename scalar_t>
+KANBENCH_CLONES void input_grad_rows(const scalar_t* x, const scalar_t* back, scalar_t* gx,
+                                     const Grid& g, int64_t j0, int64_t j1) {
+  scalar_t frac[kBlock], slopes[(kMaxOrder + 1) * kBlock];
+  int64_t first[kBlock];
+  uint8_t state[kBlock];
+  for (int64_t jb = j0; jb < j1; jb += kBlock) {
+    const int64_t count = std::min(kBlock, j1 - jb);
+    locate_block(x + jb, count, g, frac, first, state);
+    for (int64_t r = 0; r <= g.k && g.k > 0; ++r)
+      horner_block(g.slope.data() + r * g.k, g.k - 1, frac, count, slopes + r * kBlock);
+    for (int64_t j = 0; j < count; ++j) {
+      const scalar_t* src = back + (jb + j) * g.n;
+      scalar_t sum = state[j] == 2 ? scalar_t(NAN) : scalar_t(0);
+      for (int64_t r = 0; r <= g.k && g.k > 0 && state[j] == 0; ++r) {
+        const int64_t index = first[j] + r;
+        if (index >= 0 && index < g.n) sum += slopes[r * kBlock + j] * src[index];
+      }
+      gx[jb + j] = sum;
     }
   }
 }
@@ -201,7 +296,41 @@ std::vector<torch::Tensor> spline_backward(torch::Tensor grad_y, torch::Tensor x
   return {gx, gw};
 }
 
+// x (batch, in) -> bases (batch, in, n), n = G + k.
+torch::Tensor spline_bases(torch::Tensor x, torch::Tensor poly, double inv_h, double offset,
+                           int64_t n) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "x must be contiguous (batch, in)");
+  const Grid g = make_grid(poly, inv_h, offset, n);
+  auto out = torch::empty({x.size(0), x.size(1), n}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spline_bases", [&] {
+    at::parallel_for(0, x.numel(), 4096, [&](int64_t j0, int64_t j1) {
+      bases_rows<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), g, j0, j1);
+    });
+  });
+  return out;
+}
+
+// back (batch, in, n) = grad_y @ W^T, x (batch, in) -> grad_x (batch, in).
+torch::Tensor spline_input_grad(torch::Tensor back, torch::Tensor x, torch::Tensor poly,
+                                double inv_h, double offset) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && back.dim() == 3 && back.is_contiguous() &&
+                  back.size(0) == x.size(0) && back.size(1) == x.size(1) &&
+                  back.scalar_type() == x.scalar_type(),
+              "back must be contiguous (batch, in, n) for x (batch, in), of one dtype");
+  const Grid g = make_grid(poly, inv_h, offset, back.size(2));
+  auto gx = torch::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spline_input_grad", [&] {
+    at::parallel_for(0, x.numel(), 4096, [&](int64_t j0, int64_t j1) {
+      input_grad_rows<scalar_t>(x.data_ptr<scalar_t>(), back.data_ptr<scalar_t>(),
+                                gx.data_ptr<scalar_t>(), g, j0, j1);
+    });
+  });
+  return gx;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &spline_forward, "fused B-spline KAN spline term, forward (CPU)");
   m.def("backward", &spline_backward, "fused B-spline KAN spline term, backward (CPU)");
+  m.def("bases", &spline_bases, "every B-spline basis of every input (CPU)");
+  m.def("input_grad", &spline_input_grad, "the spline term's input gradient (CPU)");
 }

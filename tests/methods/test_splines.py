@@ -57,23 +57,53 @@ def test_local_values_are_the_non_zero_bases(spec):
                        torch.ones_like(first, dtype=torch.bool))
 
 
+@pytest.fixture(params=["fused", "tensor with kernel", "tensor"])
+def path(request, monkeypatch):
+    """spline_linear's keyword arguments for each training path: the fused C++ pass, the
+    tensor path with the C++ bases and input gradient, and the plain tensor path."""
+    monkeypatch.setattr(splines, "BASES_KERNEL", request.param != "tensor")
+    return {"fused": request.param == "fused", "sparse": False}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_kernel_bases_and_input_gradient_match_the_float64_reference(spec):
+    x = random_inputs(spec, n=210, seed=8).reshape(7, 30)           # ragged, partly outside
+    x[0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=x.dtype)
+    kernel = splines._kernel_for(x)
+    grid = splines._grid_arguments(spec)
+    bases = kernel.bases(x, *grid, spec.n_coef)
+    finite = x.isfinite()
+    torch.testing.assert_close(bases[finite], dense_bases(x[finite], spec), rtol=1e-12,
+                               atol=1e-14)
+    assert bases[~finite].isnan().all()
+    back = torch.randn(*x.shape, spec.n_coef, dtype=torch.float64)
+    _, index, derivs = splines._local(x[finite], spec, derivatives=True)
+    expected = (back[finite].gather(-1, index) * derivs).sum(-1)
+    grad = kernel.input_grad(back, x, *grid)
+    torch.testing.assert_close(grad[finite], expected, rtol=1e-12, atol=1e-14)
+    assert grad[~finite].isnan().all()
+    float_bases = kernel.bases(x.float(), *grid, spec.n_coef)
+    torch.testing.assert_close(float_bases[finite], bases[finite].float())
+
+
 @pytest.mark.parametrize("spec", [KANSpec(3, 1), KANSpec(5, 3), KANSpec(10, 2), KANSpec(4, 0)],
                          ids=str)
-def test_spline_linear_gradcheck(spec):
+def test_spline_linear_gradcheck(spec, path):
     torch.manual_seed(0)
     x = random_inputs(spec, n=12, seed=2).reshape(4, 3).requires_grad_()
     coef = torch.randn(2, 3, spec.n_coef, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, c: spline_linear(a, c, spec), (x, coef))
+    assert torch.autograd.gradcheck(lambda a, c: spline_linear(a, c, spec, **path), (x, coef))
 
 
 @pytest.mark.parametrize("chunk_inputs", [4, 2**18], ids=["chunks of one row", "one chunk"])
 @pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(20, 3), KANSpec(3, 1)], ids=str)
-def test_spline_linear_matches_autograd_through_the_recursion(spec, chunk_inputs, monkeypatch):
+def test_spline_linear_matches_autograd_through_the_recursion(spec, chunk_inputs, path,
+                                                              monkeypatch):
     monkeypatch.setattr(splines, "CHUNK_INPUTS", chunk_inputs)
     torch.manual_seed(0)
     x = random_inputs(spec, n=64, seed=3).reshape(16, 4).requires_grad_()
     coef = torch.randn(5, 4, spec.n_coef, dtype=torch.float64, requires_grad=True)
-    new = spline_linear(x, coef, spec)
+    new = spline_linear(x, coef, spec, **path)
     old = F.linear(recursive_bases(x, spec).flatten(1), coef.flatten(1))
     torch.testing.assert_close(new, old)
     weights = torch.randn_like(new)
@@ -115,8 +145,11 @@ def test_non_finite_inputs_propagate_nan_like_the_recursion(spec):
     assert new[:3].isnan().any(-1).all() and old[:3].isnan().any(-1).all()
     torch.testing.assert_close(new[3], old[3])
     coef = torch.randn(2, 4, spec.n_coef, dtype=torch.float64)
-    y = spline_linear(x.reshape(1, 4), coef, spec)                   # no index error
-    assert y.isnan().all()
+    for kernel in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(splines, "BASES_KERNEL", kernel)
+            y = spline_linear(x.reshape(1, 4), coef, spec, fused=False)  # no index error
+        assert y.isnan().all()
 
 
 @pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(20, 3), KANSpec(10, 1), KANSpec(4, 0)],
