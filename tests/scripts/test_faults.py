@@ -166,9 +166,12 @@ def test_two_drivers_at_once_run_each_cell_once(tmp_path):
     assert sorted(wandb_runs(tmp_path)) == sorted(records(tmp_path))  # each started once
 
 
-RESUMED_CELLS = {  # a cell per kind of fit: (its run_grid arguments, needs the data files)
+# A cell per kind of fit: (its run_grid arguments, needs the data files). Each trains for
+# seconds, not tenths, so that the kill 0.3 s after its first checkpoint lands mid-training
+# on a fast machine too (30 Feynman epochs once finished inside those 0.3 s).
+RESUMED_CELLS = {
     "feynman": (["tasks=[feynman]", "methods=[dense,metakan]", "task.n_train=512",
-                 "train.max_epochs=30"], False),
+                 "train.max_epochs=300"], False),
     "fashion_sized": (["tasks=[mnist]", "methods=[dense]", "task.widths=[784,64,10]",
                        "task.n_train=0", "train.max_epochs=12", "train.batch_size=16"], True),
 }
