@@ -9,16 +9,25 @@ JOBS   ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n : 8 )))
 
 .PHONY: install install-dev data run test test-fast bench lint clean-results
 
-# what make run needs; the tests' extras (pytest, ruff, hypothesis, Ray, submitit) come on top
-$(VENV)/.installed: pyproject.toml
+KERNELS := $(BIN)/python -c "from suite.kernels.build import load_all; load_all()"
+
+# the package and what it needs; with .pyc: where PYTHONDONTWRITEBYTECODE is set, none is made later
+$(VENV)/.packages: pyproject.toml
 	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
-	$(BIN)/pip install -q -e .   # with .pyc: where PYTHONDONTWRITEBYTECODE is set, none is made later
-	$(BIN)/python -c "from suite.kernels.build import load_all; load_all()"
+	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev]'
+# what make run needs: the packages and the C++ kernels
+$(VENV)/.installed: $(VENV)/.packages
+	$(KERNELS)
 	touch $@
+
+# the tests' extras (pytest, ruff, hypothesis, Ray, submitit) on top, installed while the
+# kernels compile (pip mostly unpacks; the compiler takes the cores)
+$(VENV)/.installed-dev: $(VENV)/.packages
+	$(BIN)/pip install -q -e '.[dev]' & pip=$$!; $(KERNELS); kernels=$$?; \
+	wait $$pip && [ $$kernels = 0 ]
+	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
