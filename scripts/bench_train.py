@@ -200,7 +200,8 @@ def report(frame: pd.DataFrame, command: str, threads: int) -> str:
             f"{machine(threads)}. Medians over {frame['round'].nunique()} interleaved rounds; "
             "speed-up = before / after time, measured in this same run. `busy`: as many "
             "spinning processes as cores ran beside it (one round, steps only). `after` is "
-            "the suite's training path (fused spline term, kept MetaKAN activations for small "
+            "the suite's training path (the spline term's C++ bases and input gradient around "
+            "BLAS, one fused C++ pass on tiny layers, kept MetaKAN activations for small "
             "layers, fused AdamW, whole in-memory epochs per Lightning step); `before`, the one "
             "it replaced: see the script's docstring.\n\n"
             + table.to_markdown(index=False, floatfmt=".3g") + "\n")
