@@ -85,6 +85,9 @@ def wandb_runs(tmp_path) -> list[str]:
 def check_complete(tmp_path, cells: int):
     done = records(tmp_path)
     assert len(done) == cells
+    runs = tmp_path / "results" / "runs" / "faults"
+    assert not [p.name for p in runs.iterdir()  # no half-written record left behind
+                if p.suffix != ".json" and not p.name.startswith(".")]
     for run_id, record in done.items():  # whole records only
         assert record["run_id"] == run_id and record["status"] == "done", record.get("error")
         assert record["storage"]["kan_bytes"] > 0 and record["finished_at"]
