@@ -22,8 +22,8 @@ Paths (module settings and the training loader, nothing in any config):
     after   the suite's defaults: the fused C++ spline term for layers up to 64 edges
             (methods.splines.FUSED_MAX_EDGES), the C++ basis expansion and input gradient
             around the tensor path's BLAS products above that (methods.splines.BASES_KERNEL),
-            MetaKAN's activations kept for layers under
-            2^17 edges (methods.metakan.CHECKPOINT_MIN_EDGES), AdamW's fused CPU step
+            MetaKAN's activations kept for layers under 2^17 edges
+            (methods.metakan.CHECKPOINT_MIN_EDGES), AdamW's fused CPU step
             (suite.lit.FUSED_ADAMW), and whole in-memory epochs per Lightning step
             (suite.lit.Epoch).
 

@@ -296,16 +296,24 @@ std::vector<torch::Tensor> spline_backward(torch::Tensor grad_y, torch::Tensor x
   return {gx, gw};
 }
 
+// body(scalar_t{}, j0, j1) over the inputs j of x in parallel chunks, at x's float type.
+template <typename Body>
+void over_inputs(const torch::Tensor& x, Body body) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spline_over_inputs", [&] {
+    at::parallel_for(0, x.numel(), 4096,
+                     [&](int64_t j0, int64_t j1) { body(scalar_t{}, j0, j1); });
+  });
+}
+
 // x (batch, in) -> bases (batch, in, n), n = G + k.
 torch::Tensor spline_bases(torch::Tensor x, torch::Tensor poly, double inv_h, double offset,
                            int64_t n) {
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "x must be contiguous (batch, in)");
   const Grid g = make_grid(poly, inv_h, offset, n);
   auto out = torch::empty({x.size(0), x.size(1), n}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spline_bases", [&] {
-    at::parallel_for(0, x.numel(), 4096, [&](int64_t j0, int64_t j1) {
-      bases_rows<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), g, j0, j1);
-    });
+  over_inputs(x, [&](auto zero, int64_t j0, int64_t j1) {
+    using scalar_t = decltype(zero);
+    bases_rows<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), g, j0, j1);
   });
   return out;
 }
@@ -319,11 +327,10 @@ torch::Tensor spline_input_grad(torch::Tensor back, torch::Tensor x, torch::Tens
               "back must be contiguous (batch, in, n) for x (batch, in), of one dtype");
   const Grid g = make_grid(poly, inv_h, offset, back.size(2));
   auto gx = torch::empty_like(x);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spline_input_grad", [&] {
-    at::parallel_for(0, x.numel(), 4096, [&](int64_t j0, int64_t j1) {
-      input_grad_rows<scalar_t>(x.data_ptr<scalar_t>(), back.data_ptr<scalar_t>(),
-                                gx.data_ptr<scalar_t>(), g, j0, j1);
-    });
+  over_inputs(x, [&](auto zero, int64_t j0, int64_t j1) {
+    using scalar_t = decltype(zero);
+    input_grad_rows<scalar_t>(x.data_ptr<scalar_t>(), back.data_ptr<scalar_t>(),
+                              gx.data_ptr<scalar_t>(), g, j0, j1);
   });
   return gx;
 }

@@ -82,6 +82,17 @@ def wandb_runs(tmp_path) -> list[str]:
         "offline-run-*")]
 
 
+def record_bytes(tmp_path) -> dict[str, bytes]:
+    runs = tmp_path / "results" / "runs" / "faults"
+    return {p.stem: p.read_bytes() for p in runs.glob("*.json")} if runs.exists() else {}
+
+
+def assert_untouched(tmp_path, written: dict[str, bytes]):
+    """Records written before stay byte for byte as they were: none is rewritten."""
+    now = record_bytes(tmp_path)
+    assert {run_id: now.get(run_id) for run_id in written} == written
+
+
 def check_complete(tmp_path, cells: int):
     done = records(tmp_path)
     assert len(done) == cells
@@ -129,6 +140,7 @@ def test_sigkilled_drivers_lose_and_repeat_nothing(tmp_path):
     cell exactly once, with one W&B run each."""
     rng, trials, grid = random.Random(0), 20, kill_grid(SEEDS_FOR["sigkill"])
     finished, killed, lingered = set(), {"serial": 0, "--jobs 2": 0}, 0.0
+    written: dict[str, bytes] = {}
     start = time.monotonic()
     for trial in range(trials):
         log, marker = tmp_path / f"trial{trial}.log", f"sigkill-{trial}-{os.getpid()}"
@@ -143,7 +155,9 @@ def test_sigkilled_drivers_lose_and_repeat_nothing(tmp_path):
         lingered = max(lingered, check_nothing_left(marker, trial))
         begun = set(BEGUN.findall(log.read_text()))
         assert not begun & finished, f"trial {trial} began cells already recorded"
+        assert_untouched(tmp_path, written)
         finished |= {run_id for run_id, r in records(tmp_path).items() if r["status"] == "done"}
+        written = record_bytes(tmp_path)
     seconds = time.monotonic() - start
     cells = 2 * SEEDS_FOR["sigkill"]
     print(f"\n{trials} trials, drivers killed with SIGKILL: {killed}, {len(finished)} of "
@@ -154,6 +168,7 @@ def test_sigkilled_drivers_lose_and_repeat_nothing(tmp_path):
     assert driver(tmp_path, log, grid_text=grid).wait(timeout=600) == 0, \
         log.read_text()[-2000:]
     assert not set(BEGUN.findall(log.read_text())) & finished
+    assert_untouched(tmp_path, written)
     check_complete(tmp_path, cells)
     assert not list((tmp_path / "results" / "claims" / "faults").iterdir())
 

@@ -88,7 +88,6 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
                                    for a, r in zip(again, records, strict=True))
 
 
-@pytest.mark.slow
 def test_a_finished_stage_is_reused_from_the_cache(tmp_path):
     common = ["--grid", "smoke", "tasks=[feynman]", "methods=[dense]", "--cache",
               str(tmp_path / "cache"),
