@@ -38,7 +38,8 @@ def test_quick_grid_is_the_issue_s_main_job():
     detection = [c for c in cells if c.task == "shapes_voc"]
     assert len(detection) == 15 and all(c.args["task"]["transfer"] for c in detection)
     assert {c.method for c in cells} == {"dense", "metakan", "metacluster", "share_fp32",
-                                         "share_int8"}
+                                         "share_int8", "dense_kmeans"}
+    assert {c.task for c in cells if c.method == "dense_kmeans"} == {"fashion_mnist"}
 
 
 def test_method_args_in_a_grid_reach_only_the_methods_that_have_them():
