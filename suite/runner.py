@@ -10,7 +10,7 @@ import platform
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -83,8 +83,7 @@ def run_stage(stage: Stage, key: str, net: nn.Module, ctx: StageContext,
         L.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
         checkpoint_dir = cache.root / "checkpoints" / key
         resumed = last_checkpoint(checkpoint_dir)[1]
-        ctx = StageContext(ctx.cfg, ctx.task, ctx.method, ctx.datamodule, ctx.logger,
-                           checkpoint_dir)
+        ctx = replace(ctx, checkpoint_dir=checkpoint_dir)
         start = time.perf_counter()
         net = stage.run(ctx, net)
         seconds = time.perf_counter() - start
