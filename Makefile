@@ -9,7 +9,7 @@ JOBS   ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n : 8 )))
 
 .PHONY: install install-dev data run test test-fast bench lint clean-results
 
-KERNELS := $(BIN)/python -c "from suite.kernels.build import load_all; load_all()"
+KERNELS := $(BIN)/python -c "from methods.layers.kernels.build import load_all; load_all()"
 
 # the package and what it needs; with .pyc: where PYTHONDONTWRITEBYTECODE is set, none is made later
 $(VENV)/.packages: pyproject.toml

@@ -1,8 +1,8 @@
-"""CPU benchmark of the compressed forward of a codebook KAN layer (suite.kernels) against
+"""CPU benchmark of the compressed forward of a codebook KAN layer (methods.layers.kernels) against
 the dense `KANLinear` forward of the same layer, at the batch sizes inference uses.
 
 Layers, all on the same input, G=5, k=3:
-    dense        methods.kan.KANLinear (coefficients, base weights and scalers in fp32; its
+    dense        methods.layers.kan.KANLinear (coefficients, base weights and scalers in fp32; its
                  forward multiplies the scalers into the coefficients, as efficient-kan's does)
     dense_prescaled  the same layer with the scalers folded in once (no per-call multiply):
                  the strongest dense baseline
@@ -10,7 +10,7 @@ Layers, all on the same input, G=5, k=3:
     share_fp32   the same with fp32 gains/biases/base weights
     metacluster  K=16 codes carrying the base weight, no per-edge numbers
 The compressed layers run the kernel `pick_kernel` chooses here (the compiled gather, or
-PyTorch without a compiler) in the order `suite.kernels.cpu` picks for the batch. A second
+PyTorch without a compiler) in the order `methods.layers.kernels.cpu` picks for the batch. A second
 table times both orders (table-and-gather, rebuilt tiles) at every batch on [1024->1024],
 which is where `GATHER_MAX_BATCH` comes from.
 
@@ -37,9 +37,9 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from methods.kan import KANLinear, KANSpec
-from suite import kernels
-from suite.kernels import cpu
+from methods.layers import kernels
+from methods.layers.kan import KANLinear, KANSpec
+from methods.layers.kernels import cpu
 from suite.measure import machine
 
 SHAPES = [(784, 64), (1024, 1024), (64, 10)]

@@ -1,5 +1,5 @@
-"""CPU benchmark of one KAN layer: our `methods.kan.KANLinear` against baselines: efficient-kan's
-formulation (`methods.kan.RecursiveKANLinear`) and pykan's `KANLayer`.
+"""CPU benchmark of one KAN layer: our `methods.layers.kan.KANLinear` against baselines:
+efficient-kan's formulation (`methods.layers.kan.RecursiveKANLinear`) and pykan's `KANLayer`.
 
 For every implementation x shape x grid size G (spline order k) it measures
     fwd_ms     median time of `model(x)` under torch.no_grad,
@@ -14,7 +14,7 @@ earlier layers do not count: the child builds the layer and input, resets the RS
 mark (/proc/self/clear_refs, Linux only), runs one step and reads VmHWM.
 Every measurement uses the same seed and torch thread count (default: the machine's cores).
 
-It also times the inference-only sparse product of `methods.splines` against the dense one on
+It also times the inference-only sparse product of `methods.layers.splines` against the dense one on
 the same shapes, and says which one `use_sparse` picks.
 
 Writes <out>/kan_layer.csv (one row per measurement), <out>/sparse_path.csv and
@@ -39,8 +39,8 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from methods.kan import KANLinear, KANSpec, RecursiveKANLinear
-from methods.splines import spline_linear, use_sparse
+from methods.layers.kan import KANLinear, KANSpec, RecursiveKANLinear
+from methods.layers.splines import spline_linear, use_sparse
 from suite.measure import machine
 from suite.memprobe import reset_peak, status_bytes
 
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         + ratios(frame).to_markdown(index=False, floatfmt=".3g")
         + "\n\n## Sparse spline product (inference)\n\nForward of the spline term alone under "
         "torch.no_grad, dense chunked product against the CSR product, and what "
-        "`methods.splines.use_sparse` picks for that shape.\n\n"
+        "`methods.layers.splines.use_sparse` picks for that shape.\n\n"
         + sparse.to_markdown(index=False, floatfmt=".4g") + "\n\n## Measurements\n\n"
         + frame.fillna({"skipped": ""}).to_markdown(index=False, floatfmt=".4g") + "\n")
     print(f"wrote kan_layer.csv, sparse_path.csv and kan_layer.md to {out}")

@@ -1,4 +1,4 @@
-"""CPU benchmark of MetaCluster's clustering stage (stage 2): our `methods.codebook.kmeans`
+"""CPU benchmark of MetaCluster's clustering stage (stage 2): our `methods.layers.codebook.kmeans`
 (faiss k-means on every vector) against scikit-learn's `KMeans`, on the same data in the same run.
 
 Data: N per-edge coefficient vectors of length D = G+k+1 = 9 (G=5, k=3), made the way a MetaKAN
@@ -20,8 +20,8 @@ For every N x K x implementation it measures
     iterations_run  Lloyd iterations done (faiss always does all of them; scikit-learn stops
                early only on strict convergence, since it runs with tol=0).
 Both run single-start (n_init=1) with k-means++ seeding, the same iteration budget and seed:
-ours as `methods.codebook.kmeans` configures faiss, scikit-learn with algorithm="lloyd"; both on
-the same float32 array and the machine's default thread pools. Each implementation is
+ours as `methods.layers.codebook.kmeans` configures faiss, scikit-learn with algorithm="lloyd";
+both on the same float32 array and the machine's default thread pools. Each implementation is
 warmed up once on a small problem first (library loading, thread pools), then timed in
 `--rounds` interleaved rounds (both implementations once per round); times are medians over
 rounds, inertias are from the first round.
@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from methods.codebook import kmeans
+from methods.layers.codebook import kmeans
 
 try:  # imported as scripts.bench_kmeans (tests, python -m)
     from scripts.bench_kan import THREADING_ENV, machine
@@ -94,7 +94,7 @@ def inertia(vectors, codebook, assignments) -> float:
 
 
 def fit_ours(vectors: torch.Tensor, codes: int, seed: int, iterations: int):
-    """(seconds, codebook, assignments, iterations run) of `methods.codebook.kmeans`."""
+    """(seconds, codebook, assignments, iterations run) of `methods.layers.codebook.kmeans`."""
     start = time.perf_counter()
     codebook, assignments = kmeans(vectors, codes, seed, iterations=iterations)
     seconds = time.perf_counter() - start
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: N vectors of D={DIM} (G={GRID}, k={SPLINE_ORDER}) from a random MetaKAN "
         f"meta-learner 1 -> {HIDDEN} -> {DIM} (ReLU) on N(0, 1) scalar prompts plus "
         f"{NOISE:g}-relative Gaussian noise, seed {args.seed}.\n\n"
-        f"Ours: `methods.codebook.kmeans(vectors, K, seed={args.seed}, "
+        f"Ours: `methods.layers.codebook.kmeans(vectors, K, seed={args.seed}, "
         f"iterations={args.iterations})`, faiss k-means on every vector with k-means++ seeding. "
         f"scikit-learn: `KMeans(n_clusters=K, init='k-means++', n_init=1, "
         f"max_iter={args.iterations}, tol=0, random_state={args.seed}, algorithm='lloyd')`, "

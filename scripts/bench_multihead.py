@@ -30,9 +30,11 @@ import pandas as pd
 import torch
 from safetensors.torch import save_model
 
-from methods.kan import KAN, DenseKANFactory, KANSpec
-from methods.share import kan_layers, quantize_heads, save_heads, to_int8
-from suite.measure import machine, safetensors_payload_bytes
+from methods.layers.architectures import KAN
+from methods.layers.files import safetensors_payload_bytes
+from methods.layers.kan import DenseKANFactory, KANSpec, kan_layers
+from methods.layers.share import quantize_heads, save_heads, to_int8
+from suite.measure import machine
 from tasks.detection_model import KANHead
 
 MB = 1e6

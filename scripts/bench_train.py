@@ -20,10 +20,10 @@ Paths (module settings and the training loader, nothing in any config):
             layer, AdamW's per-parameter loop, and a loader of minibatches (one Lightning
             step each; the old loop also logged every step, which is not timed here);
     after   the suite's defaults: the fused C++ spline term for layers up to 64 edges
-            (methods.splines.FUSED_MAX_EDGES), the C++ basis expansion and input gradient
-            around the tensor path's BLAS products above that (methods.splines.BASES_KERNEL),
+            (methods.layers.splines.FUSED_MAX_EDGES), the C++ basis expansion and input gradient
+            around the tensor path's BLAS products above that (methods.layers.splines.BASES_KERNEL),
             MetaKAN's activations kept for layers under 2^17 edges
-            (methods.metakan.CHECKPOINT_MIN_EDGES), AdamW's fused CPU step
+            (methods.layers.metakan.CHECKPOINT_MIN_EDGES), AdamW's fused CPU step
             (suite.lit.FUSED_ADAMW), and whole in-memory epochs per Lightning step
             (suite.lit.Epoch).
 
@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
-from methods import metakan, splines
+from methods.layers import metakan, splines
 from suite import grid, lit
 from suite.measure import machine
 from suite.registry import METHODS, TASKS
@@ -151,7 +151,8 @@ class Setup:
         self.reset()
         args = self.cfg.args
         train = {**args["train"], "max_epochs": epochs}
-        module = lit.KanbenchModule(self.net, self.task, self.method, args, train, "bench")
+        module = lit.StageContext(self.cfg, self.task, self.method,
+                                  self.datamodule).module(self.net, "bench", train)
         data = self.datamodule
         loader = data.train_dataloader() if whole_epochs else minibatch_loader(data)
         start = time.perf_counter()

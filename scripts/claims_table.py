@@ -19,12 +19,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
-    from suite.report.paper_claims import CLAIMS, claims_table
+    from suite.report.declared import claims
+    from suite.report.paper_claims import claims_table
     from suite.report.tables import machines
     from suite.store import ResultsStore
 
     store = ResultsStore(args.results)
-    grids = sorted({c.grid for c in CLAIMS})
+    grids = sorted({claim.grid for _, claim in claims()})
     frames = {g: store.to_frame(g) for g in grids}
     store.report_skipped()
     frames = {g: f for g, f in frames.items() if not f.empty}

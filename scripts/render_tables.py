@@ -40,14 +40,14 @@ def main(argv=None) -> int:
         raise KanbenchError(f"unknown format {unknown[0]!r}; valid: {', '.join(FORMATS)}")
     if args.budget_bytes is not None:
         POSITIVE.check("--budget-bytes", args.budget_bytes)
-    from suite.report.render import grid_frame, source_line, write_tables
+    from suite.report.render import all_tables, grid_frame, source_line, write_tables
 
     frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
     source = source_line(script_command("render_tables.py", args), frame, args.results,
                          args.grid)
-    written = write_tables(frame, args.name, out, formats, args.budget_bytes, source)
+    written = write_tables(all_tables(frame, args.budget_bytes), args.name, out, formats, source)
     print(f"{len(written)} table files written to {out}/ ({args.name}_*)")
     return 0
 

@@ -106,7 +106,8 @@ def main(argv=None) -> int:
         raise KanbenchError(f"--jobs must be at least 1, got {args.jobs}")
     if not args.dry_run:
         executors.start_early(args.executor, args.jobs)
-    cells = grid.cells(args.grid, args.overrides, args.max_cells)
+    path, doc = grid.load(args.grid)
+    cells = grid.expand(path, doc, args.overrides, args.max_cells)
     check_writable_dir(Path(args.results), "--results")
     check_writable_dir(Path(args.cache), "--cache")
     store = ResultsStore(args.results)
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
     preflight(todo, args.data_root)
     # Lightning, the report stack: only once every check has passed, so bad input is quick
     from suite.claims import Claims
-    from suite.driver import Progress, run_cells
+    from suite.driver import Progress, finished_at, run_cells
     from suite.report.render import all_tables, write_reports
     from suite.report.tables import summary
     from suite.runner import CellWork
@@ -135,27 +136,28 @@ def main(argv=None) -> int:
     exit_on_sigterm()
     prepare_shared(todo, args.data_root, args.cache)
     options = {"jobs": args.jobs, "ray_address": args.ray_address,
-               "cluster": args.slurm_cluster, "resources": grid.resources(args.grid),
+               "cluster": args.slurm_cluster, "resources": grid.resources(doc),
                "folder": str(Path(args.results) / "slurm" / grid_name),
                "memory": any(cfg.args["measure"]["memory"] for cfg in todo)}
     work = CellWork(args.cache, args.data_root, args.wandb, args.wandb_dir,
                     args.recompute_damaged, executors.threads_per_cell(args.executor, options))
     executor = executors.create(args.executor, options)
     run_cells(todo, executor, work, store, Claims(args.results, grid_name),
-              Progress(len(cells), len(cells) - len(todo)))
+              Progress(len(cells), len(cells) - len(todo)),
+              seen={cfg.run_id: finished_at(existing[cfg.run_id]) for cfg in todo})
 
     ids = {cfg.run_id for cfg in cells}
     grid_frame = store.to_frame(grid_name)
     store.report_skipped()
     frame = grid_frame[grid_frame["run_id"].isin(ids)]
-    table = summary(frame)
-    if not table.empty:
+    made = all_tables(grid_frame)
+    table = made.get("summary") if len(frame) == len(grid_frame) else summary(frame)
+    if table is not None and not table.empty:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if todo and not args.no_reports:  # the whole grid's reports, from its records
-        written = write_reports(grid_frame, grid_name, args.results)
-        tracking.log_reports(grid_name, all_tables(grid_frame),
-                             [p for p in written if p.suffix == ".png"], args.wandb,
-                             args.wandb_dir)
+        written = write_reports(grid_frame, made, grid_name, args.results)
+        tracking.log_reports(grid_name, made, [p for p in written if p.suffix == ".png"],
+                             args.wandb, args.wandb_dir)
         print(f"reports: {len(written)} files in {args.results}/tables and "
               f"{args.results}/plots ({grid_name}_*)")
     failed = int((frame["status"] == "failed").sum())

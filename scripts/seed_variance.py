@@ -20,13 +20,15 @@ from suite.report.cli import grid_arguments, script_command
 def main(argv=None) -> int:
     args = grid_arguments(__doc__.splitlines()[0], argv)
     from suite.report.render import grid_frame, source_line, write_seed_variance
+    from suite.report.variance import seed_variance
 
     frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
     source = source_line(script_command("seed_variance.py", args), frame, args.results,
                          args.grid)
-    written = write_seed_variance(frame, args.name, out, source)
+    written = write_seed_variance({"seed_variance": seed_variance(frame)}, args.name, out,
+                                  source)
     print(f"{len(written)} files written to {out}/ ({args.name}_seed_variance.*)")
     return 0
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from methods.layers.spec import ACTIVATIONS, BASIS_NAMES, KANSpec
 from suite.errors import KanbenchError
 
 
@@ -74,9 +75,7 @@ FRACTION = Range(0, 1, open_low=True, open_high=True)     # held-out fractions
 SEED = Range(0, 2**32 - 1)                                # numpy's and Lightning's seed range
 INTERVAL = Range(min_length=2, max_length=2, increasing=True)   # [lo, hi] of a grid range
 
-KAN_DEFAULTS = {"grid_size": 5, "spline_order": 3, "grid_range": [-1.0, 1.0],
-                "base_activation": "silu", "spline_scaler": True, "basis": "bspline",
-                "rbf_centers": 8, "rbf_range": [-2.0, 2.0], "gram_degree": 3}
+KAN_DEFAULTS = KANSpec().as_args()  # the layer library's KANSpec is their one source
 TRAIN_DEFAULTS = {"max_epochs": 10, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4,
                   "scheduler": "cosine", "gradient_clip": 0.0}
 MEASURE_DEFAULTS = {"latency": True, "latency_batches": [1, 256], "memory": True}
@@ -87,8 +86,7 @@ TRAIN_RANGES = {"max_epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": PO
 MEASURE_RANGES = {"latency_batches": Range(1, min_length=1)}
 SECTIONS = ("task", "method", "kan", "train", "measure")
 CHOICES = {"train.scheduler": ("cosine", "none"),
-           "kan.base_activation": ("silu", "gelu", "relu", "tanh", "identity"),
-           "kan.basis": ("bspline", "rbf", "gram")}
+           "kan.base_activation": tuple(ACTIVATIONS), "kan.basis": BASIS_NAMES}
 
 
 def content_hash(obj: Any, length: int = 16) -> str:
@@ -171,8 +169,7 @@ def resolve(grid: str, task: str, method: str, seed: int, given: dict) -> RunCon
     t, m = TASKS.create(task), METHODS.create(method)
     args = {
         "task": merge("task", t.defaults, given.get("task", {}), f"task {task!r}", t.ranges),
-        "method": merge("method", {**m.defaults, **{k: v for k, v in t.method_defaults.items()
-                                                    if k in m.defaults}},
+        "method": merge("method", {**m.defaults, **t.method_defaults.get(method, {})},
                         given.get("method", {}), f"method {method!r}", m.ranges),
         "kan": merge("kan", KAN_DEFAULTS, given.get("kan", {}), "the kan settings",
                      KAN_RANGES),

@@ -61,10 +61,13 @@ def finished_at(record: dict | None) -> str | None:
 
 
 def run_cells(cells: list[RunConfig], executor: Executor, work, store: ResultsStore,
-              claims: Claims, progress: Progress, poll: float = POLL_SECONDS) -> list[dict]:
+              claims: Claims, progress: Progress, poll: float = POLL_SECONDS,
+              seen: dict[str, str | None] | None = None) -> list[dict]:
     """Run `cells` (those the caller found unrecorded, or failed and to retry) to a record each;
-    returns the records this driver wrote."""
-    seen = {cfg.run_id: finished_at(store.get(cfg.grid, cfg.run_id)) for cfg in cells}
+    returns the records this driver wrote. `seen`: each cell's record's `finished_at` as the
+    caller read it (None: none), read here when not given."""
+    if seen is None:
+        seen = {cfg.run_id: finished_at(store.get(cfg.grid, cfg.run_id)) for cfg in cells}
     waiting = {cfg.run_id: cfg for cfg in cells}
     written = []
 

@@ -4,12 +4,14 @@ A grid file:
 
     description: what the grid is for
     seeds: [0, 1, 2]              # default for every block
-    methods: [dense]              # default for every block
+    methods: [dense]              # default for every block; `all`: every registered method
     args: {train: {max_epochs: 5}}   # default args for every cell, by section
     blocks:                       # each block is a product tasks x methods x sweep x seeds
       - tasks: [feynman]
         sweep: {task.equation: [I.6.20b, I.9.18]}
         args: {train: {max_epochs: 200}}
+      - tasks: all                # every registered task...
+        preset: smoke             # ...each with its own `smoke` args (Task.presets)
 
 `method` args (in the file or on the command line) apply to the cells whose method has that
 arg, so one grid can tune several methods; each must apply somewhere.
@@ -37,9 +39,10 @@ TOP_KEYS = {"description", "seeds", "methods", "args", "blocks", "resources"}
 # what each cell asks of a Ray or Slurm executor (never part of a run_id)
 RESOURCES = {"cpus_per_cell": 1, "gpus_per_cell": 0, "mem_gb": 8, "partition": "",
              "time_minutes": 60, "array_parallelism": 64}
-BLOCK_KEYS = {"tasks", "methods", "seeds", "args", "sweep"}
+BLOCK_KEYS = {"tasks", "methods", "seeds", "args", "sweep", "preset"}
 FILTERS = ("tasks", "methods", "seeds")
 MAX_GRID_BYTES = 1 << 20
+ALL = "all"          # `tasks: all`, `methods: all`: every registered one
 MAX_CELLS = 10_000   # a grid expanding to more cells needs run_grid.py --max-cells
 
 
@@ -110,8 +113,13 @@ def _check_shape(path: Path, doc: Any) -> None:
         for key in sorted(set(block) - BLOCK_KEYS):
             raise KanbenchError(f"{path}: {where}: unknown key {key!r}; "
                                 f"valid: {', '.join(sorted(BLOCK_KEYS))}")
-        _list_of(path, f"{where}.tasks", block.get("tasks"), str)
-        _list_of(path, f"{where}.methods", block.get("methods", doc.get("methods")), str)
+        if block.get("tasks") != ALL:
+            _list_of(path, f"{where}.tasks", block.get("tasks"), str)
+        if not isinstance(block.get("preset", ""), str):
+            raise KanbenchError(f"{path}: {where}.preset must be a preset's name")
+        methods = block.get("methods", doc.get("methods"))
+        if methods != ALL:
+            _list_of(path, f"{where}.methods", methods, str)
         _list_of(path, f"{where}.seeds", block.get("seeds", doc.get("seeds")), int)
         for key in ("args", "sweep"):
             if not isinstance(block.get(key) or {}, dict):
@@ -151,9 +159,9 @@ def _check_sections(path: Path, where: str, args: dict) -> None:
                                 f"got {values!r}")
 
 
-def resources(name: str) -> dict:
-    """The grid file's `resources`, over the defaults."""
-    return {**RESOURCES, **load(name)[1].get("resources", {})}
+def resources(doc: dict) -> dict:
+    """A loaded grid's `resources`, over the defaults."""
+    return {**RESOURCES, **doc.get("resources", {})}
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -165,9 +173,14 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def cells(name: str, overrides: list[str] = (), max_cells: int = MAX_CELLS
           ) -> list[RunConfig]:
-    """Every cell of the grid with overrides applied, resolved and de-duplicated; a grid of
-    more than `max_cells` cells (counted before expanding) is refused."""
-    path, doc = load(name)
+    """Every cell of grid `name` (a preset or a file) with overrides applied."""
+    return expand(*load(name), overrides, max_cells)
+
+
+def expand(path: Path, doc: dict, overrides: list[str] = (), max_cells: int = MAX_CELLS
+           ) -> list[RunConfig]:
+    """Every cell of a loaded grid with overrides applied, resolved and de-duplicated; a grid
+    of more than `max_cells` cells (counted before expanding) is refused."""
     grid = path.stem
     filters, sets = {}, []
     for text in overrides:
@@ -193,17 +206,23 @@ def cells(name: str, overrides: list[str] = (), max_cells: int = MAX_CELLS
     out: dict[str, RunConfig] = {}
     used = {key: False for key, _ in sets}
     for block in doc["blocks"]:
-        methods = block.get("methods", doc.get("methods"))
+        methods = _methods(block, doc)
         seeds = _seeds(block, doc, filters)
         sweep = block.get("sweep") or {}
         base = _merge(doc.get("args") or {}, block.get("args") or {})
+        preset = block.get("preset")
+        if preset and not any(preset in TASKS.create(t).presets for t, _ in
+                              _kept_pairs(block, doc, filters)):
+            raise KanbenchError(f"{path}: no task of the block has a preset {preset!r}")
         for key in base.get("method", {}):
             if not any(_applies(f"method.{key}", "", m) for m in methods):
                 raise KanbenchError(f"{path}: arg method.{key} applies to none of the methods "
                                     f"{methods}")
         for task, method in _kept_pairs(block, doc, filters):
+            task_args = TASKS.create(task).presets.get(preset, {}) if preset else {}
             for combo in itertools.product(*sweep.values()):
-                given = copy.deepcopy(base)
+                given = _merge(_merge(doc.get("args") or {}, task_args),
+                               block.get("args") or {})
                 for key, value in zip(sweep, combo, strict=True):
                     set_dotted(given, key, value)
                 for key, value in sets:
@@ -230,9 +249,14 @@ def cells(name: str, overrides: list[str] = (), max_cells: int = MAX_CELLS
 
 def _kept_pairs(block: dict, doc: dict, filters: dict) -> list[tuple[str, str]]:
     """The block's (task, method) pairs that the command line's filters keep."""
-    return [(t, m) for t, m in itertools.product(block["tasks"],
-                                                 block.get("methods", doc.get("methods")))
+    tasks = TASKS.names() if block["tasks"] == ALL else block["tasks"]
+    return [(t, m) for t, m in itertools.product(tasks, _methods(block, doc))
             if t in filters.get("tasks", [t]) and m in filters.get("methods", [m])]
+
+
+def _methods(block: dict, doc: dict) -> list[str]:
+    methods = block.get("methods", doc.get("methods"))
+    return METHODS.names() if methods == ALL else methods
 
 
 def _seeds(block: dict, doc: dict, filters: dict) -> list[int]:

@@ -1,4 +1,7 @@
-"""What a task and a method provide to the harness. Subclass these and register them."""
+"""What a task and a method provide to the harness. Subclass these and register them.
+
+Imports no torch: the reports read methods' declarations (and plugin modules import the
+layer library only where they use it) on a machine that only renders records."""
 
 from __future__ import annotations
 
@@ -7,13 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import save_model
-from torch import nn
-
 if TYPE_CHECKING:
     import lightning as L
+    import torch
     import torchmetrics
+    from torch import nn
 
 
 class Task:
@@ -24,9 +25,12 @@ class Task:
     higher_is_better: bool = True
     defaults: dict[str, Any] = {}        # task args and their default values
     train_defaults: dict[str, Any] = {}  # overrides of suite.config.TRAIN_DEFAULTS
-    method_defaults: dict[str, Any] = {} # overrides of any method's defaults of the same name
+    method_defaults: dict[str, dict[str, Any]] = {}  # method name -> overrides of its defaults
     ranges: dict[str, Any] = {}          # numeric task args -> suite.config.Range
     choices: dict[str, tuple] = {}       # task args restricted to a set of values
+    # named args by section that a grid block asks for with `preset: <name>`; "smoke": the
+    # sizes that make one cell take seconds (the smoke grid, which runs every task)
+    presets: dict[str, dict[str, dict[str, Any]]] = {}
 
     def check_args(self, args: dict) -> None:
         """Raise KanbenchError where task args that pass their ranges still cannot go
@@ -90,13 +94,49 @@ class Stage:
     skeleton: Callable[[nn.Module], nn.Module] = lambda model: model
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A paper's headline claim about a method, and where kanbench measures it: the claims
+    table (suite/report/paper_claims.py) sets each beside what the records show."""
+
+    paper: str
+    arxiv: str       # the paper's arXiv number: the claims table lists papers in its order
+    claim: str       # the paper's words, with its figure
+    grid: str        # where kanbench measures it
+    task: str
+    measure: str     # "params", "ratio", "rmse_ratio", "map_gap", "transfer_retention",
+    #                  "heads"
+    where: tuple[tuple[str, object], ...] = ()   # (method arg, value): which of the method's
+    #                                              settings in that grid the claim reads
+
+
 class Method:
-    """A layer factory to build networks with, and the stages that produce the final model."""
+    """A layer factory to build networks with, and the stages that produce the final model.
+
+    What the reports need of a method it declares here; reports name no method. These are
+    read from the method's own class body, never inherited (a subclass is another method):
+        title               its name in plot titles ("": the registered name)
+        baseline            the uncompressed network every other method is compared with
+        before_compression  the stage whose model the method compresses (every built-in's
+                            first stage, `train`)
+        size_arg            the method arg that sets its codebook size (the size sweep plot)
+        colour              its colour in every plot ("": one picked from its name)
+        paper_tables        the papers' tables it belongs in: "metakan" (parameters, memory
+                            and time of the training forms), "share" (detection heads)
+        claims              its paper's headline claims (the claims table)
+    """
 
     name: str = ""
     defaults: dict[str, Any] = {}
     ranges: dict[str, Any] = {}     # numeric method args -> suite.config.Range
     choices: dict[str, tuple] = {}  # method args restricted to a set of values
+    title: str = ""
+    baseline: bool = False
+    before_compression: str = "train"
+    size_arg: str = ""
+    colour: str = ""
+    paper_tables: tuple[str, ...] = ()
+    claims: tuple[Claim, ...] = ()
 
     def factory(self, kan: dict, args: dict):
         raise NotImplementedError
@@ -119,4 +159,6 @@ class Method:
     def serialize(self, net: nn.Module, path: Path) -> None:
         """Write the final model as inference reads it (safetensors; the storage record's
         `file_bytes` is this file's tensor payload and must equal the itemized bytes)."""
+        from safetensors.torch import save_model
+
         save_model(net, str(path))

@@ -7,12 +7,14 @@ import logging
 import math
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import torchmetrics
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
@@ -88,18 +90,24 @@ def epoch_loader(tensors: tuple[torch.Tensor, ...], order: Sampler[int], batch_s
 
 class KanbenchModule(L.LightningModule):
     """The one LightningModule. It optimizes by hand (Lightning's manual optimization) so that
-    a batch may be a whole in-memory `Epoch`; a batch from any other loader is one step."""
+    a batch may be a whole in-memory `Epoch`; a batch from any other loader is one step.
 
-    def __init__(self, net: nn.Module, task: Task, method: Method, args: dict, train: dict,
-                 stage: str):
-        """`args`: the run's resolved sections (`task` and `method` are read here); `train`:
-        the train settings of this fit."""
+    What it fits is given, not looked up: `loss(net, batch)` (a task's training loss plus a
+    method's regularizer), `param_groups(net, train)` (AdamW groups; default: every trainable
+    parameter at `train["lr"]`) and `metrics()` (a fresh MetricCollection for validation and
+    test; default: none, for a fit without evaluation such as the detection trunk's).
+    """
+
+    def __init__(self, net: nn.Module, train: dict, stage: str,
+                 loss: Callable[[nn.Module, Any], torch.Tensor],
+                 param_groups: Callable[[nn.Module, dict], list[dict]] | None = None,
+                 metrics: Callable[[], torchmetrics.MetricCollection] | None = None):
         super().__init__()
-        self.net, self.task, self.method = net, task, method
-        self.train_args, self.stage = train, stage
-        self.method_args = args["method"]
-        self.val_metrics = task.metrics(args["task"])
-        self.test_metrics = task.metrics(args["task"])
+        self.net, self.train_args, self.stage = net, train, stage
+        self.loss = loss
+        self.param_groups = param_groups or all_parameters
+        metrics = metrics or (lambda: torchmetrics.MetricCollection({}))
+        self.val_metrics, self.test_metrics = metrics(), metrics()
         self.automatic_optimization = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +120,7 @@ class KanbenchModule(L.LightningModule):
         clip = self.train_args["gradient_clip"]
         total, examples = 0.0, 0
         for minibatch in batch if isinstance(batch, Epoch) else [batch]:
-            loss = self.task.training_loss(self.net, minibatch) + self.method.regularizer(self.net)
+            loss = self.loss(self.net, minibatch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{self.stage}: training loss became {loss.item()}")
             optimizer.zero_grad()
@@ -147,7 +155,7 @@ class KanbenchModule(L.LightningModule):
         self.test_metrics.reset()
 
     def configure_optimizers(self):
-        groups = self.method.param_groups(self.net, self.train_args, self.method_args)
+        groups = self.param_groups(self.net, self.train_args)
         opt = adamw(groups, self.train_args["weight_decay"])
         if self.train_args["scheduler"] == "none":
             return opt
@@ -156,6 +164,10 @@ class KanbenchModule(L.LightningModule):
         steps = max(1, steps)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def all_parameters(net: nn.Module, train: dict) -> list[dict]:
+    return [{"params": [p for p in net.parameters() if p.requires_grad], "lr": train["lr"]}]
 
 
 # AdamW's fused CPU kernel: one call per step instead of a dozen small operations per
@@ -206,42 +218,49 @@ def last_checkpoint(checkpoint_dir: Path | None) -> tuple[Path | None, int]:
 
 
 def fit(module: L.LightningModule, max_epochs: int, logger=None,
-        checkpoint_dir: Path | None = None, **data) -> int:
+        checkpoint_dir: Path | None = None, **data) -> None:
     """`Trainer.fit`, resuming from `checkpoint_dir`'s last epoch checkpoint when there is one
-    (a killed run), and removing the checkpoints when done; returns the epochs resumed."""
-    path, resumed = last_checkpoint(checkpoint_dir)
+    (a killed run), and removing the checkpoints when done."""
+    path, _ = last_checkpoint(checkpoint_dir)
     make_trainer(max_epochs, logger, checkpoint_dir).fit(
         module, ckpt_path=path, weights_only=True, **data)
     if checkpoint_dir:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return resumed
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageContext:
-    """What a method's stage may use: the config, the task, the data and the logger."""
+    """What a method's stage may use: the config, the task, the data, the logger and where
+    its fit keeps epoch checkpoints. The runner makes one per stage; a stage only reads it."""
 
     cfg: RunConfig
     task: Task
     method: Method
     datamodule: L.LightningDataModule
     logger: Any = None
-    checkpoint_dir: Path | None = None  # the running stage's epoch checkpoints
-    resumed_epochs: int = 0  # epochs the running stage's fit took from a checkpoint
+    checkpoint_dir: Path | None = None
+
+    def module(self, net: nn.Module, stage: str, train: dict) -> KanbenchModule:
+        """The LightningModule of this cell's task loss, method regularizer, parameter groups
+        and task metrics."""
+        args = self.cfg.args
+        return KanbenchModule(
+            net, train, stage,
+            loss=lambda n, batch: self.task.training_loss(n, batch) + self.method.regularizer(n),
+            param_groups=lambda n, fit: self.method.param_groups(n, fit, args["method"]),
+            metrics=lambda: self.task.metrics(args["task"]))
 
     def fit(self, net: nn.Module, stage: str, **train_overrides) -> nn.Module:
         """Train `net` on the task with the method's regularizer and parameter groups,
         resuming from the stage's last epoch checkpoint when a killed run left one."""
         train = {**self.cfg.args["train"], **train_overrides}
-        module = KanbenchModule(net, self.task, self.method, self.cfg.args, train, stage)
-        self.resumed_epochs = fit(module, train["max_epochs"], self.logger,
-                                  self.checkpoint_dir, datamodule=self.datamodule)
+        fit(self.module(net, stage, train), train["max_epochs"], self.logger,
+            self.checkpoint_dir, datamodule=self.datamodule)
         return net
 
     def evaluate(self, net: nn.Module) -> dict[str, Any]:
         """The task's test metrics of `net`, with its validation metrics under `val`."""
-        module = KanbenchModule(net, self.task, self.method, self.cfg.args,
-                                self.cfg.args["train"], "evaluate")
+        module = self.module(net, "evaluate", self.cfg.args["train"])
         trainer = make_trainer(1)
         (val,) = trainer.validate(module, datamodule=self.datamodule, verbose=False)
         (test,) = trainer.test(module, datamodule=self.datamodule, verbose=False)

@@ -1,7 +1,7 @@
 """Storage bytes, peak memory and latency of a model.
 
-Storage (docs/storage.md): every KAN-like layer (any module with `storage()` and `dense_bytes()`)
-itemizes its own bytes; a module shared by several layers (a meta-learner, a codebook) reports
+Storage (docs/storage.md): every KAN layer (`methods.layers.kan.KANLayer`) itemizes its own
+bytes; a module shared by several layers (a meta-learner, a codebook) reports
 `shared_storage()` and is counted once; every other tensor of the state dict is `other`.
 The KAN ratio is dense fp32 KAN bytes over compressed KAN bytes; the model ratio adds `other`
 and any `frozen` parts the task deploys beside the network (a detection trunk) to both sides.
@@ -18,7 +18,6 @@ import re
 import select
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -30,18 +29,9 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from suite import kernels, memprobe
-
-
-def kan_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Outermost KAN-like modules by qualified name."""
-    found: dict[str, nn.Module] = {}
-    for name, module in model.named_modules():
-        inside = any(name.startswith(f"{p}.") for p in found)
-        if not inside and callable(getattr(module, "storage", None)) and \
-                callable(getattr(module, "dense_bytes", None)):
-            found[name] = module
-    return found
+from methods.layers import kernels
+from methods.layers.kan import kan_layers
+from suite import memprobe
 
 
 def storage(model: nn.Module, frozen: dict[str, int] | None = None) -> dict:
@@ -79,19 +69,6 @@ def storage(model: nn.Module, frozen: dict[str, int] | None = None) -> dict:
         "kan_layers": len(layers),
         **({"indices_entropy_bytes": sum(entropy)} if entropy else {}),
     }
-
-
-def safetensors_payload_bytes(path: str | Path) -> int:
-    """Bytes of tensor data in a safetensors file: its size less the 8-byte length and header."""
-    path = Path(path)
-    with path.open("rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(header_len))
-    payload = path.stat().st_size - 8 - header_len
-    spans = sum(v["data_offsets"][1] - v["data_offsets"][0]
-                for k, v in header.items() if k != "__metadata__")
-    assert spans == payload, (path, spans, payload)
-    return payload
 
 
 def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
@@ -211,7 +188,7 @@ def machine(threads: int) -> str:
 
 def forward_kernel(model: nn.Module, device: torch.device) -> str:
     """What computes the model's KAN layers at inference: the suite's codebook kernel that
-    `suite.kernels.pick_kernel` picks for its compressed layers, else plain torch."""
+    `methods.layers.kernels.pick_kernel` picks for its compressed layers, else plain torch."""
     specs = [m.spec for m in model.modules() if callable(getattr(m, "packed", None))]
     if not specs:
         return "torch"

@@ -9,8 +9,10 @@ from suite.errors import KanbenchError
 
 
 class Registry:
-    def __init__(self, kind: str):
-        self.kind = kind
+    """Plugins of one kind, registered by importing the modules of their package."""
+
+    def __init__(self, kind: str, package: str):
+        self.kind, self.package = kind, package
         self._classes: dict[str, type] = {}
 
     def register(self, name: str):
@@ -24,7 +26,7 @@ class Registry:
         return decorator
 
     def names(self) -> list[str]:
-        load_plugins()
+        self.load_plugins()
         return sorted(self._classes)
 
     def check(self, name: str) -> None:
@@ -35,15 +37,23 @@ class Registry:
         self.check(name)
         return self._classes[name]()
 
+    def unregister(self, name: str) -> None:
+        """Forget `name` (a plugin registered for the length of a test: tests' temp_method)."""
+        self._classes.pop(name)
 
-TASKS = Registry("task")
-METHODS = Registry("method")
+    def get(self, name: str) -> type | None:
+        """The class registered as `name`, or None (records of a method since removed)."""
+        self.load_plugins()
+        return self._classes.get(name)
 
-
-def load_plugins() -> None:
-    """Import every module of the `tasks` and `methods` packages: a module dropped there
-    registers its tasks or methods by being imported."""
-    for package_name in ("tasks", "methods"):
-        package = importlib.import_module(package_name)
+    def load_plugins(self) -> None:
+        """Import every module of the package: a module dropped there registers its plugins
+        by being imported. Subpackages (`methods.layers`, the KAN layer library) hold none."""
+        package = importlib.import_module(self.package)
         for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package_name}.{module.name}")
+            if not module.ispkg:
+                importlib.import_module(f"{self.package}.{module.name}")
+
+
+TASKS = Registry("task", "tasks")
+METHODS = Registry("method", "methods")

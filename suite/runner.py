@@ -1,98 +1,55 @@
-"""Run one cell: build the network, run the method's stages through the stage cache,
-measure, and return one complete record (done or failed); the driver writes it."""
+"""Run one cell top to bottom: the task's data and network, the method's stages through the
+content-addressed cache (each returning what it did), the final model measured, one record
+(done or failed). The driver writes it."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import platform
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import lightning as L
 import torch
 from safetensors.torch import load_model, save_model
+from torch import nn
 
+from methods.layers import files
 from suite import measure, tracking
+from suite.cache import ContentCache
 from suite.config import RunConfig, content_hash
 from suite.errors import KanbenchError, first_line
 from suite.executors import available_cores
-from suite.lit import StageContext
+from suite.interfaces import Method, Stage, Task
+from suite.lit import StageContext, last_checkpoint
 from suite.registry import METHODS, TASKS
-from suite.store import locked, read_json, write_json_atomic
 
 STAGE_FORMAT = 3  # in every stage key: bump when what a stage's meta holds changes
 #                   (2: val metrics, 3: the weights' sha256)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class StageResult:
+    """What one stage did: its final model's metrics (test, with `val`), how long it took,
+    whether it came from the cache and how many epochs it resumed from a checkpoint."""
+
+    name: str
+    metrics: dict
+    seconds: float
+    cached: bool
+    resumed_epochs: int
+
+    def timing(self) -> dict:
+        return {"seconds": self.seconds, "cached": self.cached,
+                "resumed_epochs": self.resumed_epochs}
 
 
-class StageCache:
-    """Stage outputs by content hash: <root>/stages/<key>.safetensors + <key>.json (meta, with
-    the weights' sha256). The meta file is written last, so a stage counts as cached only
-    when both are whole; weights that do not hash to what the meta records (swapped, bit
-    flips) or a meta that is not one are damage: one-line KanbenchError, or with
-    `recompute_damaged` both files are deleted and the stage recomputed."""
-
-    def __init__(self, root: str | Path, recompute_damaged: bool = False):
-        self.root = Path(root) / "stages"
-        self.recompute_damaged = recompute_damaged
-
-    def load(self, key: str, net: torch.nn.Module) -> dict | None:
-        meta, weights = self.root / f"{key}.json", self.root / f"{key}.safetensors"
-        if not (meta.exists() and weights.exists()):
-            return None
-        where = f"stage cache {weights.name} / {meta.name} in {self.root}"
-        try:
-            recorded = read_json(meta)
-            if not isinstance(recorded, dict) or not isinstance(recorded.get("metrics"), dict):
-                damage = "its meta is not a stage record"
-            elif file_sha256(weights) != recorded.get("sha256"):
-                damage = "the weights do not hash to the sha256 its meta records"
-            else:
-                damage = None
-        except (KanbenchError, OSError) as err:
-            damage = first_line(err)
-        if damage and self.recompute_damaged:
-            weights.unlink(missing_ok=True)
-            meta.unlink(missing_ok=True)
-            return None
-        if damage:
-            raise KanbenchError(f"{where}: damaged ({damage}); delete both to recompute the "
-                                "stage, or rerun with --recompute-damaged")
-        try:
-            load_model(net, str(weights))
-        except Exception as err:  # noqa: BLE001 - whole files that do not fit this network
-            raise KanbenchError(f"{where}: cannot load ({first_line(err)}); delete both to "
-                                "recompute the stage") from None
-        return recorded
-
-    def computing(self, key: str):
-        """Held while stage `key` is looked up and, if missing, computed: a second worker
-        that needs the same stage waits, then loads it."""
-        return locked(self.root / f".{key}.lock")
-
-    def save(self, key: str, net: torch.nn.Module, meta: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{os.getpid()}.safetensors"
-        save_model(net, str(tmp))
-        meta = {**meta, "sha256": file_sha256(tmp)}
-        os.replace(tmp, self.root / f"{key}.safetensors")
-        write_json_atomic(self.root / f"{key}.json", meta)
-
-
-def stage_keys(cfg: RunConfig, stages) -> list[str]:
+def stage_keys(cfg: RunConfig, stages: list[Stage]) -> list[str]:
     """Chain of content hashes: the first stage's key covers everything that determines the
     trained network (not the method's name, so methods that train alike share it)."""
     prev: object = {"task": cfg.task, "task_args": cfg.args["task"], "kan": cfg.args["kan"],
@@ -102,6 +59,80 @@ def stage_keys(cfg: RunConfig, stages) -> list[str]:
         prev = content_hash({"prev": prev, "stage": stage.name, **stage.key}, length=24)
         keys.append(prev)
     return keys
+
+
+def stage_cache(cache_dir: str | Path, recompute_damaged: bool = False) -> ContentCache:
+    return ContentCache(cache_dir, "stages", "stage cache", recompute_damaged)
+
+
+def run_stage(stage: Stage, key: str, net: nn.Module, ctx: StageContext,
+              cache: ContentCache) -> tuple[nn.Module, StageResult]:
+    """The stage's model from the cache, or made (from `net`, seeded, resuming a killed fit
+    from its epoch checkpoint) and cached; cells running at once that share it make it once."""
+    skeleton = stage.skeleton(net)
+    with cache.making(key):
+        meta = cache.lookup(key)
+        if meta is not None:
+            try:
+                load_model(skeleton, str(cache.tensors_path(key)))
+            except Exception as err:  # noqa: BLE001 - whole files that do not fit this network
+                raise KanbenchError(f"{cache.where(key)}: cannot load ({first_line(err)}); "
+                                    "delete both to recompute the stage") from None
+            return skeleton, StageResult(stage.name, meta["metrics"], meta["seconds"], True,
+                                         meta.get("resumed_epochs", 0))
+        L.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
+        checkpoint_dir = cache.root / "checkpoints" / key
+        resumed = last_checkpoint(checkpoint_dir)[1]
+        ctx = replace(ctx, checkpoint_dir=checkpoint_dir)
+        start = time.perf_counter()
+        net = stage.run(ctx, net)
+        seconds = time.perf_counter() - start
+        result = StageResult(stage.name, ctx.evaluate(net), seconds, False, resumed)
+        cache.store(key, lambda path: save_model(net, path),
+                    {"stage": stage.name, "seconds": seconds, "metrics": result.metrics,
+                     "made_by": ctx.cfg.run_id, "resumed_epochs": resumed})  # the first run
+    return net, result
+
+
+def final_metrics(task: Task, results: list[StageResult]) -> dict:
+    """The last stage's metrics, every stage's, and the retention of each metric over the
+    first stage's (the uncompressed model a multi-stage method compressed: dense for SHARe,
+    MetaKAN for MetaCluster)."""
+    final, first = results[-1].metrics, results[0].metrics
+    if not math.isfinite(final.get(task.metric, math.nan)):
+        raise FloatingPointError(f"the final {task.metric} is {final.get(task.metric)}")
+    retention = {k: v / first[k] for k, v in final.items()
+                 if len(results) > 1 and k != "val" and first.get(k)}
+    return {**final, "stages": {r.name: r.metrics for r in results}, "primary": task.metric,
+            "higher_is_better": task.higher_is_better,
+            **({"retention": retention} if retention else {})}
+
+
+def measure_model(net: nn.Module, task: Task, method: Method, args: dict,
+                  model_file: Path) -> dict:
+    """The final model's storage (itemized, checked against its file), trainable parameters,
+    a training step's peak memory and the forward latency, as the args ask."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = net.to(device)
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    method.serialize(net, model_file)
+    sizes = measure.storage(net, task.frozen_storage(args["task"]))
+    sizes["file_bytes"] = files.safetensors_payload_bytes(model_file)
+    if sizes["file_bytes"] != sizes["total_bytes"]:
+        raise AssertionError(f"model file holds {sizes['file_bytes']} B but the itemized "
+                             f"storage sums to {sizes['total_bytes']} B")
+
+    def make_input(batch):
+        return task.example_input(args["task"], batch)
+
+    result = {"storage": sizes,
+              "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)}
+    if args["measure"]["memory"] and result["trainable_params"]:  # a training step's memory
+        example = make_input(args["train"]["batch_size"]).to(device)
+        result["memory"] = measure.peak_memory(net, example)
+    if args["measure"]["latency"]:
+        result["latency"] = measure.latency(net, make_input, args["measure"]["latency_batches"])
+    return result
 
 
 def use_threads(threads: int) -> None:
@@ -133,73 +164,39 @@ def environment(data_root: str) -> dict:
             "git_commit": commit, "data_root": str(data_root)}
 
 
-def execute(cfg: RunConfig, logger, cache: StageCache, data_root: str) -> dict:
-    """Everything a done record holds beyond its identity."""
+def run_method(cfg: RunConfig, logger, cache_dir: Path, data_root: str,
+               recompute_damaged: bool = False
+               ) -> tuple[nn.Module, list[StageResult], StageContext]:
+    """The task's data and network (seeded), then every stage of the method in turn: the
+    final model, what each stage did, and the context the stages ran in."""
     task, method = TASKS.create(cfg.task), METHODS.create(cfg.method)
     args = cfg.args
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = task.datamodule(args["task"], data_root, args["train"]["batch_size"], cfg.seed,
-                                 cache.root.parent)
+                                 cache_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # init must not depend on the data
     factory = method.factory(args["kan"], args["method"])
     net = method.prepare(task.build(args["task"], factory), factory, args["method"], cfg.seed)
+
     ctx = StageContext(cfg, task, method, datamodule, logger)
-
-    stages = method.stages(args["method"])
-    stage_metrics, timing = {}, dict(getattr(datamodule, "timing", {}))
+    cache = stage_cache(cache_dir, recompute_damaged)
+    stages, results = method.stages(args["method"]), []
     for stage, key in zip(stages, stage_keys(cfg, stages), strict=True):
-        skeleton = stage.skeleton(net)
-        with cache.computing(key):  # cells running at once that share a stage run it once
-            meta = cache.load(key, skeleton)
-            cached = meta is not None
-            if cached:
-                net = skeleton
-            else:
-                L.seed_everything(cfg.seed, workers=True, verbose=False)
-                ctx.checkpoint_dir = cache.root.parent / "checkpoints" / key
-                ctx.resumed_epochs = 0
-                start = time.perf_counter()
-                net = stage.run(ctx, net)
-                meta = {"stage": stage.name, "seconds": time.perf_counter() - start,
-                        "metrics": ctx.evaluate(net), "made_by": cfg.run_id,  # the first run
-                        "resumed_epochs": ctx.resumed_epochs}
-                cache.save(key, net, meta)
-        stage_metrics[stage.name] = meta["metrics"]
-        timing[stage.name] = {"seconds": meta["seconds"], "cached": cached,
-                              "resumed_epochs": meta.get("resumed_epochs", 0)}
+        net, result = run_stage(stage, key, net, ctx, cache)
+        results.append(result)
+    return net, results, ctx
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = net.to(device)
-    model_file = cache.root.parent / "models" / f"{cfg.run_id}.safetensors"
-    model_file.parent.mkdir(parents=True, exist_ok=True)
-    method.serialize(net, model_file)
-    sizes = measure.storage(net, task.frozen_storage(args["task"]))
-    sizes["file_bytes"] = measure.safetensors_payload_bytes(model_file)
-    if sizes["file_bytes"] != sizes["total_bytes"]:
-        raise AssertionError(f"model file holds {sizes['file_bytes']} B but the itemized "
-                             f"storage sums to {sizes['total_bytes']} B")
 
-    def make_input(batch):
-        return task.example_input(args["task"], batch)
-
-    # retention: each metric of the final model over the first stage's (the uncompressed model
-    # a multi-stage method compressed: dense for SHARe, MetaKAN for MetaCluster)
-    final, first = stage_metrics[stages[-1].name], stage_metrics[stages[0].name]
-    if not math.isfinite(final.get(task.metric, math.nan)):
-        raise FloatingPointError(f"the final {task.metric} is {final.get(task.metric)}")
-    retention = {k: v / first[k] for k, v in final.items()
-                 if len(stages) > 1 and k != "val" and first.get(k)}
-    result = {"metrics": {**final, "stages": stage_metrics, "primary": task.metric,
-                          "higher_is_better": task.higher_is_better,
-                          **({"retention": retention} if retention else {})},
-              "storage": sizes, "timing": timing,
-              "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)}
-    if args["measure"]["memory"] and result["trainable_params"]:  # a training step's memory
-        example = make_input(args["train"]["batch_size"]).to(device)
-        result["memory"] = measure.peak_memory(net, example)
-    if args["measure"]["latency"]:
-        result["latency"] = measure.latency(net, make_input, args["measure"]["latency_batches"])
-    return result
+def execute(cfg: RunConfig, logger, cache_dir: Path, data_root: str,
+            recompute_damaged: bool = False) -> dict:
+    """Everything a done record holds beyond its identity: the stages' metrics, then the
+    final model's measurements."""
+    net, results, ctx = run_method(cfg, logger, cache_dir, data_root, recompute_damaged)
+    metrics = final_metrics(ctx.task, results)
+    model_file = cache_dir / "models" / f"{cfg.run_id}.safetensors"
+    timing = {**getattr(ctx.datamodule, "timing", {}), **{r.name: r.timing() for r in results}}
+    return {"metrics": metrics, "timing": timing,
+            **measure_model(net, ctx.task, ctx.method, cfg.args, model_file)}
 
 
 def new_record(cfg: RunConfig, data_root: str) -> dict:
@@ -215,37 +212,10 @@ def failed_record(cfg: RunConfig, data_root: str, error: str) -> dict:
     return record
 
 
-def run_cell(cfg: RunConfig, *, cache_dir: str | Path, data_root: str,
-             wandb_mode: str = "auto", wandb_dir: str | Path = "wandb",
-             recompute_damaged: bool = False, threads: int | None = None) -> dict:
-    """Run one cell to its record. Exceptions (a NaN, running out of GPU memory) make a failed
-    record; bad input found on the way (a malformed data file) makes a `refused` one, which the
-    driver never stores; an interrupt (Ctrl-C) propagates, so a rerun starts the cell again.
-    `threads`: the cell's share of the cores (None: all of them, torch's default)."""
-    if threads is not None:
-        use_threads(threads)
-    record = new_record(cfg, data_root)
-    start = time.perf_counter()
-    logger = None
-    try:
-        logger = tracking.start(cfg, wandb_mode, wandb_dir)
-        record.update(execute(cfg, logger, StageCache(cache_dir, recompute_damaged), data_root))
-        record["status"] = "done"
-    except KanbenchError as err:  # bad input (a malformed data file): the driver stops on it
-        record.update(status="refused", error=str(err))
-    except Exception as err:  # noqa: BLE001 - a failing cell is recorded and the grid goes on
-        record.update(status="failed", error=f"{type(err).__name__}: {err}",
-                      traceback=traceback.format_exc())
-    finally:
-        record["finished_at"] = now()
-        record.setdefault("timing", {})["total_seconds"] = time.perf_counter() - start
-        tracking.finish(logger, record)
-    return record
-
-
 @dataclass(frozen=True)
 class CellWork:
-    """What every worker needs to run a cell: picklable, so executors can ship it."""
+    """What every worker needs to run a cell (picklable, so executors can ship it); calling
+    it runs one cell to its record."""
 
     cache_dir: str
     data_root: str
@@ -255,9 +225,30 @@ class CellWork:
     threads: int | None = None   # per cell: suite.executors.threads_per_cell
 
     def __call__(self, cfg: RunConfig) -> dict:
-        return run_cell(cfg, cache_dir=self.cache_dir, data_root=self.data_root,
-                        wandb_mode=self.wandb_mode, wandb_dir=self.wandb_dir,
-                        recompute_damaged=self.recompute_damaged, threads=self.threads)
+        """The cell's record. Exceptions (a NaN, running out of GPU memory) make a failed
+        record; bad input found on the way (a malformed data file) makes a `refused` one, which
+        the driver never stores; an interrupt (Ctrl-C) propagates, so a rerun starts the cell
+        again. `threads`: the cell's share of the cores (None: all of them)."""
+        if self.threads is not None:
+            use_threads(self.threads)
+        record = new_record(cfg, self.data_root)
+        start = time.perf_counter()
+        logger = None
+        try:
+            logger = tracking.start(cfg, self.wandb_mode, self.wandb_dir)
+            record.update(execute(cfg, logger, Path(self.cache_dir), self.data_root,
+                                  self.recompute_damaged))
+            record["status"] = "done"
+        except KanbenchError as err:  # bad input (a malformed data file): the driver stops
+            record.update(status="refused", error=str(err))
+        except Exception as err:  # noqa: BLE001 - a failing cell is recorded, the grid goes on
+            record.update(status="failed", error=f"{type(err).__name__}: {err}",
+                          traceback=traceback.format_exc())
+        finally:
+            record["finished_at"] = now()
+            record.setdefault("timing", {})["total_seconds"] = time.perf_counter() - start
+            tracking.finish(logger, record)
+        return record
 
     def failed(self, cfg: RunConfig, error: str) -> dict:
         return failed_record(cfg, self.data_root, error)

@@ -34,11 +34,11 @@ from safetensors.torch import load_file, save_file
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
+from suite.cache import ContentCache
 from suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SEED, Range, content_hash
 from suite.errors import KanbenchError
 from suite.interfaces import Task
 from suite.registry import TASKS
-from suite.store import locked, read_json, write_json_atomic
 from tasks import shapes
 from tasks.detection_data import RoiFeatureData, head_inputs, read_coco, read_voc, train_trunk
 from tasks.detection_map import VOC_VARIANTS, DetectionMetrics
@@ -53,7 +53,7 @@ VOC_TO_COCO = {"aeroplane": "airplane", "diningtable": "dining table",
 COCO_CLASSES = tuple(c for c in FasterRCNN_ResNet50_FPN_Weights.DEFAULT.meta["categories"]
                      if c not in ("__background__", "N/A"))          # the 80 COCO categories
 SHAPES_SIZES = {"voc": (800, 300), "coco": (400, 300)}  # (train, test) images written
-TRUNK_VERSION = 1  # part of the trunk cache key: bump when the trunk or feature code changes
+TRUNK_VERSION = 2  # in the trunk cache key: bump when the trunk, feature or entry format changes
 
 
 class DetectionTask(Task):
@@ -138,17 +138,14 @@ class DetectionTask(Task):
         key = content_hash({"task": self.name, "args": args, "version": TRUNK_VERSION,
                             "shapes": shapes.VERSION, "data_root": str(data_root.resolve())},
                            length=24)
-        folder = Path(cache_dir) / "detection"
-        meta_file, tensor_file = folder / f"{key}.json", folder / f"{key}.safetensors"
-        with locked(folder / f".{key}.lock"):  # cells running at once train one trunk
-            if meta_file.exists() and tensor_file.exists():
-                timing = {k: {**v, "cached": True} for k, v in read_json(meta_file).items()}
-                return load_file(str(tensor_file)), timing
-            tensors, timing = self.prepare(args, data_root, folder / "checkpoints" / key)
-            tmp = folder / f".{key}.{os.getpid()}.safetensors"
-            save_file(tensors, str(tmp))
-            os.replace(tmp, tensor_file)
-            write_json_atomic(meta_file, timing)                 # last: the entry is whole
+        cache = ContentCache(cache_dir, "detection", "detection trunk cache")
+        with cache.making(key):  # cells running at once train one trunk
+            meta = cache.lookup(key)
+            if meta is not None:
+                timing = {k: {**v, "cached": True} for k, v in meta["timing"].items()}
+                return load_file(str(cache.tensors_path(key))), timing
+            tensors, timing = self.prepare(args, data_root, cache.root / "checkpoints" / key)
+            cache.store(key, lambda path: save_file(tensors, path), {"timing": timing})
             return tensors, timing
 
     def prepare(self, args: dict, data_root: Path, checkpoint_dir: Path | None = None
@@ -237,6 +234,12 @@ class VOC(DetectionTask):
                 "backbone_weights": "imagenet", "head_width": 1024, "image_size": 800,
                 "detections_per_img": 100, "trunk_epochs": 12, "trunk_batch_size": 2,
                 "trunk_lr": 1e-4, "transfer": False, "n_transfer": 0}
+    # a one-epoch trunk on 8 images with the small backbone
+    presets = {"smoke": {"task": {"backbone": "small", "backbone_weights": "", "image_size": 128,
+                                  "head_width": 16, "detections_per_img": 20, "n_train": 8,
+                                  "n_val": 4, "n_test": 4, "transfer": True, "n_transfer": 4,
+                                  "trunk_epochs": 1, "trunk_batch_size": 4, "trunk_lr": 2.0e-3},
+                         "train": {"batch_size": 64}}}
 
     def locate(self, args, data_root):
         check_voc(self.name, data_root, "2007", "trainval")
@@ -263,6 +266,9 @@ class COCO(DetectionTask):
     classes = COCO_CLASSES
     metric = "coco_map"
     defaults = {k: v for k, v in VOC.defaults.items() if k not in ("transfer", "n_transfer")}
+    presets = {"smoke": {"task": {k: v for k, v in VOC.presets["smoke"]["task"].items()
+                                  if k not in ("transfer", "n_transfer")},
+                         "train": {"batch_size": 64}}}
 
     def locate(self, args, data_root):
         for split in ("train2017", "val2017"):
@@ -299,6 +305,9 @@ class ShapesVOC(DetectionTask):
 
     classes = shapes.VOC_CLASSES
     defaults = {**DetectionTask.defaults, "transfer": True, "n_transfer": 0}
+    presets = {"smoke": {"task": {"n_train": 8, "n_val": 4, "n_test": 4, "n_transfer": 4,
+                                  "head_width": 16, "trunk_epochs": 1, "trunk_batch_size": 4},
+                         "train": {"batch_size": 64}}}
 
     def locate(self, args, data_root):
         ensure_shapes(data_root)
@@ -320,6 +329,9 @@ class ShapesCOCO(DetectionTask):
 
     classes = tuple(shapes.COCO_CATEGORIES)
     metric = "coco_map"
+    presets = {"smoke": {"task": {"n_train": 8, "n_val": 4, "n_test": 4, "head_width": 16,
+                                  "trunk_epochs": 1, "trunk_batch_size": 4},
+                         "train": {"batch_size": 64}}}
 
     def locate(self, args, data_root):
         ensure_shapes(data_root)

@@ -5,7 +5,7 @@ that every method's KAN head trains and is tested on.
                               CocoDetection (`difficult` kept; COCO crowd boxes become
                               difficult, i.e. ignored by both metrics)
     train_trunk               the Faster R-CNN with its linear head, through the suite's one
-                              LightningModule (`TrunkObjective` is its loss)
+                              LightningModule (`trunk_loss` is its loss)
     head_inputs               fc6 features of a set of images, with what training (labels and
                               box targets) or evaluation (proposals, sizes, truths) needs
     RoiFeatureData            the LightningDataModule over those features
@@ -23,14 +23,12 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-import torchmetrics
 from torch.utils.data import DataLoader
 from torchvision.datasets import CocoDetection, VOCDetection
 from torchvision.models.detection import FasterRCNN
 from torchvision.transforms.functional import pil_to_tensor
 
 from suite.errors import KanbenchError, regular_file
-from suite.interfaces import Method, Task
 from suite.lit import KanbenchModule, fit
 from tasks.common import TensorDataModule
 
@@ -123,16 +121,11 @@ def read_coco(images: Path, annotations: Path, label_of_name: dict[str, int],
 # --- the trunk --------------------------------------------------------------------------------
 
 
-class TrunkObjective(Task):
-    """The trunk's loss for the suite's LightningModule: torchvision's four detector losses."""
-
-    def training_loss(self, net, batch):
-        images, targets = batch
-        return sum(net(list(images), [{"boxes": t["boxes"], "labels": t["labels"]}
-                                      for t in targets]).values())
-
-    def metrics(self, args):
-        return torchmetrics.MetricCollection({})
+def trunk_loss(net: FasterRCNN, batch) -> torch.Tensor:
+    """The trunk's loss: the sum of torchvision's four detector losses."""
+    images, targets = batch
+    return sum(net(list(images), [{"boxes": t["boxes"], "labels": t["labels"]}
+                                  for t in targets]).values())
 
 
 def collate(batch: list[Example]) -> tuple[list[torch.Tensor], list[dict]]:
@@ -147,8 +140,7 @@ def train_trunk(trunk: FasterRCNN, train: list[Example], epochs: int, batch_size
     loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(seed))
     settings = {"lr": lr, "weight_decay": 1e-4, "scheduler": "cosine", "gradient_clip": 10.0}
-    module = KanbenchModule(trunk, TrunkObjective(), Method(), {"task": {}, "method": {}},
-                            settings, stage="trunk")
+    module = KanbenchModule(trunk, settings, "trunk", loss=trunk_loss)
     fit(module, epochs, checkpoint_dir=checkpoint_dir, train_dataloaders=loader)
     return trunk.eval()
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 
-from methods.kan import KAN
+from methods.layers.architectures import KAN
 from suite.config import AT_LEAST_ONE
 from suite.errors import KanbenchError
 from suite.interfaces import Task
@@ -39,7 +39,9 @@ class RegressionTask(Task):
     train_defaults = {"max_epochs": 200, "batch_size": 128, "lr": 1e-2, "weight_decay": 0.0}
     # MetaKAN's meta-learner width for equations; MetaCluster's fine-tune at the task's lr, and
     # long enough to matter: 100 epochs of 1000 samples are 800 steps (a quarter of training)
-    method_defaults = {"hidden_dim": 16, "finetune_epochs": 100, "finetune_lr": 1e-2}
+    method_defaults = {"metakan": {"hidden_dim": 16},
+                       "metacluster": {"hidden_dim": 16, "finetune_epochs": 100,
+                                       "finetune_lr": 1e-2}}
     ranges = {"n_train": AT_LEAST_ONE, "n_val": AT_LEAST_ONE, "n_test": AT_LEAST_ONE,
               "widths": AT_LEAST_ONE}
 
@@ -89,6 +91,7 @@ class RegressionTask(Task):
 
 @TASKS.register("feynman")
 class Feynman(RegressionTask):
+    presets = {"smoke": {"task": {"n_train": 64, "n_val": 32, "n_test": 64}}}
     defaults = {"equation": "I.6.20b", "n_train": 1000, "n_val": 1000, "n_test": 1000,
                 "widths": []}
 
@@ -98,6 +101,7 @@ class Feynman(RegressionTask):
 
 @TASKS.register("highdim")
 class HighDim(RegressionTask):
+    presets = {"smoke": {"task": {"n_var": 8, "n_train": 64, "n_val": 32, "n_test": 64}}}
     """f(x) = exp(mean_i sin^2(pi x_i / 2)) on [-1, 1]^n_var: the KAN paper's 100-variable
     example (Liu et al. 2024), kanbench's stand-in for the papers' high-dimensional
     equations (grid `highdim` says which network)."""

@@ -21,7 +21,7 @@ import torchmetrics
 from torchvision import datasets
 from torchvision.datasets.utils import download_and_extract_archive
 
-from methods.kan import CONV_PRESETS, KAN, ConvKAN
+from methods.layers.architectures import CONV_PRESETS, KAN, ConvKAN
 from suite.config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, SEED
 from suite.errors import KanbenchError, regular_file
 from suite.interfaces import Task
@@ -58,6 +58,8 @@ class ClassificationTask(Task):
         raise NotImplementedError
 
     def check_data(self, args, data_root):
+        """Whether the data can be read, by reading the least of it that tells: by default
+        all of it (digits: scikit-learn's bundled copy)."""
         self.load(args, data_root)
 
     def datamodule(self, args, data_root, batch_size, seed, cache_dir=None):
@@ -130,7 +132,7 @@ class IDXImages(MLPClassification):
     """MNIST-format IDX files read by torchvision from <data_root>/<folder>/raw/. Pixels are
     mapped to [-1, 1] (`normalize: range`) or standardized with the dataset's mean and std
     (`normalize: standard`, as the MetaKAN authors' code does). `arch: mlp` is a KAN MLP of
-    `widths` on flattened images; a ConvKAN preset name (methods.kan.CONV_PRESETS) sees
+    `widths` on flattened images; a ConvKAN preset name (methods.layers.kan.CONV_PRESETS) sees
     (1, 28, 28) images."""
 
     reader: type = datasets.MNIST
@@ -141,27 +143,46 @@ class IDXImages(MLPClassification):
               "val_fraction": FRACTION, "split_seed": SEED}
     choices = {"normalize": ("range", "standard"), "arch": ("mlp", *CONV_PRESETS)}
     train_defaults = {"max_epochs": 5, "batch_size": 128, "lr": 2e-3}
+    presets = {"smoke": {"task": {"n_train": 64, "n_test": 32}, "train": {"batch_size": 32}}}
     how = ""
 
     def check_args(self, args):
         if args["arch"] == "mlp":
             super().check_args(args)
 
+    def idx_files(self, data_root) -> tuple[Path, list[str]]:
+        """The raw folder and the four unpacked file names: train images and labels, then
+        test images and labels."""
+        return (Path(data_root) / self.reader.__name__ / "raw",
+                [Path(url).stem for url, _ in self.reader.resources])
+
+    def check_headers(self, folder: Path, images: str, labels: str) -> None:
+        """One split's two IDX files: 28x28 images, as many labels as images."""
+        image_dims = check_idx(folder / images, 3, self.name)
+        if image_dims[1:] != (28, 28):
+            raise KanbenchError(f"{self.name}: {folder / images} holds "
+                                f"{image_dims[1]}x{image_dims[2]} images, not 28x28")
+        if image_dims[0] != check_idx(folder / labels, 1, self.name)[0]:
+            raise KanbenchError(f"{self.name}: {folder / images} and {labels} hold "
+                                "different numbers of items")
+
+    def check_data(self, args, data_root):
+        """The four files' headers when they are there; else a download, or one line."""
+        folder, files = self.idx_files(data_root)
+        if all((folder / f).exists() for f in files):
+            self.check_headers(folder, *files[:2])
+            self.check_headers(folder, *files[2:])
+        else:
+            self.load(args, data_root)
+
     def load(self, args, data_root):
         mean, std = self.mean_std if args["normalize"] == "standard" else (0.5, 0.5)
-        folder = Path(data_root) / self.reader.__name__ / "raw"
-        files = [Path(url).stem for url, _ in self.reader.resources]    # the unpacked names
+        folder, files = self.idx_files(data_root)
 
         def split(train: bool):
             images, labels = files[:2] if train else files[2:]
             if (folder / images).exists() and (folder / labels).exists():
-                image_dims = check_idx(folder / images, 3, self.name)
-                if image_dims[1:] != (28, 28):
-                    raise KanbenchError(f"{self.name}: {folder / images} holds "
-                                        f"{image_dims[1]}x{image_dims[2]} images, not 28x28")
-                if image_dims[0] != check_idx(folder / labels, 1, self.name)[0]:
-                    raise KanbenchError(f"{self.name}: {folder / images} and {labels} hold "
-                                        "different numbers of items")
+                self.check_headers(folder, images, labels)
             ds = open_or_download(lambda download: self.reader(
                 data_root, train=train, download=download), self.name, folder, files, self.how)
             x = ds.data.reshape(len(ds.data), -1).float() / 255           # (N, 784), [0, 1]
@@ -220,7 +241,10 @@ class CIFAR(ClassificationTask):
               "split_seed": SEED}
     choices = {"arch": tuple(CONV_PRESETS)}
     train_defaults = {"max_epochs": 30, "batch_size": 128, "lr": 1e-3}
-    method_defaults = {"codebook_size": 256}  # MetaCluster's K for ConvKANs
+    # the quarter-width conv4 (grid `conv`'s), whose codebooks take a second, not ten
+    presets = {"smoke": {"task": {"arch": "conv4_quarter", "n_train": 16, "n_test": 8},
+                         "train": {"batch_size": 8}}}
+    method_defaults = {"metacluster": {"codebook_size": 256}}  # MetaCluster's K for ConvKANs
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
     def build(self, args, factory):
@@ -249,6 +273,17 @@ class CIFAR(ClassificationTask):
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return (x - mean) / std, torch.cat(ys)
+
+    def check_data(self, args, data_root):
+        """The batch files are there as regular files (read in the cells); else a download,
+        or one line."""
+        folder = Path(data_root) / self.reader.base_folder
+        files = [name for name, _ in self.reader.train_list + self.reader.test_list]
+        if all((folder / f).exists() for f in files):
+            for name in files:
+                regular_file(folder / name, self.name)
+        else:
+            self.load(args, data_root)
 
     def load(self, args, data_root):
         folder = Path(data_root) / self.reader.base_folder

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 def pytest_sessionstart(session):
     """Build the C++ kernels (once per source version, into the checkout's cache) before any
     test runs, so no test but the one that checks the build ever compiles them."""
-    from suite.kernels import build
+    from methods.layers.kernels import build
 
     build.load_all()
 
@@ -27,6 +28,19 @@ def pytest_sessionstart(session):
 def data_root(tmp_path_factory) -> Path:
     """Tiny MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 in their real on-disk formats."""
     return write_all(tmp_path_factory.mktemp("data"))
+
+
+@contextlib.contextmanager
+def temp_method(name: str, cls: type):
+    """`cls` registered as method `name` for the length of the block (a method written in a
+    test), then forgotten."""
+    from suite.registry import METHODS
+
+    METHODS.register(name)(cls)
+    try:
+        yield cls
+    finally:
+        METHODS.unregister(name)
 
 
 def run_script(script: str, *args: str, timeout: float = 900, **kwargs):

@@ -71,6 +71,7 @@ def write_voc_and_coco(root: Path, n_train: int = 8, n_test: int = 6) -> Path:
 def write_all(root: Path) -> Path:
     write_mnist_like(root, "MNIST")
     write_mnist_like(root, "FashionMNIST", seed=1)
+    write_mnist_like(root, "KMNIST", seed=2)
     write_cifar(root)
     write_cifar(root, hundred=True)
     write_voc_and_coco(root)

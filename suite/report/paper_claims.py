@@ -1,52 +1,22 @@
 """The papers' headline claims beside what kanbench measures: a pure function of the records.
 
-Each claim names the kanbench setting closest to it (a grid, a task, a method) and what to
-measure there; `claims_table` computes that from whatever records the grids hold and says
-"not run" where they hold none. Gaps are paired by seed (method minus dense of the same setup
+Each method declares its paper's claims (`Method.claims`), each naming the kanbench setting
+closest to it (a grid, a task, that method's settings) and what to measure there;
+`claims_table` computes that from whatever records the grids hold and says "not run" where
+they hold none. Gaps are paired by seed (method minus the baseline, dense, of the same setup
 and seed) with a 95% t interval of their mean; ratios are means over seeds.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
+from suite.interfaces import Claim
+from suite.report.declared import baseline, claims
 from suite.report.variance import confidence_half_width
 
-
-@dataclass(frozen=True)
-class Claim:
-    paper: str
-    claim: str       # the paper's words, with its figure
-    grid: str        # where kanbench measures it
-    task: str
-    method: str
-    measure: str     # "params", "ratio", "rmse_ratio", "map_gap", "transfer_retention",
-    #                  "heads"
-    where: tuple[tuple[str, object], ...] = ()   # (method arg, value): which of the method's
-    #                                              settings in that grid the claim reads
-
-
-CLAIMS = (
-    Claim("MetaKAN", "trainable parameters 1/3 to 1/9 of the KAN's at comparable accuracy "
-          "(Fashion-MNIST, their code: 25,778 vs 254,080, 86.65% vs 87.06% best test epoch)",
-          "metakan_authors", "fashion_mnist", "metakan", "params"),
-    Claim("MetaCluster", "up to 80x storage reduction with no accuracy loss (KANs, MNIST)",
-          "quick", "fashion_mnist", "metacluster", "ratio"),
-    Claim("MetaCluster", "up to 80x storage reduction with no accuracy loss (ConvKANs, K=256)",
-          "conv", "fashion_mnist", "metacluster", "ratio", (("codebook_size", 256),)),
-    Claim("MetaCluster", "124.1x on high-dimensional equation modeling without impacting "
-          "performance", "highdim", "highdim", "metacluster", "rmse_ratio",
-          (("codebook_size", 8),)),
-    Claim("SHARe-KAN", "9.3x head compression (58.67 MB -> 6.32 MB) at -2.0 mAP (Int8, VOC)",
-          "quick", "shapes_voc", "share_int8", "map_gap"),
-    Claim("SHARe-KAN", "88.9% of the dense head's mAP kept zero-shot on COCO (Int8)",
-          "quick", "shapes_voc", "share_int8", "transfer_retention"),
-    Claim("SHARe-KAN", "50 heads: 2.9 GB -> 211 MB (13.9x) by sharing the codebook (Int8)",
-          "quick", "shapes_voc", "share_int8", "heads"),
-)
 HEADS = 50
 
 
@@ -113,20 +83,21 @@ def measured(claim: Claim, method: pd.DataFrame, dense: pd.DataFrame) -> str:
 
 def claims_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per claim; `frames` maps a grid name to its records' frame (absent: not run)."""
+    reference = baseline()
     rows = []
-    for claim in CLAIMS:
+    for name, claim in claims():
         settings = "".join(f", {k}={v}" for k, v in claim.where)
         row = {"paper": claim.paper, "claim": claim.claim,
-               "kanbench setting": f"{claim.grid}: {claim.task}, {claim.method}{settings} "
-                                   "vs dense"}
+               "kanbench setting": f"{claim.grid}: {claim.task}, {name}{settings} "
+                                   f"vs {reference}"}
         frame = frames.get(claim.grid, pd.DataFrame())
         done = frame[(frame["status"] == "done") & (frame["task"] == claim.task)] \
             if not frame.empty else frame
-        method = done[done["method"] == claim.method] if not done.empty else done
+        method = done[done["method"] == name] if not done.empty else done
         for key, value in claim.where:
             column = f"config.args.method.{key}"
             method = method[method[column] == value] if column in method else method.iloc[:0]
-        dense = done[done["method"] == "dense"] if not done.empty else done
+        dense = done[done["method"] == reference] if not done.empty else done
         if method.empty or dense.empty:
             row.update({"seeds": 0, "measured": f"not run (no records of grid {claim.grid})"})
         else:

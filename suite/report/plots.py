@@ -11,21 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from suite.report.declared import colour, declared  # noqa: E402
 from suite.report.tables import done_records, pareto_front, summary  # noqa: E402
 
-METHOD_COLOURS = {"dense": "#222222", "metakan": "#1f77b4", "metacluster": "#2ca02c",
-                  "share_fp32": "#ff7f0e", "share_int8": "#d62728"}
-OTHER_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 METRIC_LABELS = {"accuracy": "test accuracy", "rmse": "test RMSE (lower is better)",
                  "map50": "VOC mAP@0.5", "coco_map": "COCO mAP@[.5:.95]"}
-
-
-def colour(method: str) -> str:
-    """The method's colour; methods outside the suite's five get stable extra colours."""
-    base = method.split("[", 1)[0]
-    if base in METHOD_COLOURS:
-        return METHOD_COLOURS[base]
-    return OTHER_COLOURS[sum(map(ord, base)) % len(OTHER_COLOURS)]
 
 
 def metric_vs_bytes(df: pd.DataFrame, setup: str) -> Figure:
@@ -54,9 +44,10 @@ def metric_vs_bytes(df: pd.DataFrame, setup: str) -> Figure:
     return fig
 
 
-def ratio_bars(df: pd.DataFrame) -> Figure:
-    """KAN ratio against dense per setup and method, mean with the std over seeds."""
-    table = summary(df)
+def ratio_bars(df: pd.DataFrame, table: pd.DataFrame | None = None) -> Figure:
+    """KAN ratio against dense per setup and method, mean with the std over seeds. `table`:
+    the frame's summary, when already made."""
+    table = summary(df) if table is None else table
     done = done_records(df)
     std = done.groupby(["setup", "label"])["storage.kan_ratio"].std(ddof=1)
     setups = sorted(table["setup"].unique())
@@ -109,25 +100,30 @@ def latency_bars(df: pd.DataFrame) -> Figure | None:
 
 
 def codebook_sweep(df: pd.DataFrame) -> Figure | None:
-    """MetaCluster's metric against its codebook size K per setup, mean ± std over seeds
-    (None when the records hold fewer than two values of K)."""
-    column = "config.args.method.codebook_size"
+    """The metric against the codebook size K of every method whose records hold two or more
+    values of its size argument (`Method.size_arg`), per setup, mean ± std over seeds (None
+    when no method's does)."""
     done = done_records(df)
-    if column not in done:
-        return None
-    rows = done[(done["method"] == "metacluster") & done[column].notna()]
-    if rows[column].nunique() < 2:
+    swept = []
+    for method, runs in done.groupby("method", sort=True):
+        column = f"config.args.method.{declared(method, 'size_arg')}"
+        if column in runs and runs[column].nunique() >= 2:
+            swept.append((method, runs[runs[column].notna()], column))
+    if not swept:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    for setup, runs in rows.groupby("setup", sort=True):
-        stats = runs.groupby(column)["value"].agg(["mean", "std"]).sort_index()
-        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o",
-                    capsize=3, color=colour("metacluster"), label=setup)
-    metric = rows["metrics.primary"].iloc[0]
+    for method, rows, column in swept:
+        for setup, runs in rows.groupby("setup", sort=True):
+            stats = runs.groupby(column)["value"].agg(["mean", "std"]).sort_index()
+            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o",
+                        capsize=3, color=colour(method),
+                        label=setup if len(swept) == 1 else f"{method}: {setup}")
+    metric = swept[0][1]["metrics.primary"].iloc[0]
     ax.set_xscale("log", base=2)
     ax.set_xlabel("codebook size K (codes, log2 scale)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    ax.set_title("MetaCluster: metric against codebook size (mean ± std over seeds)")
+    names = ", ".join(declared(m, "title") or m for m, _, _ in swept)
+    ax.set_title(f"{names}: metric against codebook size (mean ± std over seeds)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -40,19 +40,21 @@ NOTES = {
 
 def all_tables(frame: pd.DataFrame, budget: float | None = None) -> dict[str, pd.DataFrame]:
     """Every table of the frame by name, the empty ones left out."""
-    made = {"summary": tables.summary(frame), "compression": tables.compression(frame),
+    summary = tables.summary(frame)
+    made = {"summary": summary, "compression": tables.compression(frame),
             "metakan": tables.metakan_table(frame),
-            "leaderboard": tables.leaderboard(frame, budget),
+            "leaderboard": tables.leaderboard(frame, budget, summary),
             "detection": tables.detection(frame), "share": tables.share_table(frame),
             "seed_variance": seed_variance(frame)}
     return {name: table for name, table in made.items() if not table.empty}
 
 
-def write_tables(frame: pd.DataFrame, grid: str, out: Path, formats: list[str],
-                 budget: float | None, source: str) -> list[Path]:
-    """Write every non-empty table but seed variance in the formats; returns the files."""
+def write_tables(made: dict[str, pd.DataFrame], grid: str, out: Path, formats: list[str],
+                 source: str) -> list[Path]:
+    """Write every table of `made` (all_tables) but seed variance in the formats; returns the
+    files."""
     written = []
-    for name, table in all_tables(frame, budget).items():
+    for name, table in made.items():
         if name == "seed_variance":
             continue
         base = out / f"{grid}_{name}"
@@ -71,9 +73,10 @@ def write_tables(frame: pd.DataFrame, grid: str, out: Path, formats: list[str],
 
 
 
-def write_seed_variance(frame: pd.DataFrame, grid: str, out: Path, source: str) -> list[Path]:
-    table = seed_variance(frame)
-    if table.empty:
+def write_seed_variance(made: dict[str, pd.DataFrame], grid: str, out: Path,
+                        source: str) -> list[Path]:
+    table = made.get("seed_variance")
+    if table is None or table.empty:
         return []
     base = out / f"{grid}_seed_variance"
     table.to_csv(base.with_suffix(".csv"), index=False, float_format="%.6g")
@@ -102,7 +105,9 @@ def save_figure(figure, base: Path, caption: str) -> list[Path]:
     return paths
 
 
-def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str) -> list[Path]:
+def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str,
+                summary: pd.DataFrame | None = None) -> list[Path]:
+    """Every plot of the frame; `summary`: its summary table, when already made."""
     done = tables.done_records(frame)
     if done.empty:
         return []
@@ -110,7 +115,7 @@ def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str) -> list
     for setup in sorted(done["setup"].unique()):
         written += save_figure(plots.metric_vs_bytes(frame, setup),
                         out / f"{grid}_bytes_{file_name(setup)}", caption)
-    written += save_figure(plots.ratio_bars(frame), out / f"{grid}_ratios", caption)
+    written += save_figure(plots.ratio_bars(frame, summary), out / f"{grid}_ratios", caption)
     for name, figure in (("latency", plots.latency_bars(frame)),
                          ("codebook_sweep", plots.codebook_sweep(frame))):
         if figure is not None:  # only where the records hold what it shows
@@ -153,14 +158,17 @@ def plot_caption(frame: pd.DataFrame, results: str, grid: str) -> str:
             f"{results}/runs/{grid}, run on {tables.machines(frame)}")
 
 
-def write_reports(frame: pd.DataFrame, grid: str, results: str) -> list[Path]:
-    """Everything: tables (md, csv), seed variance, plots, as the three scripts write them."""
+def write_reports(frame: pd.DataFrame, made: dict[str, pd.DataFrame], grid: str,
+                  results: str) -> list[Path]:
+    """Everything: tables (md, csv), seed variance, plots, as the three scripts write them;
+    `made`: the frame's tables (all_tables)."""
     out = Path(results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    written = write_tables(frame, grid, out, ["md", "csv"], None, source_line(
+    written = write_tables(made, grid, out, ["md", "csv"], source_line(
         f"python scripts/render_tables.py --grid {grid}", frame, results, grid))
-    written += write_seed_variance(frame, grid, out, source_line(
+    written += write_seed_variance(made, grid, out, source_line(
         f"python scripts/seed_variance.py --grid {grid}", frame, results, grid))
     figures = Path(results) / "plots"
     figures.mkdir(parents=True, exist_ok=True)
-    return written + write_plots(frame, grid, figures, plot_caption(frame, results, grid))
+    return written + write_plots(frame, grid, figures, plot_caption(frame, results, grid),
+                                 made.get("summary"))

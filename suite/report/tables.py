@@ -6,6 +6,8 @@ import math
 
 import pandas as pd
 
+from suite.report.declared import baseline, before_compression, in_paper_table
+
 SETUP_SECTIONS = ("task", "kan", "train")
 
 
@@ -70,13 +72,15 @@ def done_records(df: pd.DataFrame) -> pd.DataFrame:
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """One row per setup x method over the done records: seeds, primary metric mean and std
-    (and its mean after the first stage, before any compression, for multi-stage methods),
+    (and its mean before compression: after the stage the method declares, its first),
     KAN bytes, KAN and model ratios, trainable parameters, training-step memory, batch-1
     latency and training time."""
     done = done_records(df)
     if done.empty:
         return pd.DataFrame()
-    done["first stage"] = [row[f"metrics.stages.train.{row['metrics.primary']}"]
+    before = {m: before_compression(m) for m in done["method"].unique()}
+    done["first stage"] = [row.get(f"metrics.stages.{before[row['method']]}."
+                                   f"{row['metrics.primary']}", float("nan"))
                            for _, row in done.iterrows()]
     rows = []
     for (setup, method), g in done.groupby(["setup", "label"], sort=True):
@@ -101,15 +105,15 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 def detection(df: pd.DataFrame) -> pd.DataFrame:
     """Detection records (those with `metrics.map50`): one row per setup x method with the
     in-domain and zero-shot transfer mAP@0.5 (mean and std over seeds), COCO mAP@[.5:.95] of
-    both, retention against the dense head of the same setup and seed (compressed / dense,
-    per seed, then mean), the head's bytes and KAN ratio, and the whole detector's ratio."""
+    both, retention against the baseline (dense) head of the same setup and seed (compressed /
+    dense, per seed, then mean), the head's bytes and KAN ratio, and the whole detector's ratio."""
     if "metrics.map50" not in df:
         return pd.DataFrame()
     done = df[(df["status"] == "done") & df["metrics.map50"].notna()].copy()
     if done.empty:
         return pd.DataFrame()
     done["setup"] = setup_label(done)
-    dense = done[done["method"] == "dense"].set_index(["setup", "seed"])
+    dense = done[done["method"] == baseline()].set_index(["setup", "seed"])
     for _, rows in done.groupby("setup"):
         done.loc[rows.index, "label"] = method_label(rows)
     has_transfer = "metrics.transfer_map50" in done
@@ -147,11 +151,13 @@ def pareto_front(kan_bytes: pd.Series, value: pd.Series, higher_is_better: bool)
                      index=kan_bytes.index)
 
 
-def leaderboard(df: pd.DataFrame, budget_bytes: float | None = None) -> pd.DataFrame:
+def leaderboard(df: pd.DataFrame, budget_bytes: float | None = None,
+                table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per setup, the methods ranked by their mean primary metric (best first) among those whose
     median KAN bytes fit `budget_bytes` (all when None), with whether each is on the Pareto
-    front of bytes against metric (no method both smaller and better)."""
-    table = summary(df)
+    front of bytes against metric (no method both smaller and better). `table`: the frame's
+    summary, when already made."""
+    table = summary(df) if table is None else table
     if table.empty:
         return table
     done = df[df["status"] == "done"]
@@ -208,10 +214,11 @@ def compression(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def metakan_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The MetaKAN paper's comparison: dense against metakan per setup, with trainable
-    parameters, a training step's peak memory (MiB), seconds per training epoch and the
-    metric (mean ± std)."""
-    done = df[(df["status"] == "done") & df["method"].isin(["dense", "metakan"])].copy()
+    """The MetaKAN paper's comparison: the methods that belong in it (dense and MetaKAN) per
+    setup, with trainable parameters, a training step's peak memory (MiB), seconds per
+    training epoch and the metric (mean ± std)."""
+    done = df[(df["status"] == "done")
+              & df["method"].map(lambda m: in_paper_table(m, "metakan"))].copy()
     if done.empty:
         return pd.DataFrame()
     done["setup"] = setup_label(done)
@@ -243,7 +250,7 @@ def share_table(df: pd.DataFrame) -> pd.DataFrame:
     table = detection(df)
     if table.empty:
         return table
-    table = table[table["method"].isin(["dense", "share_fp32", "share_int8"])]
+    table = table[table["method"].map(lambda m: in_paper_table(m, "share"))]
     rows = []
     for _, r in table.iterrows():
         row = {"setup": r["setup"], "method": r["method"],
@@ -253,7 +260,7 @@ def share_table(df: pd.DataFrame) -> pd.DataFrame:
         if "transfer mAP50" in r:
             row["transfer mAP50"] = mean_std_text(r["transfer mAP50"], r["transfer std"])
             row["transfer retention (%)"] = round(100 * r["transfer retention"], 1)
-        shared = r["shared bytes"] if r["method"] != "dense" else 0
+        shared = r["shared bytes"] if r["method"] != baseline() else 0
         for n in HEAD_COUNTS:
             total = shared + n * (r["head bytes"] - shared)
             row[f"{n} head{'s' * (n > 1)} MB"] = float(f"{total / 1e6:.4g}")

@@ -24,7 +24,7 @@ def test_quick_run_writes_one_row_per_measurement_and_names_its_command(tmp_path
     values = frame[["time_s", "inertia"]].to_numpy()
     assert np.isfinite(values).all() and (values > 0).all()
     assert (frame.codes_used <= frame.K).all()
-    # both should find similar clusterings of the same data: a real check on methods.codebook
+    # both should find similar clusterings of the same data: a real check on methods.layers.codebook
     pairs = frame.pivot(index=["N", "K"], columns="impl", values="inertia")
     assert (pairs["ours"] <= 1.5 * pairs["sklearn"]).all(), pairs
     md = (tmp_path / "kmeans.md").read_text()

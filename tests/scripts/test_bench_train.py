@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from methods import metakan, splines
+from methods.layers import metakan, splines
 from scripts import bench_train as bench
 from suite import lit
 from tests.conftest import run_script

@@ -9,7 +9,13 @@ import sys
 import pandas as pd
 import pytest
 
-from suite.report.render import source_line, validation_view, write_seed_variance, write_tables
+from suite.report.render import (
+    all_tables,
+    source_line,
+    validation_view,
+    write_seed_variance,
+    write_tables,
+)
 from suite.store import ResultsStore
 from tests.conftest import REPO, run_script
 
@@ -19,14 +25,16 @@ COMMITTED_GRIDS = sorted(p.name for p in (REPO / "results" / "runs").iterdir())
 @pytest.mark.parametrize("grid", COMMITTED_GRIDS)
 def test_committed_tables_regenerate_byte_identical(grid, tmp_path):
     frame = ResultsStore(REPO / "results").to_frame(grid)
-    written = write_tables(frame, grid, tmp_path, ["md", "csv"], None, source_line(
+    made = all_tables(frame)
+    written = write_tables(made, grid, tmp_path, ["md", "csv"], source_line(
         f"python scripts/render_tables.py --grid {grid}", frame, "results", grid))
-    written += write_seed_variance(frame, grid, tmp_path, source_line(
+    written += write_seed_variance(made, grid, tmp_path, source_line(
         f"python scripts/seed_variance.py --grid {grid}", frame, "results", grid))
     if (REPO / "results" / "tables" / f"{grid}_val_summary.md").exists():
-        written += write_tables(validation_view(frame), f"{grid}_val", tmp_path, ["md", "csv"],
-                                None, source_line(f"python scripts/render_tables.py --grid "
-                                                  f"{grid} --split val", frame, "results", grid))
+        val = validation_view(frame)
+        written += write_tables(all_tables(val), f"{grid}_val", tmp_path, ["md", "csv"],
+                                source_line(f"python scripts/render_tables.py --grid "
+                                            f"{grid} --split val", frame, "results", grid))
     assert written
     for path in written:
         committed = REPO / "results" / "tables" / path.name

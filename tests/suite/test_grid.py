@@ -6,7 +6,7 @@ import pytest
 from scripts.run_grid import main as run_grid
 from suite import grid
 from suite.errors import KanbenchError
-from suite.registry import TASKS
+from suite.registry import METHODS, TASKS
 from tests.conftest import REPO, run_script
 
 
@@ -24,8 +24,14 @@ def test_committed_records_are_exactly_their_grid_s_cells(results):
     assert stems == {c.run_id for c in grid.cells(results)}
 
 
-def test_smoke_grid_covers_every_registered_task():
-    assert {c.task for c in grid.cells("smoke")} == set(TASKS.names())
+def test_smoke_grid_covers_every_registered_task_and_method_at_the_tasks_presets():
+    cells = grid.cells("smoke")
+    assert {(c.task, c.method) for c in cells} == \
+        {(t, m) for t in TASKS.names() for m in METHODS.names()}
+    for cfg in cells:
+        preset = TASKS.create(cfg.task).presets.get("smoke", {})
+        for section, values in preset.items():
+            assert {k: cfg.args[section][k] for k in values} == values, cfg.label
 
 
 def test_quick_grid_is_the_issue_s_main_job():
@@ -38,7 +44,8 @@ def test_quick_grid_is_the_issue_s_main_job():
     detection = [c for c in cells if c.task == "shapes_voc"]
     assert len(detection) == 15 and all(c.args["task"]["transfer"] for c in detection)
     assert {c.method for c in cells} == {"dense", "metakan", "metacluster", "share_fp32",
-                                         "share_int8"}
+                                         "share_int8", "dense_kmeans"}
+    assert {c.task for c in cells if c.method == "dense_kmeans"} == {"fashion_mnist"}
 
 
 def test_method_args_in_a_grid_reach_only_the_methods_that_have_them():

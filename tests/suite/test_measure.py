@@ -4,8 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_model
 
-from methods import splines
-from methods.kan import KAN, ConvKAN, DenseKANFactory, KANSpec
+from methods.layers import files, splines
+from methods.layers.architectures import KAN, ConvKAN
+from methods.layers.kan import DenseKANFactory, KANSpec
 from suite import measure
 
 
@@ -23,7 +24,7 @@ def test_storage_itemizes_every_byte_of_the_file(name, tmp_path):
     assert sizes["total_bytes"] == sizes["kan_bytes"] + sizes["other_bytes"]
     path = tmp_path / "model.safetensors"
     save_model(net, str(path))
-    assert measure.safetensors_payload_bytes(path) == sizes["total_bytes"]
+    assert files.safetensors_payload_bytes(path) == sizes["total_bytes"]
     # dense layers: compressed bytes are the dense bytes
     assert sizes["kan_ratio"] == 1.0 and sizes["model_ratio"] == 1.0
 
@@ -87,8 +88,8 @@ def test_latency_reports_each_batch():
 
 
 def test_latency_names_the_codebook_kernel_of_compressed_layers():
-    from methods.codebook import cluster_edges
-    from methods.metakan import MetaKANFactory
+    from methods.layers.codebook import cluster_edges
+    from methods.layers.metakan import MetaKANFactory
     net = cluster_edges(KAN([6, 3], MetaKANFactory(KANSpec(), 1, 4)), 4, "model", "fp32", 0)
     result = measure.latency(net, lambda b: torch.randn(b, 6), [1])
     assert result["kernel"] == "cpu"                               # the compiled gather

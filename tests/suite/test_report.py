@@ -85,7 +85,7 @@ def test_leaderboard_ranks_within_a_budget_and_marks_the_front():
 
 
 def test_compression_table_and_every_format_render_with_a_failed_run(tmp_path):
-    from suite.report.render import write_tables as render
+    from suite.report.render import all_tables, write_tables
     from suite.report.tables import compression, mean_std_text
 
     done = [row("digits", s, v) | {"method": m, "metrics.primary": "accuracy",
@@ -105,7 +105,7 @@ def test_compression_table_and_every_format_render_with_a_failed_run(tmp_path):
     assert mean_std_text(0.91234, 0.0141) == "0.912 ± 0.014"
     assert mean_std_text(0.5, float("nan")) == "0.5" and mean_std_text(math.nan, 1) == "failed"
     frame["env.platform"], frame["env.cpu_count"], frame["env.device"] = "linux", 2, "cpu"
-    written = render(frame, "g", tmp_path, ["md", "tex", "csv"], None, "source\n")
+    written = write_tables(all_tables(frame), "g", tmp_path, ["md", "tex", "csv"], "source\n")
     assert {p.name for p in written} >= {"g_compression.tex", "g_summary.md",
                                          "g_leaderboard.csv"}
     tex = (tmp_path / "g_compression.tex").read_text()
@@ -185,8 +185,9 @@ def test_validation_view_reports_validation_values_and_drops_test_only_metrics()
 
 
 def test_claims_table_reads_only_the_claimed_setting_and_pairs_seeds():
-    from suite.report.paper_claims import CLAIMS, claims_table
-    claim = next(c for c in CLAIMS if c.task == "highdim")
+    from suite.report.declared import claims
+    from suite.report.paper_claims import claims_table
+    claim = next(c for _, c in claims() if c.task == "highdim")
     (key, value), = claim.where
     rows = [row("highdim", s, 0.02) for s in (0, 1, 2)]
     rows += [row("highdim", s, 0.03) | {"method": "metacluster", "storage.kan_ratio": 100.0,

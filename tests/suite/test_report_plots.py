@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from suite.report.plots import METHOD_COLOURS, colour
+from suite.registry import METHODS
+from suite.report.plots import colour
 from suite.report.render import file_name
 from suite.report.render import write_plots as render
 
@@ -39,9 +40,12 @@ def test_every_plot_is_written_non_empty_and_reproducible(tmp_path):
 
 
 def test_colours_are_one_per_method_and_file_names_keep_the_setup():
-    assert colour("dense") == METHOD_COLOURS["dense"]
-    assert colour("metacluster[codebook_size=4]") == METHOD_COLOURS["metacluster"]
-    assert colour("my_method") == colour("my_method") not in METHOD_COLOURS.values()
+    declared = {name: vars(type(METHODS.create(name)))["colour"] for name in METHODS.names()
+                if "colour" in vars(type(METHODS.create(name)))}
+    assert colour("dense") == declared["dense"]
+    assert colour("metacluster[codebook_size=4]") == declared["metacluster"]
+    assert len(set(declared.values())) == len(declared)          # one colour per method
+    assert colour("my_method") == colour("my_method") not in declared.values()
     assert file_name("feynman[equation=I.6.20b]") == "feynman-I.6.20b"
 
 

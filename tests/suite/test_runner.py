@@ -108,8 +108,9 @@ def test_metacluster_reuses_the_metakan_stage_and_records_every_stage(tmp_path):
     assert run_grid(argv) == 0
     records = {r["method"]: r for r in ResultsStore(tmp_path).records("smoke")}
     meta, cluster = records["metakan"], records["metacluster"]
-    assert meta["timing"]["train"]["cached"] is False
-    assert cluster["timing"]["train"]["cached"] is True                # trained once, for both
+    # trained once, for both: by whichever of the two ran first
+    assert {meta["timing"]["train"]["cached"], cluster["timing"]["train"]["cached"]} == \
+        {False, True}
     assert cluster["metrics"]["stages"]["train"] == meta["metrics"]["stages"]["train"]
     assert set(cluster["metrics"]["stages"]) == {"train", "cluster", "finetune"}
     assert cluster["metrics"]["rmse"] == cluster["metrics"]["stages"]["finetune"]["rmse"]

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from methods.kan import DenseKANFactory, KANSpec
+from methods.layers.kan import DenseKANFactory, KANSpec
 from suite.errors import KanbenchError
 from tasks import detection_data as dd
 from tasks import shapes

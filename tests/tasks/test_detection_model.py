@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import save_file
 from torchvision.models import resnet50
 
-from methods.kan import DenseKANFactory, KANLinear, KANSpec
-from methods.metakan import MetaKANFactory
+from methods.layers.kan import DenseKANFactory, KANLinear, KANSpec
+from methods.layers.metakan import MetaKANFactory
 from suite.errors import KanbenchError
 from suite.measure import storage
 from tasks import detection_model as dm

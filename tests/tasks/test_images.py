@@ -71,7 +71,8 @@ def test_cifar_batches_never_run_code(tmp_path):
 
 
 def test_idx_images_build_a_convkan_on_one_channel(tmp_path):
-    from methods.kan import ConvKAN, DenseKANFactory, KANSpec
+    from methods.layers.architectures import ConvKAN
+    from methods.layers.kan import DenseKANFactory, KANSpec
 
     write_mnist_like(tmp_path, "FashionMNIST", n_train=30, n_test=20)
     task = TASKS.create("fashion_mnist")

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from numpy.polynomial import legendre
 
-from methods.bases import gram_bases, rbf_bases
-from methods.kan import KAN, ConvKAN, DenseKANFactory, KANConv2d, KANLinear, KANSpec
-from methods.metakan import MetaKANFactory
+from methods.layers.architectures import KAN, ConvKAN
+from methods.layers.bases import gram_bases, rbf_bases
+from methods.layers.kan import DenseKANFactory, KANConv2d, KANLinear, KANSpec
+from methods.layers.metakan import MetaKANFactory
 
 X = torch.linspace(-4, 4, 97, dtype=torch.float64)                    # beyond both ranges
 

@@ -13,7 +13,7 @@ Kernels, all computing that same function:
     reference  float64 reconstruction of the dense coefficients, then the dense layer; tests
     cpu        batch <= GATHER_MAX_BATCH: table T[b, i, c] = B(x_bi) . codes[c], then a
                compiled gather that streams the uint8 indices and int8/fp32 per-edge
-               numbers (suite/kernels/gather.cpp, OpenMP); larger batches: weights rebuilt
+               numbers (methods/layers/kernels/gather.cpp, OpenMP); larger batches: weights rebuilt
                tile by tile from the codebook, then a matmul
     torch      the same two orders in plain PyTorch, where no C++ compiler is present
     triton     CUDA: bases, gather and accumulation fused, codes read from on-chip cache
@@ -90,7 +90,7 @@ def pick_kernel(device: torch.device, spec=None) -> str:
                                             spec.base_activation == "silu") else "torch"
     if device.type != "cpu":
         return "torch"
-    from suite.kernels import cpu
+    from methods.layers.kernels import cpu
     return "cpu" if cpu.compiled() is not None else "torch"
 
 
@@ -102,13 +102,13 @@ def codebook_linear(x: torch.Tensor, layer: PackedCodebookLayer, spec, activatio
     lead = x.shape[:-1]
     flat = x.reshape(-1, layer.in_features)                          # (batch, in)
     if kernel == "reference":
-        from suite.kernels.reference import forward
+        from methods.layers.kernels.reference import forward
     elif kernel in ("cpu", "torch"):
-        from suite.kernels import cpu
+        from methods.layers.kernels import cpu
         y = cpu.forward(flat, layer, spec, activation, use_compiled=kernel == "cpu")
         return y.reshape(*lead, layer.out_features)
     elif kernel == "triton":
-        from suite.kernels.triton_gather import forward
+        from methods.layers.kernels.triton_gather import forward
     else:
         raise ValueError(f"unknown kernel {kernel!r}; one of {', '.join(KERNELS)}")
     return forward(flat, layer, spec, activation).reshape(*lead, layer.out_features)

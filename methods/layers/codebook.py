@@ -8,20 +8,24 @@ edge, only the index of that code: ceil(log2 K) bits, packed (the storage rule, 
 from __future__ import annotations
 
 import copy
-import json
 import math
-from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from methods.kan import FP32_BYTES, EdgeWeightsConv2d, EdgeWeightsLinear, KANSpec
-from suite import kernels
-from suite.errors import KanbenchError, regular_file
+from methods.layers import kernels
+from methods.layers.kan import (
+    FP32_BYTES,
+    EdgeWeightsConv2d,
+    EdgeWeightsLinear,
+    KANLayer,
+    KANSpec,
+    is_conv,
+    kan_layers,
+)
+from methods.layers.spec import CODEBOOK_SCOPES
 
 
 def index_bits(codes: int) -> int:
@@ -160,7 +164,7 @@ class CodebookEdges:
 
 
 class GatherForward:
-    """Inference through the suite's codebook kernels (suite.kernels) for fully connected
+    """Inference through the suite's codebook kernels (methods.layers.kernels) for fully connected
     codebook layers; with gradients on (fine-tuning) the layer rebuilds its edge weights and
     runs the dense path. The kernel layout is rebuilt whenever a source tensor changes."""
 
@@ -203,15 +207,9 @@ class CodebookKANConv2d(CodebookEdges, EdgeWeightsConv2d):
         self.init_edges(codebook, indices)
 
 
-def edge_layers(net: nn.Module) -> dict[str, nn.Module]:
-    """The layers with computed edge weights, by qualified name, in network order."""
-    return {name: m for name, m in net.named_modules()
-            if isinstance(m, (EdgeWeightsLinear, EdgeWeightsConv2d))}
-
-
-def codebook_layer(layer: nn.Module, codebook: Codebook, indices: torch.Tensor) -> nn.Module:
-    """The codebook layer of `layer`'s kind and shape."""
-    if isinstance(layer, EdgeWeightsConv2d):
+def codebook_layer(layer: KANLayer, codebook: Codebook, indices: torch.Tensor) -> nn.Module:
+    """The codebook layer of `layer`'s kind (linear or conv) and shape; any KAN layer."""
+    if is_conv(layer):
         return CodebookKANConv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
                                  layer.stride, layer.padding, layer.spec, codebook, indices)
     return CodebookKANLinear(layer.in_features, layer.out_features, layer.spec, codebook,
@@ -226,15 +224,26 @@ def replace_layers(net: nn.Module, new: dict[str, nn.Module]) -> nn.Module:
     return net
 
 
+def scope_groups(layers: dict[str, KANLayer], scope: str) -> list[list[str]]:
+    """The layer names that share one codebook: all of them (scope "model") or each alone
+    ("layer")."""
+    if scope not in CODEBOOK_SCOPES:
+        raise ValueError(f"codebook scope must be one of {CODEBOOK_SCOPES}, got {scope!r}")
+    if not layers:
+        raise ValueError("the network has no KAN layers to put in a codebook")
+    return [list(layers)] if scope == "model" else [[name] for name in layers]
+
+
 def cluster_edges(net: nn.Module, codes: int, scope: str, dtype: str, seed: int,
                   iterations: int = 25) -> nn.Module:
-    """Replace every edge-weight layer by a codebook layer: k-means (faiss) on the edges'
-    weight vectors, one codebook for the model (scope="model") or one per layer ("layer")."""
-    layers = edge_layers(net)
+    """Replace every KAN layer (dense, generated or codebook, linear or conv) by a codebook
+    layer: k-means (faiss) on the edges' weight vectors, one codebook for the model
+    (scope="model") or one per layer ("layer")."""
+    layers = kan_layers(net)
+    groups = scope_groups(layers, scope)
     with torch.no_grad():
         vectors = {name: m.edge_weights().reshape(-1, m.spec.n_coef + 1)
                    for name, m in layers.items()}                       # (edges, D) each
-    groups = [list(layers)] if scope == "model" else [[name] for name in layers]
     new = {}
     for names in groups:
         centroids, assignments = kmeans(torch.cat([vectors[n] for n in names]), codes, seed,
@@ -251,10 +260,9 @@ def codebook_skeleton(net: nn.Module, codes: int, scope: str, dtype: str) -> nn.
     """The structure `cluster_edges` makes of (a copy of) `net`, with zero codes and indices:
     what a cached clustered state dict loads into."""
     net = copy.deepcopy(net)
-    layers = edge_layers(net)
-    groups = [list(layers)] if scope == "model" else [[name] for name in layers]
+    layers = kan_layers(net)
     new = {}
-    for names in groups:
+    for names in scope_groups(layers, scope):
         edges = sum(math.prod(layers[n].edge_shape) for n in names)
         dim = layers[names[0]].spec.n_coef + 1
         codebook = Codebook(torch.zeros(min(codes, edges), dim), dtype)
@@ -262,138 +270,3 @@ def codebook_skeleton(net: nn.Module, codes: int, scope: str, dtype: str) -> nn.
             layer = layers[name]
             new[name] = codebook_layer(layer, codebook, torch.zeros(layer.edge_shape))
     return replace_layers(net, new)
-
-
-# --- the compressed-model file -------------------------------------------------------------
-# safetensors tensors plus a JSON header saying how to read them: each codebook once at its
-# storage precision (with its scale when int8), each codebook layer's bit-packed indices, and
-# every other tensor of the network (per-edge gains, biases, base weights, scales, non-KAN
-# parameters) as the state dict holds it.
-
-FORMAT = "kanbench.codebook"
-VERSION = 2
-
-
-def codebook_layers(net: nn.Module) -> dict[str, nn.Module]:
-    return {n: m for n, m in net.named_modules() if isinstance(m, CodebookEdges)}
-
-
-def codebooks_of(layers: dict[str, nn.Module]) -> list[Codebook]:
-    """The distinct codebooks of the layers, in order of first use."""
-    unique: dict[int, Codebook] = {}
-    for layer in layers.values():
-        unique.setdefault(id(layer.codebook), layer.codebook)
-    return list(unique.values())
-
-
-def plain_tensors(net: nn.Module, layers: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
-    """The state dict less what the file stores in its own form (codebooks, indices)."""
-    special = tuple(f"{name}.{part}" for name in layers for part in ("codebook.", "indices"))
-    return {n: t for n, t in net.state_dict().items() if not n.startswith(special)}
-
-
-def codebook_tensors(books: list[Codebook]) -> dict[str, torch.Tensor]:
-    tensors = {}
-    for i, book in enumerate(books):
-        tensors[f"codebooks.{i}"] = book.stored().detach().contiguous()
-        if book.dtype == "int8":
-            tensors[f"codebooks.{i}.scale"] = book.scale.detach().reshape(1).contiguous()
-    return tensors
-
-
-def save_codebooks(net: nn.Module, path: str | Path) -> None:
-    """Only the codebooks: the file several heads that share them point to."""
-    save_file(codebook_tensors(codebooks_of(codebook_layers(net))), str(path))
-
-
-def save_compressed(net: nn.Module, path: str | Path, method: str,
-                    with_codebooks: bool = True) -> None:
-    """The model file; `with_codebooks=False` leaves the codebooks to a shared file."""
-    layers = codebook_layers(net)
-    books = codebooks_of(layers)
-    book_index = {id(b): i for i, b in enumerate(books)}
-    tensors = codebook_tensors(books) if with_codebooks else {}
-    header = {"format": FORMAT, "version": VERSION, "method": method,
-              "codebooks": [{"codes": b.size, "dim": b.codes.shape[1], "dtype": b.dtype}
-                            for b in books], "layers": {}}
-    for name, layer in layers.items():
-        tensors[f"{name}.indices"] = pack_indices(layer.indices, layer.codebook.size)
-        header["layers"][name] = {"edges": list(layer.edge_shape),
-                                  "codebook": book_index[id(layer.codebook)],
-                                  "bits": index_bits(layer.codebook.size)}
-    tensors |= {n: t.detach().contiguous() for n, t in plain_tensors(net, layers).items()}
-    save_file(tensors, str(path), metadata={"kanbench": json.dumps(header)})
-
-
-def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
-    """Fill `net` (the codebook structure the method builds) from a compressed-model file,
-    checking every name, shape, dtype and index range first. Raises KanbenchError (one line)
-    on any mismatch; nothing is loaded from a bad file."""
-    where = f"compressed model {path}"
-    regular_file(Path(path), "compressed model")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = (f.metadata() or {}).get("kanbench")
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as err:
-        raise KanbenchError(f"{where}: not a readable safetensors file ({err})") from None
-    try:
-        header = json.loads(meta)
-        if header.get("format") != FORMAT or header.get("version") != VERSION:
-            raise ValueError
-    except (TypeError, ValueError, AttributeError):
-        raise KanbenchError(f"{where}: no {FORMAT} v{VERSION} header") from None
-    if not isinstance(header.get("codebooks"), list) or not isinstance(header.get("layers"),
-                                                                       dict):
-        raise KanbenchError(f"{where}: its header's codebooks must be a list and its layers a "
-                            "mapping")
-    for name, t in tensors.items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise KanbenchError(f"{where}: {name} holds non-finite values")
-
-    layers = codebook_layers(net)
-    books = codebooks_of(layers)
-
-    def expect(name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
-        if name not in tensors:
-            raise KanbenchError(f"{where}: tensor {name!r} is missing")
-        t = tensors.pop(name)
-        if tuple(t.shape) != tuple(shape) or t.dtype != dtype:
-            raise KanbenchError(f"{where}: {name} is {t.dtype} {tuple(t.shape)}, "
-                                f"expected {dtype} {tuple(shape)}")
-        return t
-
-    if len(header["codebooks"]) != len(books) or set(header["layers"]) != set(layers):
-        raise KanbenchError(f"{where}: its layers and codebooks do not match this network's")
-    codes, scales = [], []
-    for i, book in enumerate(books):
-        codes.append(expect(f"codebooks.{i}", tuple(book.codes.shape),
-                            CODEBOOK_DTYPES[book.dtype]))
-        if book.dtype == "int8":
-            scales.append(expect(f"codebooks.{i}.scale", (1,), torch.float32))
-    indices = {}
-    for name, layer in layers.items():
-        size, count = layer.codebook.size, layer.indices.numel()
-        packed = expect(f"{name}.indices", (packed_bytes(count, size),), torch.uint8)
-        decoded = unpack_indices(packed, count, size)
-        if count and decoded.max() >= size:
-            raise KanbenchError(f"{where}: {name} has an index {int(decoded.max())} outside "
-                                f"its codebook of {size} codes")
-        indices[name] = decoded.reshape(layer.edge_shape)
-    rest = {n: expect(n, tuple(t.shape), t.dtype)
-            for n, t in plain_tensors(net, layers).items()}
-    if tensors:
-        raise KanbenchError(f"{where}: unexpected tensor {sorted(tensors)[0]!r}")
-
-    with torch.no_grad():
-        scale_of = iter(scales)
-        for book, stored in zip(books, codes, strict=True):
-            if book.dtype == "int8":
-                book.scale.copy_(next(scale_of)[0])
-                book.codes.copy_(stored.float() * book.scale)
-            else:
-                book.codes.copy_(stored.float())
-        for name, layer in layers.items():
-            layer.indices.copy_(indices[name])
-        net.load_state_dict(rest, strict=False)
-    return net

@@ -5,9 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods import splines
-from methods.kan import KAN, DenseKANFactory, KANSpec, RecursiveKANLinear
-from methods.splines import (
+from methods.layers import splines
+from methods.layers.architectures import KAN
+from methods.layers.kan import DenseKANFactory, KANSpec, RecursiveKANLinear
+from methods.layers.splines import (
     dense_bases,
     local_bases,
     recursive_bases,
@@ -15,7 +16,7 @@ from methods.splines import (
     spline_linear,
     use_sparse,
 )
-from tests.methods.reference import bspline, reference_knots
+from tests.methods.layers.reference import bspline, reference_knots
 
 SPECS = [KANSpec(G, k) for k in (1, 2, 3) for G in (3, 5, 10, 20)] + \
     [KANSpec(4, 0), KANSpec(6, 3, (-2.5, 0.5)), KANSpec(1, 1)]
@@ -227,7 +228,7 @@ def test_fused_spline_non_finite_inputs_give_nan_outputs_and_gradients():
 
 
 def test_small_layers_take_the_fused_kernel_and_fall_back_without_a_compiler(monkeypatch):
-    from suite.kernels import build
+    from methods.layers.kernels import build
 
     spec = KANSpec(grid_size=5, spline_order=3)
     x, coef = torch.rand(16, 4) * 2 - 1, torch.randn(3, 4, spec.n_coef)

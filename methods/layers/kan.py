@@ -1,4 +1,5 @@
-"""KAN layers in the efficient-kan parameter layout, and the networks built from them.
+"""KAN layers in the efficient-kan parameter layout, the functions they compute, and the
+`KANLayer` protocol every KAN-like layer of the library implements.
 
 Every edge (input i, output o) of a `KANLinear` carries
     base_weight[o, i]          the weight of the residual `base_activation(x_i)`,
@@ -6,87 +7,79 @@ Every edge (input i, output o) of a `KANLinear` carries
     spline_scaler[o, i]        an optional standalone scale of the spline term,
 and the layer computes
     y = act(x) @ base_weight.T + B(x).flatten(1) @ (spline_weight * scaler[..., None]).flatten(1).T
-The spline term is computed by `methods.splines` (k+1 local bases per input, custom autograd).
-`KANSpec.basis` swaps the B-splines for FastKAN's RBFs or Gram polynomials (`methods.bases`);
-`n_coef` is then the number of those functions and everything else stays the same.
+The spline term is computed by `methods.layers.splines` (k+1 local bases per input, custom
+autograd). `KANSpec.basis` swaps the B-splines for FastKAN's RBFs or Gram polynomials
+(`methods.layers.bases`); `n_coef` is then the number of those functions and everything else
+stays the same.
 
-Networks never construct layers directly: they ask a *layer factory* (`linear`, `conv2d`),
-so a method can build the same architecture from dense, meta-learned or codebook layers.
-Every KAN-like layer reports `storage()` (bytes per component) and `dense_bytes()`.
+Networks never construct layers directly: they ask a *layer factory* (`linear`, `conv2d`;
+`methods.layers.architectures`), so a method can build the same architecture from dense,
+meta-learned or codebook layers.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from methods.bases import basis_values, normalize
-from methods.splines import dense_bases, recursive_bases, spline_linear
+from methods.layers.bases import basis_values, normalize
+from methods.layers.spec import ACTIVATIONS, KANSpec
+from methods.layers.splines import dense_bases, recursive_bases, spline_linear
 
-BASIS_NAMES = ("bspline", "rbf", "gram")
-ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh,
-               "identity": nn.Identity}
 FP32_BYTES = 4
+DEFAULT_SPEC = KANSpec()
 
 
-@dataclass(frozen=True)
-class KANSpec:
-    """The spline settings shared by every KAN layer of a network."""
+def activation(name: str) -> nn.Module:
+    """The base activation module named in a KANSpec."""
+    return getattr(nn, ACTIVATIONS[name])()
 
-    grid_size: int = 5                     # G intervals on grid_range
-    spline_order: int = 3                  # k
-    grid_range: tuple[float, float] = (-1.0, 1.0)
-    base_activation: str = "silu"
-    spline_scaler: bool = True
-    basis: str = "bspline"                 # bspline | rbf | gram (methods.bases)
-    rbf_centers: int = 8
-    rbf_range: tuple[float, float] = (-2.0, 2.0)
-    gram_degree: int = 3
 
-    def __post_init__(self):
-        if self.grid_size < 1 or self.spline_order < 0:
-            raise ValueError(f"need grid_size >= 1 and spline_order >= 0, got {self}")
-        for name in ("grid_range", "rbf_range"):
-            lo, hi = getattr(self, name)
-            if not lo < hi:
-                raise ValueError(f"{name} must be increasing, got {[lo, hi]}")
-        if self.base_activation not in ACTIVATIONS:
-            raise ValueError(f"base_activation must be one of {sorted(ACTIVATIONS)}")
-        if self.basis not in BASIS_NAMES:
-            raise ValueError(f"basis must be one of {', '.join(BASIS_NAMES)}")
-        if self.rbf_centers < 1 or self.gram_degree < 0:
-            raise ValueError("need rbf_centers >= 1 and gram_degree >= 0")
+@runtime_checkable
+class KANLayer(Protocol):
+    """What every KAN-like layer provides, however it stores its edges (dense, generated,
+    codebook): the harness measures it, the codebook helpers compress it, the file format
+    writes it. Conv layers (edge_shape of 4) also carry in_channels, out_channels,
+    kernel_size, stride and padding; linear ones in_features and out_features."""
+
+    spec: KANSpec
 
     @property
-    def n_coef(self) -> int:
-        """Basis coefficients per edge: G + k B-spline coefficients, or one per RBF centre,
-        or gram_degree + 1 polynomial coefficients."""
-        return {"bspline": self.grid_size + self.spline_order, "rbf": self.rbf_centers,
-                "gram": self.gram_degree + 1}[self.basis]
+    def edge_shape(self) -> tuple[int, ...]: ...   # (out, in) or (out, in, kh, kw)
 
-    def knots(self, dtype=torch.float32, device=None) -> torch.Tensor:
-        """The uniform grid extended by k knots on each side: (G + 2k + 1,).
-        Computed in float64 and rounded once to `dtype`."""
-        lo, hi = self.grid_range
-        h = (hi - lo) / self.grid_size
-        steps = torch.arange(-self.spline_order, self.grid_size + self.spline_order + 1,
-                             dtype=torch.float64)
-        return (lo + h * steps).to(dtype=dtype, device=device)
+    def edge_weights(self) -> torch.Tensor: ...    # (*edge_shape, n_coef + 1), base weight last
+
+    def storage(self) -> dict[str, int]: ...       # bytes by component, itemized
+
+    def dense_bytes(self) -> int: ...              # fp32 bytes of the dense layer it stands for
+
+
+def kan_layers(net: nn.Module) -> dict[str, KANLayer]:
+    """The outermost KAN layers of `net` by qualified name, in network order."""
+    found: dict[str, KANLayer] = {}
+    for name, module in net.named_modules():
+        if isinstance(module, KANLayer) and not any(name.startswith(f"{p}.") for p in found):
+            found[name] = module
+    return found
+
+
+def is_conv(layer: KANLayer) -> bool:
+    return len(layer.edge_shape) == 4
 
 
 class KANLinear(nn.Module):
     """A fully connected KAN layer (efficient-kan layout). (..., in) -> (..., out)."""
 
-    def __init__(self, in_features: int, out_features: int, spec: KANSpec = KANSpec(),
+    def __init__(self, in_features: int, out_features: int, spec: KANSpec = DEFAULT_SPEC,
                  scale_noise: float = 0.1, scale_base: float = 1.0, scale_spline: float = 1.0):
         super().__init__()
         self.in_features, self.out_features, self.spec = in_features, out_features, spec
-        self.base_activation = ACTIVATIONS[spec.base_activation]()
+        self.base_activation = activation(spec.base_activation)
         self.base_weight = nn.Parameter(torch.empty(out_features, in_features))
         self.spline_weight = nn.Parameter(torch.empty(out_features, in_features, spec.n_coef))
         self.spline_scaler = (nn.Parameter(torch.empty(out_features, in_features))
@@ -180,11 +173,11 @@ class KANConv2d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, spec: KANSpec = KANSpec()):
+                 padding: int = 0, spec: KANSpec = DEFAULT_SPEC):
         super().__init__()
         self.in_channels, self.out_channels, self.spec = in_channels, out_channels, spec
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.base_activation = ACTIVATIONS[spec.base_activation]()
+        self.base_activation = activation(spec.base_activation)
         conv = dict(kernel_size=kernel_size, stride=stride, padding=padding, bias=False)
         self.base_conv = nn.Conv2d(in_channels, out_channels, **conv)
         self.spline_conv = nn.Conv2d(in_channels * spec.n_coef, out_channels, **conv)
@@ -244,7 +237,7 @@ class EdgeWeightsLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, spec: KANSpec):
         super().__init__()
         self.in_features, self.out_features, self.spec = in_features, out_features, spec
-        self.base_activation = ACTIVATIONS[spec.base_activation]()
+        self.base_activation = activation(spec.base_activation)
 
     @property
     def edge_shape(self) -> tuple[int, ...]:
@@ -276,7 +269,7 @@ class EdgeWeightsConv2d(nn.Module):
         super().__init__()
         self.in_channels, self.out_channels, self.spec = in_channels, out_channels, spec
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.base_activation = ACTIVATIONS[spec.base_activation]()
+        self.base_activation = activation(spec.base_activation)
 
     @property
     def edge_shape(self) -> tuple[int, ...]:
@@ -313,52 +306,3 @@ class DenseKANFactory:
     def conv2d(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                padding: int = 0) -> nn.Module:
         return KANConv2d(in_channels, out_channels, kernel_size, stride, padding, self.spec)
-
-
-class KAN(nn.Sequential):
-    """An MLP of KAN layers: widths [in, hidden..., out]."""
-
-    def __init__(self, widths: list[int], factory):
-        if len(widths) < 2:
-            raise ValueError(f"KAN needs at least two widths, got {widths}")
-        pairs = zip(widths[:-1], widths[1:], strict=True)
-        super().__init__(*(factory.linear(a, b) for a, b in pairs))
-
-
-CONV_PRESETS = {
-    # widths and strides of torch-conv-kan's simple ConvKAN models
-    "conv4": ([32, 64, 128, 256], [1, 2, 2, 2]),
-    "conv8": ([16, 32, 64, 128, 256, 256, 512, 512], [1, 2, 1, 2, 1, 2, 1, 1]),
-    # conv4 at a quarter of its widths: kanbench's CPU variant (grid `conv`)
-    "conv4_quarter": ([8, 16, 32, 64], [1, 2, 2, 2]),
-}
-
-
-class ConvKAN(nn.Module):
-    """3x3 KAN convolutions, each followed by BatchNorm, global average pooling and a KAN
-    classifier head. (batch, in_channels, H, W) -> (batch, num_classes)."""
-
-    def __init__(self, widths: list[int], strides: list[int], in_channels: int,
-                 num_classes: int, factory):
-        super().__init__()
-        if len(widths) != len(strides):
-            raise ValueError(f"ConvKAN widths {widths} and strides {strides} differ in length")
-        blocks, prev = [], in_channels
-        for width, stride in zip(widths, strides, strict=True):
-            blocks += [factory.conv2d(prev, width, 3, stride=stride, padding=1),
-                       nn.BatchNorm2d(width)]
-            prev = width
-        self.features = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = factory.linear(prev, num_classes)
-
-    @classmethod
-    def preset(cls, name: str, in_channels: int, num_classes: int, factory) -> ConvKAN:
-        if name not in CONV_PRESETS:
-            raise ValueError(f"unknown ConvKAN preset {name!r}; valid: {sorted(CONV_PRESETS)}")
-        widths, strides = CONV_PRESETS[name]
-        return cls(widths, strides, in_channels, num_classes, factory)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.features(x)).flatten(1)                       # (batch, widths[-1])
-        return self.head(x)                                              # (batch, classes)

@@ -6,9 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from methods.kan import CONV_PRESETS, KAN, ConvKAN, DenseKANFactory, KANConv2d, KANLinear, KANSpec
-from methods.splines import dense_bases
-from tests.methods.reference import bspline, reference_knots
+from methods.layers.architectures import CONV_PRESETS, KAN, ConvKAN
+from methods.layers.kan import (
+    DenseKANFactory,
+    KANConv2d,
+    KANLayer,
+    KANLinear,
+    KANSpec,
+    kan_layers,
+)
+from methods.layers.splines import dense_bases
+from suite.errors import KanbenchError
+from tests.methods.layers.reference import bspline, reference_knots
 
 
 def silu(v: float) -> float:
@@ -138,3 +147,23 @@ def test_networks_shapes_and_presets():
 def test_spec_rejects_bad_settings(bad):
     with pytest.raises(ValueError):
         KANSpec(**bad)
+
+
+def test_the_spec_is_the_one_source_of_the_kan_settings():
+    from suite.config import CHOICES, KAN_DEFAULTS
+
+    spec = KANSpec(grid_size=7, grid_range=(-2.0, 3.0), basis="rbf")
+    assert KANSpec.from_args(spec.as_args()) == spec
+    assert KANSpec.from_args(KAN_DEFAULTS) == KANSpec()
+    for name in CHOICES["kan.base_activation"]:                    # every allowed value builds
+        assert isinstance(KANLinear(2, 1, KANSpec(base_activation=name)), KANLinear)
+    with pytest.raises(KanbenchError, match="^kan settings: grid_range must be increasing"):
+        KANSpec.from_args({**KAN_DEFAULTS, "grid_range": [1.0, -1.0]})
+
+
+def test_kan_layers_are_the_outermost_modules_keeping_the_protocol():
+    net = KAN([4, 3, 2], DenseKANFactory(KANSpec()))
+    wrapped = torch.nn.Sequential(net, torch.nn.Linear(2, 2))
+    assert list(kan_layers(wrapped)) == ["0.0", "0.1"]
+    assert all(isinstance(m, KANLayer) for m in kan_layers(wrapped).values())
+    assert not isinstance(torch.nn.Linear(2, 2), KANLayer)

@@ -1,4 +1,4 @@
-// The table-and-gather order of the codebook KAN forward (see suite/kernels/__init__.py):
+// The table-and-gather order of the codebook KAN forward (see methods/layers/kernels/__init__.py):
 //   y[b, o] = gs * sum_i g[i, o] * T[b, i, idx[i, o]]
 //           + bs * sum_i q[i, o] * S[b, i] + ws * sum_i w[i, o] * A[b, i]
 // T (batch, in, K) is the per-input table of basis values times codes, small enough to stay

@@ -1,4 +1,4 @@
-"""The non-spline bases an edge can carry, besides `methods.splines`' B-splines:
+"""The non-spline bases an edge can carry, besides `methods.layers.splines`' B-splines:
 
 - rbf  (FastKAN): the layer's inputs are layer-normalized (no affine parameters, so an edge
   stays one coefficient vector), then expanded in Gaussian radial basis functions

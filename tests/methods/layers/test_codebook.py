@@ -10,25 +10,24 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from methods.codebook import (
+from methods.layers.architectures import KAN, ConvKAN
+from methods.layers.codebook import (
     Codebook,
     CodebookKANLinear,
     cluster_edges,
     codebook_skeleton,
-    edge_layers,
     entropy_bytes,
     index_bits,
     kmeans,
-    load_compressed,
     pack_indices,
     packed_bytes,
-    save_compressed,
     unpack_indices,
 )
-from methods.kan import KAN, ConvKAN, KANLinear, KANSpec
-from methods.metakan import MetaKANFactory
+from methods.layers.files import load_compressed, safetensors_payload_bytes, save_compressed
+from methods.layers.kan import DenseKANFactory, KANLinear, KANSpec, kan_layers
+from methods.layers.metakan import MetaKANFactory
 from suite.errors import KanbenchError
-from suite.measure import safetensors_payload_bytes, storage
+from suite.measure import storage
 
 SPEC = KANSpec(5, 3, spline_scaler=False)
 
@@ -114,16 +113,26 @@ def meta_net(conv: bool = False, seed: int = 0):
     return ConvKAN([4, 6], [1, 2], 3, 5, factory) if conv else KAN([12, 8, 3], factory)
 
 
+def dense_net(conv: bool = False, seed: int = 0):
+    torch.manual_seed(seed)
+    factory = DenseKANFactory(KANSpec(5, 3))                 # with scalers, folded into edges
+    return ConvKAN([4, 6], [1, 2], 3, 5, factory) if conv else KAN([12, 8, 3], factory)
+
+
 @pytest.mark.parametrize("scope", ["model", "layer"])
 @pytest.mark.parametrize("conv", [False, True], ids=["kan", "convkan"])
-def test_clustering_replaces_every_edge_by_its_centroid(scope, conv):
-    net = meta_net(conv)
+@pytest.mark.parametrize("make", [meta_net, dense_net], ids=["generated", "dense"])
+def test_clustering_replaces_every_edge_by_its_centroid(scope, conv, make):
+    net = make(conv)
     with torch.no_grad():
-        before = {n: m.edge_weights() for n, m in edge_layers(net).items()}
+        before = {n: m.edge_weights() for n, m in kan_layers(net).items()}
+        dense_bytes = sum(m.dense_bytes() for m in kan_layers(net).values())
     net = cluster_edges(net, 5, scope, "fp32", seed=0)
-    books = {id(m.codebook) for m in edge_layers(net).values()}
+    books = {id(m.codebook) for m in kan_layers(net).values()}
     assert len(books) == (1 if scope == "model" else len(before))
-    for name, layer in edge_layers(net).items():
+    assert set(kan_layers(net)) == set(before)
+    assert storage(net)["dense_kan_bytes"] == dense_bytes
+    for name, layer in kan_layers(net).items():
         assert isinstance(layer.indices, torch.Tensor) and layer.codebook.size == 5
         after = layer.edge_weights()                               # (*edges, D)
         assert torch.equal(after, layer.codebook.codes[layer.indices])
@@ -228,3 +237,20 @@ def test_truncated_and_foreign_files_are_refused(tmp_path):
         with pytest.raises(KanbenchError,
                            match=f"^compressed model: .*{name}.safetensors: not a regular file$"):
             load_compressed(tmp_path / f"{name}.safetensors", skeleton)
+
+
+@pytest.mark.parametrize("scope", ["model", "layer"])
+@pytest.mark.parametrize("conv", [False, True], ids=["kan", "convkan"])
+@pytest.mark.parametrize("make", [meta_net, dense_net], ids=["generated", "dense"])
+def test_the_skeleton_has_the_clustered_structure_of_any_kan(scope, conv, make):
+    clustered = cluster_edges(make(conv), 5, scope, "fp32", seed=0)
+    skeleton = codebook_skeleton(make(conv), 5, scope, "fp32")
+    assert [type(m) for m in skeleton.modules()] == [type(m) for m in clustered.modules()]
+    assert {k: v.shape for k, v in skeleton.state_dict().items()} == \
+        {k: v.shape for k, v in clustered.state_dict().items()}
+    skeleton.load_state_dict(clustered.state_dict())
+
+
+def test_a_network_without_kan_layers_has_nothing_to_cluster():
+    with pytest.raises(ValueError, match="no KAN layers"):
+        cluster_edges(torch.nn.Sequential(torch.nn.Linear(3, 2)), 4, "model", "fp32", seed=0)

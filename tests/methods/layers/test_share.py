@@ -6,20 +6,21 @@ import struct
 import pytest
 import torch
 
-from methods.codebook import int8_scale, load_compressed, quantize_int8, save_compressed
-from methods.kan import KAN, ConvKAN, DenseKANFactory, KANSpec
-from methods.share import (
+from methods.layers.architectures import KAN, ConvKAN
+from methods.layers.codebook import int8_scale, quantize_int8
+from methods.layers.files import load_compressed, safetensors_payload_bytes, save_compressed
+from methods.layers.kan import DenseKANFactory, KANSpec, kan_layers
+from methods.layers.share import (
     EDGE_NUMBERS,
     ShareKANLinear,
     decompose,
-    kan_layers,
     quantize_heads,
     save_heads,
     share_skeleton,
     to_int8,
 )
 from suite.errors import KanbenchError
-from suite.measure import safetensors_payload_bytes, storage
+from suite.measure import storage
 
 SPEC = KANSpec(5, 3)
 
@@ -170,3 +171,21 @@ def test_multi_head_files_grow_by_only_each_heads_own_numbers(tmp_path):
     sizes = storage(to_int8(quantize_heads([dense_net()], 16, seed=0)[0]))
     assert sizes["shared_bytes"] == one["codebooks.safetensors"]
     assert sizes["kan_bytes"] - sizes["shared_bytes"] == per_head
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["kan", "convkan"])
+def test_any_kan_layer_quantizes_exactly_once_every_edge_has_a_code(conv):
+    """Generated (MetaKAN) layers, linear or conv, go through SHARe like dense ones."""
+    from methods.layers.metakan import MetaKANFactory
+
+    torch.manual_seed(0)
+    factory = MetaKANFactory(SPEC, 1, 8)
+    net = ConvKAN([4, 6], [1, 2], 3, 5, factory) if conv else KAN([12, 8, 3], factory)
+    with torch.no_grad():
+        before = {n: m.edge_weights() for n, m in kan_layers(net).items()}
+        quantize_heads([net], 10_000, seed=0)                        # K >= every layer's edges
+        for name, layer in kan_layers(net).items():
+            assert isinstance(layer, ShareKANLinear) == (len(layer.edge_shape) == 2)
+            torch.testing.assert_close(layer.edge_weights(), before[name], atol=1e-5, rtol=0)
+    skeleton = share_skeleton(net, 10_000, "fp32")
+    skeleton.load_state_dict(net.state_dict())

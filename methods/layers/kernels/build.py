@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 CFLAGS, LDFLAGS = ("-O3", "-fopenmp"), ("-fopenmp",)
-KERNEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "kanbench" / "kernels"
+KERNEL_CACHE = Path(__file__).resolve().parents[3] / ".cache" / "kanbench" / "kernels"
 SOURCES = {"gather": Path(__file__).with_name("gather.cpp"),
            "spline": Path(__file__).with_name("spline.cpp")}
 

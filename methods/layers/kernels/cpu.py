@@ -13,15 +13,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from methods.kan import layer_bases
-from suite.kernels import build
+from methods.layers.kan import layer_bases
+from methods.layers.kernels import build
 
 GATHER_MAX_BATCH = 16
 TILE_WEIGHTS = 2**20  # numbers of a rebuilt weight tile (4 MiB in float32)
 
 
 def compiled():
-    """The gather.cpp extension (suite.kernels.build), or None where it cannot be built:
+    """The gather.cpp extension (methods.layers.kernels.build), or None where it cannot be built:
     the PyTorch gather stands in."""
     return build.load("gather")
 

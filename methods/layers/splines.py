@@ -188,7 +188,7 @@ def _kernel_for(x: torch.Tensor):
     if not (BASES_KERNEL and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64)):
         return None
-    from suite.kernels import build
+    from methods.layers.kernels import build
 
     return build.load("spline")
 
@@ -217,7 +217,7 @@ def _input_grad(back: torch.Tensor, x: torch.Tensor, spec, kernel) -> torch.Tens
 
 
 class FusedSplineLinear(torch.autograd.Function):
-    """SplineLinear's function in one C++ pass each way (suite/kernels/spline.cpp): the k+1
+    """SplineLinear's function in one C++ pass each way (methods/layers/kernels/spline.cpp): the k+1
     local bases of each input are evaluated in registers and contracted with the
     coefficients, forward and backward, so a tiny layer costs two calls, and no
     (batch, in, G+k) tensor is ever formed."""
@@ -242,7 +242,7 @@ class FusedSplineLinear(torch.autograd.Function):
 
 
 def _spline_extension():
-    from suite.kernels import build
+    from methods.layers.kernels import build
 
     extension = build.load("spline")
     if extension is None:
@@ -283,7 +283,7 @@ FUSED_MAX_EDGES = 64
 
 def use_fused(x: torch.Tensor, coef: torch.Tensor) -> bool:
     """The fused kernel for a small float layer on the CPU, where it could be built."""
-    from suite.kernels import build
+    from methods.layers.kernels import build
 
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and coef.shape[0] * coef.shape[1] <= FUSED_MAX_EDGES
