@@ -211,9 +211,9 @@ def expand(path: Path, doc: dict, overrides: list[str] = (), max_cells: int = MA
         sweep = block.get("sweep") or {}
         base = _merge(doc.get("args") or {}, block.get("args") or {})
         preset = block.get("preset")
-        if preset and not any(preset in TASKS.create(t).presets for t, _ in
-                              _kept_pairs(block, doc, filters)):
-            raise KanbenchError(f"{path}: no task of the block has a preset {preset!r}")
+        if preset and not any(preset in TASKS.create(t).presets for t in TASKS.names()):
+            raise KanbenchError(f"{path}: no task has a preset {preset!r} (a task without the "
+                                "block's preset runs at its defaults)")
         for key in base.get("method", {}):
             if not any(_applies(f"method.{key}", "", m) for m in methods):
                 raise KanbenchError(f"{path}: arg method.{key} applies to none of the methods "

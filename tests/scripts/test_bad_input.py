@@ -54,7 +54,7 @@ GRIDS = {  # grid file text -> what the line must say
         "expands to 1,000,000 cells, more than the limit of 10,000; pass --max-cells",
     GOOD + "args: {train: {max_epochs: 0}}\n": "train.max_epochs: 0 is out of range",
     GOOD.replace("[0]", "[-5]"): "seed: -5 is out of range",
-    GOOD + "    preset: smok\n": "no task of the block has a preset 'smok'",
+    GOOD + "    preset: smok\n": "no task has a preset 'smok'",
     GOOD + "    preset: [smoke]\n": "blocks[0].preset must be a preset's name",
     GOOD.replace("methods: [dense]", "methods: every"): "methods must be a non-empty list",
     GOOD.replace("tasks: [feynman]", "tasks: everything"): "tasks must be a non-empty list",
