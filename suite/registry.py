@@ -14,6 +14,7 @@ class Registry:
     def __init__(self, kind: str, package: str):
         self.kind, self.package = kind, package
         self._classes: dict[str, type] = {}
+        self._loaded = False
 
     def register(self, name: str):
         def decorator(cls: type) -> type:
@@ -47,8 +48,12 @@ class Registry:
         return self._classes.get(name)
 
     def load_plugins(self) -> None:
-        """Import every module of the package: a module dropped there registers its plugins
-        by being imported. Subpackages (`methods.layers`, the KAN layer library) hold none."""
+        """Import every module of the package, once per process: a module dropped there
+        registers its plugins by being imported. Subpackages (`methods.layers`, the KAN layer
+        library) hold none."""
+        if self._loaded:
+            return
+        self._loaded = True
         package = importlib.import_module(self.package)
         for module in pkgutil.iter_modules(package.__path__):
             if not module.ispkg:

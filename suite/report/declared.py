@@ -32,7 +32,7 @@ def colour(method: str) -> str:
     """The method's colour (a label `name[args]` takes its method's); undeclared ones get a
     stable one from the palette."""
     base = method.split("[", 1)[0]
-    return declared(base, "colour") or PALETTE[sum(map(ord, base)) % len(PALETTE)]
+    return declared(method, "colour") or PALETTE[sum(map(ord, base)) % len(PALETTE)]
 
 
 def in_paper_table(method: str, table: str) -> bool:

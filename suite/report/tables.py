@@ -251,6 +251,7 @@ def share_table(df: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table
     table = table[table["method"].map(lambda m: in_paper_table(m, "share"))]
+    reference = baseline()
     rows = []
     for _, r in table.iterrows():
         row = {"setup": r["setup"], "method": r["method"],
@@ -260,7 +261,7 @@ def share_table(df: pd.DataFrame) -> pd.DataFrame:
         if "transfer mAP50" in r:
             row["transfer mAP50"] = mean_std_text(r["transfer mAP50"], r["transfer std"])
             row["transfer retention (%)"] = round(100 * r["transfer retention"], 1)
-        shared = r["shared bytes"] if r["method"] != baseline() else 0
+        shared = r["shared bytes"] if r["method"] != reference else 0
         for n in HEAD_COUNTS:
             total = shared + n * (r["head bytes"] - shared)
             row[f"{n} head{'s' * (n > 1)} MB"] = float(f"{total / 1e6:.4g}")
