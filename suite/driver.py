@@ -9,7 +9,6 @@ for: when that driver finishes them they are done; when it dies, this one runs t
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 
@@ -30,7 +29,7 @@ def _clock(seconds: float) -> str:
 class Progress:
     """One line per event: cells done / total, the current cell, elapsed and ETA."""
 
-    def __init__(self, total: int, skipped: int, out=sys.stdout):
+    def __init__(self, total: int, skipped: int, out=None):  # None: sys.stdout when printing
         self.total, self.done, self.out = total, skipped, out
         self.start, self.ran = time.perf_counter(), 0
 

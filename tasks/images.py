@@ -132,8 +132,8 @@ class IDXImages(MLPClassification):
     """MNIST-format IDX files read by torchvision from <data_root>/<folder>/raw/. Pixels are
     mapped to [-1, 1] (`normalize: range`) or standardized with the dataset's mean and std
     (`normalize: standard`, as the MetaKAN authors' code does). `arch: mlp` is a KAN MLP of
-    `widths` on flattened images; a ConvKAN preset name (methods.layers.kan.CONV_PRESETS) sees
-    (1, 28, 28) images."""
+    `widths` on flattened images; a ConvKAN preset name (methods.layers.architectures.CONV_PRESETS)
+    sees (1, 28, 28) images."""
 
     reader: type = datasets.MNIST
     mean_std: tuple[float, float] = (0.5, 0.5)
@@ -167,13 +167,16 @@ class IDXImages(MLPClassification):
                                 "different numbers of items")
 
     def check_data(self, args, data_root):
-        """The four files' headers when they are there; else a download, or one line."""
+        """The four files' headers and every label when they are there (the images, most of
+        the bytes, are not read); else a download, or one line."""
         folder, files = self.idx_files(data_root)
-        if all((folder / f).exists() for f in files):
-            self.check_headers(folder, *files[:2])
-            self.check_headers(folder, *files[2:])
-        else:
+        if not all((folder / f).exists() for f in files):
             self.load(args, data_root)
+            return
+        for images, labels in (files[:2], files[2:]):
+            self.check_headers(folder, images, labels)
+            path = folder / labels
+            self.checked_labels(torch.from_numpy(np.fromfile(path, np.uint8, offset=8)), path)
 
     def load(self, args, data_root):
         mean, std = self.mean_std if args["normalize"] == "standard" else (0.5, 0.5)
@@ -273,17 +276,6 @@ class CIFAR(ClassificationTask):
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return (x - mean) / std, torch.cat(ys)
-
-    def check_data(self, args, data_root):
-        """The batch files are there as regular files (read in the cells); else a download,
-        or one line."""
-        folder = Path(data_root) / self.reader.base_folder
-        files = [name for name, _ in self.reader.train_list + self.reader.test_list]
-        if all((folder / f).exists() for f in files):
-            for name in files:
-                regular_file(folder / name, self.name)
-        else:
-            self.load(args, data_root)
 
     def load(self, args, data_root):
         folder = Path(data_root) / self.reader.base_folder

@@ -71,13 +71,16 @@ OVERRIDES = {  # command-line arguments -> what the line must say
 }
 
 
-def refused(capsys, results, *argv) -> str:
-    """Run run_grid; it must exit 2 with one `error:` line and leave no record."""
+def refused(capsys, results, *argv, before_any_cell: bool = False) -> str:
+    """Run run_grid; it must exit 2 with one `error:` line and leave no record (and with
+    `before_any_cell`, begin no cell)."""
     with pytest.raises(SystemExit) as exit_:
         run_grid([*argv, "--results", str(results), "--cache", str(results / "cache"),
                   "--wandb", "off", "--no-reports"])
-    lines = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
     assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert not (before_any_cell and " ..." in captured.out), captured.out
     assert not list(results.glob("runs/**/*.json"))
     return lines[0]
 
@@ -193,7 +196,7 @@ def test_malformed_dataset_files(fault, pristine, tmp_path, capsys):
     data = shutil.copytree(pristine, tmp_path / "data")
     task, name = corrupt(data, fault)
     line = refused(capsys, tmp_path / "results", "--grid", "smoke", f"tasks=[{task}]",
-                   "methods=[dense]", "--data-root", str(data))
+                   "methods=[dense]", "--data-root", str(data), before_any_cell=True)
     assert line.startswith(f"error: {task}: ") and name in line, line
 
 
