@@ -5,9 +5,9 @@ the reports read every method's declarations without torch."""
 
 from __future__ import annotations
 
-from methods.layers.spec import KANSpec
-from suite.interfaces import Method, Stage
-from suite.registry import METHODS
+from kanbench.methods.layers.spec import KANSpec
+from kanbench.suite.interfaces import Method, Stage
+from kanbench.suite.registry import METHODS
 
 
 def train(ctx, net):
@@ -22,7 +22,7 @@ class Dense(Method):
     paper_tables = ("metakan", "share")
 
     def factory(self, kan, args):
-        from methods.layers.kan import DenseKANFactory
+        from kanbench.methods.layers.kan import DenseKANFactory
 
         return DenseKANFactory(KANSpec.from_args(kan))
 

@@ -7,14 +7,14 @@ defaults. The ablation that asks whether MetaCluster's meta-learner is needed at
 
 from __future__ import annotations
 
-from methods.dense import Dense
-from methods.metacluster import (
+from kanbench.methods.dense import Dense
+from kanbench.methods.metacluster import (
     CODEBOOK_CHOICES,
     CODEBOOK_DEFAULTS,
     CODEBOOK_RANGES,
     codebook_stages,
 )
-from suite.registry import METHODS
+from kanbench.suite.registry import METHODS
 
 
 @METHODS.register("dense_kmeans")
@@ -30,6 +30,6 @@ class DenseKMeans(Dense):
         return super().stages(args) + codebook_stages(args)
 
     def serialize(self, net, path):
-        from methods.layers.files import save_compressed
+        from kanbench.methods.layers.files import save_compressed
 
         save_compressed(net, path, method=self.name)

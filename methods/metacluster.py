@@ -10,11 +10,11 @@ them on the dense KAN.
 
 from __future__ import annotations
 
-from methods.layers.spec import CODEBOOK_SCOPES
-from methods.metakan import META_DEFAULTS, META_RANGES, MetaKAN, meta_train_stage
-from suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
-from suite.interfaces import Claim, Stage
-from suite.registry import METHODS
+from kanbench.methods.layers.spec import CODEBOOK_SCOPES
+from kanbench.methods.metakan import META_DEFAULTS, META_RANGES, MetaKAN, meta_train_stage
+from kanbench.suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
+from kanbench.suite.interfaces import Claim, Stage
+from kanbench.suite.registry import METHODS
 
 CODEBOOK_DEFAULTS = {"codebook_size": 16,         # K (tasks with ConvKANs default to 256)
                      "codebook_scope": "model",   # one codebook for the model, or one per layer
@@ -31,7 +31,7 @@ FINETUNE_KEYS = ("finetune_epochs", "finetune_lr")
 
 def codebook_stages(args: dict) -> list[Stage]:
     """k-means of every KAN layer's edge vectors into a codebook, then its fine-tune."""
-    from methods.layers.codebook import cluster_edges, codebook_skeleton
+    from kanbench.methods.layers.codebook import cluster_edges, codebook_skeleton
 
     def cluster(ctx, net):
         return cluster_edges(net, args["codebook_size"], args["codebook_scope"],
@@ -73,6 +73,6 @@ class MetaCluster(MetaKAN):
         return [meta_train_stage(args)] + codebook_stages(args)
 
     def serialize(self, net, path):
-        from methods.layers.files import save_compressed
+        from kanbench.methods.layers.files import save_compressed
 
         save_compressed(net, path, method=self.name)

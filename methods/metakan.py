@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from methods.layers.spec import KANSpec
-from suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
-from suite.interfaces import Claim, Method, Stage
-from suite.registry import METHODS
+from kanbench.methods.layers.spec import KANSpec
+from kanbench.suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
+from kanbench.suite.interfaces import Claim, Method, Stage
+from kanbench.suite.registry import METHODS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def meta_param_groups(net: nn.Module, train: dict, args: dict) -> list[dict]:
     """AdamW groups: meta-learners and prompts at their own learning rates and weight decays
     (`lr_meta`, `wd_meta`, `lr_prompt`, `wd_prompt`), the rest at the train settings."""
-    from methods.layers.metakan import MetaLearner, meta_layers
+    from kanbench.methods.layers.metakan import MetaLearner, meta_layers
 
     meta = {id(p) for m in net.modules() if isinstance(m, MetaLearner) for p in m.parameters()}
     prompts = {id(m.prompts) for m in meta_layers(net)}
@@ -64,12 +64,12 @@ class MetaKAN(Method):
                     "vs 87.06% best test epoch)", "metakan_authors", "fashion_mnist", "params"),)
 
     def factory(self, kan, args):
-        from methods.layers.metakan import MetaKANFactory
+        from kanbench.methods.layers.metakan import MetaKANFactory
 
         return MetaKANFactory(KANSpec.from_args(kan), args["emb_dim"], args["hidden_dim"])
 
     def prepare(self, net, factory, args, seed):
-        from methods.layers.metakan import assign_meta_learners
+        from kanbench.methods.layers.metakan import assign_meta_learners
 
         assign_meta_learners(net, factory, args["clusters"], seed)
         return net

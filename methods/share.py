@@ -5,10 +5,10 @@ post-training Gain-Shape-Bias vector quantization with one shape codebook per la
 
 from __future__ import annotations
 
-from methods.dense import Dense
-from suite.config import AT_LEAST_ONE
-from suite.interfaces import Claim, Stage
-from suite.registry import METHODS
+from kanbench.methods.dense import Dense
+from kanbench.suite.config import AT_LEAST_ONE
+from kanbench.suite.interfaces import Claim, Stage
+from kanbench.suite.registry import METHODS
 
 SHARE_DEFAULTS = {"codebook_size": 256, "kmeans_iterations": 25}
 SHARE_RANGES = {"codebook_size": AT_LEAST_ONE, "kmeans_iterations": AT_LEAST_ONE}
@@ -27,7 +27,7 @@ class ShareFP32(Dense):
     precisions = ("fp32",)
 
     def stages(self, args):
-        from methods.layers import share
+        from kanbench.methods.layers import share
 
         codes, iterations = args["codebook_size"], args["kmeans_iterations"]
 
@@ -43,7 +43,7 @@ class ShareFP32(Dense):
         return stages
 
     def serialize(self, net, path):
-        from methods.layers.files import save_compressed
+        from kanbench.methods.layers.files import save_compressed
 
         save_compressed(net, path, method=self.name)
 

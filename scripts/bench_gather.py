@@ -37,10 +37,12 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from methods.layers import kernels
-from methods.layers.kan import KANLinear, KANSpec
-from methods.layers.kernels import cpu
-from suite.measure import machine
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.methods.layers import kernels
+from kanbench.methods.layers.kan import KANLinear, KANSpec
+from kanbench.methods.layers.kernels import cpu
+from kanbench.suite.measure import machine
 
 SHAPES = [(784, 64), (1024, 1024), (64, 10)]
 BATCHES = [1, 32, 256]

@@ -39,10 +39,12 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from methods.layers.kan import KANLinear, KANSpec, RecursiveKANLinear
-from methods.layers.splines import spline_linear, use_sparse
-from suite.measure import machine
-from suite.memprobe import reset_peak, status_bytes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.methods.layers.kan import KANLinear, KANSpec, RecursiveKANLinear
+from kanbench.methods.layers.splines import spline_linear, use_sparse
+from kanbench.suite.measure import machine
+from kanbench.suite.memprobe import reset_peak, status_bytes
 
 SHAPES = [  # (in, out, batch)
     (784, 64, 1024),
@@ -194,7 +196,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="results/bench")
     p.add_argument("--min-run-time", type=float, default=0.5, help="seconds per timing")
     p.add_argument("--grids", default="5,10,20", help="comma-separated grid sizes G")

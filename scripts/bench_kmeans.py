@@ -48,7 +48,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from methods.layers.codebook import kmeans
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.methods.layers.codebook import kmeans
 
 try:  # imported as scripts.bench_kmeans (tests, python -m)
     from scripts.bench_kan import THREADING_ENV, machine
@@ -178,7 +180,7 @@ def ratios(frame: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="results/bench")
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated N")
     p.add_argument("--codes", default=",".join(map(str, CODES)), help="comma-separated K")

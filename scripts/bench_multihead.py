@@ -30,12 +30,14 @@ import pandas as pd
 import torch
 from safetensors.torch import save_model
 
-from methods.layers.architectures import KAN
-from methods.layers.files import safetensors_payload_bytes
-from methods.layers.kan import DenseKANFactory, KANSpec, kan_layers
-from methods.layers.share import quantize_heads, save_heads, to_int8
-from suite.measure import machine
-from tasks.detection_model import KANHead
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.methods.layers.architectures import KAN
+from kanbench.methods.layers.files import safetensors_payload_bytes
+from kanbench.methods.layers.kan import DenseKANFactory, KANSpec, kan_layers
+from kanbench.methods.layers.share import quantize_heads, save_heads, to_int8
+from kanbench.suite.measure import machine
+from kanbench.tasks.detection_model import KANHead
 
 MB = 1e6
 

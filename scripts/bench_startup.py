@@ -33,7 +33,7 @@ def seconds(command: list[str], repeats: int) -> float:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default=str(REPO / "results" / "bench"))
     args = p.parse_args(argv)

@@ -48,11 +48,13 @@ import pandas as pd
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
-from methods.layers import metakan, splines
-from suite import grid, lit
-from suite.measure import machine
-from suite.registry import METHODS, TASKS
-from tasks.common import ResumableShuffle
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.methods.layers import metakan, splines
+from kanbench.suite import grid, lit
+from kanbench.suite.measure import machine
+from kanbench.suite.registry import METHODS, TASKS
+from kanbench.tasks.common import ResumableShuffle
 
 REPO = Path(__file__).resolve().parent.parent
 NETWORKS = [("feynman", ["task.equation=I.6.20b"]), ("highdim", []), ("digits", []),
@@ -209,7 +211,7 @@ def report(frame: pd.DataFrame, command: str, threads: int) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--step-repeats", type=int, default=30)

@@ -11,18 +11,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from suite.errors import one_line_errors
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.suite.errors import one_line_errors
 
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
-    from suite.report.declared import claims
-    from suite.report.paper_claims import claims_table
-    from suite.report.tables import machines
-    from suite.store import ResultsStore
+    from kanbench.suite.report.declared import claims
+    from kanbench.suite.report.paper_claims import claims_table
+    from kanbench.suite.report.tables import machines
+    from kanbench.suite.store import ResultsStore
 
     store = ResultsStore(args.results)
     grids = sorted({claim.grid for _, claim in claims()})

@@ -13,8 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from suite.errors import one_line_errors
-from suite.report.cli import grid_arguments
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.suite.errors import one_line_errors
+from kanbench.suite.report.cli import grid_arguments
 
 
 def extra(parser) -> None:
@@ -24,9 +26,9 @@ def extra(parser) -> None:
 
 @one_line_errors
 def main(argv=None) -> int:
-    args = grid_arguments(__doc__.splitlines()[0], argv, extra)
-    from suite.report.render import grid_frame
-    from suite.report.tables import machines, rerun_comparison
+    args = grid_arguments(__doc__.split("\n\n")[0], argv, extra)
+    from kanbench.suite.report.render import grid_frame
+    from kanbench.suite.report.tables import machines, rerun_comparison
 
     before = grid_frame(args.before, args.grid, args.split)
     after = grid_frame(args.results, args.grid, args.split)

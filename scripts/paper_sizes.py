@@ -11,8 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from suite import grid
-from suite.errors import one_line_errors
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.suite import grid
+from kanbench.suite.errors import one_line_errors
 
 # The papers' figures for a setup and method, with where each comes from.
 PAPER_FIGURES = {
@@ -38,13 +40,13 @@ def setup_name(cfg) -> str:
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--grid", default="paper")
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
     import pandas as pd
 
-    from suite.sizes import cell_sizes
+    from kanbench.suite.sizes import cell_sizes
 
     rows, seen = [], set()
     for cfg in grid.cells(args.grid):

@@ -1,6 +1,7 @@
 """Plot a grid's records into results/plots/<grid>_<plot>.{png,pdf}: the metric against KAN
-bytes per setup (every method and seed, the Pareto front drawn), compression-ratio bars with
-error bars, latency bars per kernel, and MetaCluster's K sweep where the records have one.
+bytes per setup (every seed and each method's mean, the Pareto front of the means drawn),
+compression-ratio bars (exact: no error bars), latency bars per kernel, and the codebook-size
+sweep where the records have one.
 
 Reads only the results store; never trains.
 
@@ -12,14 +13,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from suite.errors import one_line_errors
-from suite.report.cli import grid_arguments
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.suite.errors import one_line_errors
+from kanbench.suite.report.cli import grid_arguments
 
 
 @one_line_errors
 def main(argv=None) -> int:
-    args = grid_arguments(__doc__.splitlines()[0], argv)
-    from suite.report.render import grid_frame, plot_caption, write_plots
+    args = grid_arguments(__doc__.split("\n\n")[0], argv)
+    from kanbench.suite.report.render import grid_frame, plot_caption, write_plots
 
     frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "plots"

@@ -16,6 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
              "t10k-labels-idx1-ubyte"]
@@ -38,12 +40,12 @@ def unpack_fashion_mnist(source: Path, data_root: Path) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", default=os.environ.get("KANBENCH_DATA", "data"))
     p.add_argument("--fashion-source", default=str(DEBIAN_FASHION))
     args = p.parse_args()
     print(unpack_fashion_mnist(Path(args.fashion_source), Path(args.data_root)))
-    from tasks.detection import ensure_shapes
+    from kanbench.tasks.detection import ensure_shapes
 
     voc, coco = ensure_shapes(Path(args.data_root))
     print(f"shapes_voc, shapes_coco: ready in {voc} and {coco}")

@@ -20,9 +20,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from suite.config import POSITIVE
-from suite.errors import KanbenchError, one_line_errors
-from suite.report.cli import FORMATS, grid_arguments, script_command
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.suite.config import POSITIVE
+from kanbench.suite.errors import KanbenchError, one_line_errors
+from kanbench.suite.report.cli import FORMATS, grid_arguments, script_command
 
 
 @one_line_errors
@@ -33,14 +35,14 @@ def main(argv=None) -> int:
         p.add_argument("--budget-bytes", type=float, default=None,
                        help="leaderboard: only methods whose KAN bytes fit")
 
-    args = grid_arguments(__doc__.splitlines()[0], argv, options)
+    args = grid_arguments(__doc__.split("\n\n")[0], argv, options)
     formats = args.format.split(",")
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise KanbenchError(f"unknown format {unknown[0]!r}; valid: {', '.join(FORMATS)}")
     if args.budget_bytes is not None:
         POSITIVE.check("--budget-bytes", args.budget_bytes)
-    from suite.report.render import all_tables, grid_frame, source_line, write_tables
+    from kanbench.suite.report.render import all_tables, grid_frame, source_line, write_tables
 
     frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "tables"

@@ -12,15 +12,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from suite.errors import one_line_errors
-from suite.report.cli import grid_arguments, script_command
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
+
+from kanbench.suite.errors import one_line_errors
+from kanbench.suite.report.cli import grid_arguments, script_command
 
 
 @one_line_errors
 def main(argv=None) -> int:
-    args = grid_arguments(__doc__.splitlines()[0], argv)
-    from suite.report.render import grid_frame, source_line, write_seed_variance
-    from suite.report.variance import seed_variance
+    args = grid_arguments(__doc__.split("\n\n")[0], argv)
+    from kanbench.suite.report.render import grid_frame, source_line, write_seed_variance
+    from kanbench.suite.report.variance import seed_variance
 
     frame = grid_frame(args.results, args.grid, args.split)
     out = Path(args.results) / "tables"

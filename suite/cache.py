@@ -16,8 +16,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from suite.errors import KanbenchError, first_line
-from suite.store import locked, read_json, write_json_atomic
+from kanbench.suite.errors import KanbenchError, first_line
+from kanbench.suite.store import locked, read_json, write_json_atomic
 
 
 def file_sha256(path: Path) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from methods.layers.spec import ACTIVATIONS, BASIS_NAMES, KANSpec
-from suite.errors import KanbenchError
+from kanbench.methods.layers.spec import ACTIVATIONS, BASIS_NAMES, KANSpec
+from kanbench.suite.errors import KanbenchError
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def merge(section: str, defaults: dict, given: dict, owner: str, ranges: dict) -
 
 def resolve(grid: str, task: str, method: str, seed: int, given: dict) -> RunConfig:
     """Fill every section from its defaults; `given` is {section: {key: value}}."""
-    from suite.registry import METHODS, TASKS
+    from kanbench.suite.registry import METHODS, TASKS
 
     for section in given:
         if section not in SECTIONS:

@@ -9,14 +9,15 @@ for: when that driver finishes them they are done; when it dies, this one runs t
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 
-from suite.claims import Claims
-from suite.config import RunConfig
-from suite.errors import KanbenchError
-from suite.executors import Executor
-from suite.store import ResultsStore
+from kanbench.suite.claims import Claims
+from kanbench.suite.config import RunConfig
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.executors import Executor
+from kanbench.suite.store import ResultsStore
 
 POLL_SECONDS = 2.0
 
@@ -27,20 +28,37 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """One line per event: cells done / total, the current cell, elapsed and ETA."""
+    """One line per event (cells done / total, the current cell, elapsed and ETA) and, on a
+    terminal, a live bar under them. `bar`: "auto" (a bar when `out` is a terminal), "bar" or
+    "lines"."""
 
-    def __init__(self, total: int, skipped: int, out=None):  # None: sys.stdout when printing
-        self.total, self.done, self.out = total, skipped, out
+    def __init__(self, total: int, skipped: int, out=None, bar: str = "auto"):
+        self.total, self.done, self.out = total, skipped, out  # out None: sys.stdout
         self.start, self.ran = time.perf_counter(), 0
+        stream = out or sys.stdout
+        self.bar = None
+        if bar == "bar" or (bar == "auto" and stream.isatty()):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=skipped, unit="cell", file=stream,
+                            dynamic_ncols=True)
+
+    def line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.out or sys.stdout)
+        else:
+            print(text, file=self.out, flush=True)
 
     def skip(self, cfg: RunConfig) -> None:
         self.done += 1
-        print(f"[{self.done}/{self.total}] {cfg.label} recorded by another driver", file=self.out,
-              flush=True)
+        self.line(f"[{self.done}/{self.total}] {cfg.label} recorded by another driver")
+        if self.bar is not None:
+            self.bar.update()
 
     def begin(self, cfg: RunConfig) -> None:
-        print(f"[{self.done + 1}/{self.total}] {cfg.label} {cfg.run_id} ...", file=self.out,
-              flush=True)
+        self.line(f"[{self.done + 1}/{self.total}] {cfg.label} {cfg.run_id} ...")
+        if self.bar is not None:
+            self.bar.set_postfix_str(cfg.label)
 
     def end(self, cfg: RunConfig, record: dict) -> None:
         self.done, self.ran = self.done + 1, self.ran + 1
@@ -50,9 +68,16 @@ class Progress:
         primary = metrics.get("primary")
         result = (f"{primary}={metrics[primary]:.4g}" if record["status"] == "done"
                   else f"FAILED: {record['error']}")
-        print(f"[{self.done}/{self.total}] {cfg.label} {record['status']} in "
-              f"{record['timing']['total_seconds']:.1f}s, {result} | elapsed {_clock(elapsed)}, "
-              f"ETA {_clock(eta)}", file=self.out, flush=True)
+        self.line(f"[{self.done}/{self.total}] {cfg.label} {record['status']} in "
+                  f"{record['timing']['total_seconds']:.1f}s, {result} | elapsed "
+                  f"{_clock(elapsed)}, ETA {_clock(eta)}")
+        if self.bar is not None:
+            self.bar.update()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def finished_at(record: dict | None) -> str | None:

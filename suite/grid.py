@@ -17,7 +17,8 @@ A grid file:
 arg, so one grid can tune several methods; each must apply somewhere.
 Command-line overrides: `section.key=value` sets an arg (task./method. keys apply to the
 cells whose task/method has that key), `tasks=[...]`/`methods=[...]` keep only those cells,
-`seeds=[...]` replaces the seeds.
+`seeds=[...]` replaces the seeds, `methods+=[...]` adds methods to every block. A sweep from
+the command line (`section.key=[a, b]`, kanbench's --sweep) joins every block's sweep.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from typing import Any
 
 import yaml
 
-from suite.config import SECTIONS, RunConfig, parse_override, resolve, set_dotted
-from suite.errors import KanbenchError, regular_file
-from suite.registry import METHODS, TASKS
+from kanbench.suite.config import SECTIONS, RunConfig, parse_override, resolve, set_dotted
+from kanbench.suite.errors import KanbenchError, regular_file
+from kanbench.suite.registry import METHODS, TASKS
 
 GRIDS_DIR = Path(__file__).parent / "grids"
 TOP_KEYS = {"description", "seeds", "methods", "args", "blocks", "resources"}
@@ -43,7 +44,7 @@ BLOCK_KEYS = {"tasks", "methods", "seeds", "args", "sweep", "preset"}
 FILTERS = ("tasks", "methods", "seeds")
 MAX_GRID_BYTES = 1 << 20
 ALL = "all"          # `tasks: all`, `methods: all`: every registered one
-MAX_CELLS = 10_000   # a grid expanding to more cells needs run_grid.py --max-cells
+MAX_CELLS = 10_000   # a grid expanding to more cells needs --max-cells
 
 
 def presets() -> list[str]:
@@ -177,15 +178,19 @@ def cells(name: str, overrides: list[str] = (), max_cells: int = MAX_CELLS
     return expand(*load(name), overrides, max_cells)
 
 
-def expand(path: Path, doc: dict, overrides: list[str] = (), max_cells: int = MAX_CELLS
-           ) -> list[RunConfig]:
-    """Every cell of a loaded grid with overrides applied, resolved and de-duplicated; a grid
-    of more than `max_cells` cells (counted before expanding) is refused."""
+def expand(path: Path, doc: dict, overrides: list[str] = (), max_cells: int = MAX_CELLS,
+           sweeps: list[str] = ()) -> list[RunConfig]:
+    """Every cell of a loaded grid with overrides (and command-line sweeps) applied, resolved
+    and de-duplicated; a grid of more than `max_cells` cells (counted before expanding) is
+    refused."""
     grid = path.stem
-    filters, sets = {}, []
+    filters, sets, added = {}, [], []
     for text in overrides:
         key, value = parse_override(text)
-        if key in FILTERS:
+        if key == "methods+":
+            values = value if isinstance(value, list) else [value]
+            added += _list_of(Path("override"), "methods+", values, str)
+        elif key in FILTERS:
             kind = int if key == "seeds" else str
             values = value if isinstance(value, list) else [value]
             filters[key] = _list_of(Path("override"), key, values, kind)
@@ -194,21 +199,23 @@ def expand(path: Path, doc: dict, overrides: list[str] = (), max_cells: int = MA
             sets.append((key, value))
     for name_ in filters.get("tasks", []):
         TASKS.check(name_)
-    for name_ in filters.get("methods", []):
+    for name_ in [*filters.get("methods", []), *added]:
         METHODS.check(name_)
+    doc = _with_methods(doc, added)
+    swept = _command_sweep(sweeps)
 
     count = sum(len(_kept_pairs(block, doc, filters)) * len(_seeds(block, doc, filters))
-                * math.prod(len(v) for v in (block.get("sweep") or {}).values())
+                * math.prod(len(v) for v in {**(block.get("sweep") or {}), **swept}.values())
                 for block in doc["blocks"])
     if count > max_cells:
         raise KanbenchError(f"{path}: the grid expands to {count:,} cells, more than the limit of "
                             f"{max_cells:,}; pass --max-cells {count} to run it anyway")
     out: dict[str, RunConfig] = {}
-    used = {key: False for key, _ in sets}
+    used = {key: False for key in [*(k for k, _ in sets), *swept]}
     for block in doc["blocks"]:
         methods = _methods(block, doc)
         seeds = _seeds(block, doc, filters)
-        sweep = block.get("sweep") or {}
+        sweep = {**(block.get("sweep") or {}), **swept}
         base = _merge(doc.get("args") or {}, block.get("args") or {})
         preset = block.get("preset")
         if preset and not any(preset in TASKS.create(t).presets for t in TASKS.names()):
@@ -225,6 +232,8 @@ def expand(path: Path, doc: dict, overrides: list[str] = (), max_cells: int = MA
                                block.get("args") or {})
                 for key, value in zip(sweep, combo, strict=True):
                     set_dotted(given, key, value)
+                    if key in swept and _applies(key, task, method):
+                        used[key] = True
                 for key, value in sets:
                     if _applies(key, task, method):
                         set_dotted(given, key, value)
@@ -245,6 +254,30 @@ def expand(path: Path, doc: dict, overrides: list[str] = (), max_cells: int = MA
     if not out:
         raise KanbenchError(f"grid {grid!r} has no cells left after the filters {filters}")
     return list(out.values())
+
+
+def _with_methods(doc: dict, added: list[str]) -> dict:
+    """The grid with `added` methods in every block (`methods+=[...]`)."""
+    if not added:
+        return doc
+    doc = copy.deepcopy(doc)
+    for block in doc["blocks"]:
+        methods = _methods(block, doc)
+        block["methods"] = methods + [m for m in added if m not in methods]
+    return doc
+
+
+def _command_sweep(sweeps: list[str]) -> dict[str, list]:
+    """--sweep 'section.key=[a, b]' -> {"section.key": [a, b]}."""
+    out = {}
+    for text in sweeps:
+        key, values = parse_override(text)
+        set_dotted({}, key, values)  # validates the key's shape
+        if not isinstance(values, list) or not values:
+            raise KanbenchError(f"--sweep {text!r}: give the values as a list, e.g. "
+                                f"'{key}=[1, 2]'")
+        out[key] = values
+    return out
 
 
 def _kept_pairs(block: dict, doc: dict, filters: dict) -> list[tuple[str, str]]:

@@ -15,12 +15,12 @@ from typing import Any
 import lightning as L
 import torch
 import torchmetrics
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from suite.config import RunConfig
-from suite.interfaces import Method, Task
+from kanbench.suite.config import RunConfig
+from kanbench.suite.interfaces import Method, Task
 
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
@@ -190,11 +190,13 @@ def make_trainer(max_epochs: int, logger=None, checkpoint_dir: Path | None = Non
                  ) -> L.Trainer:
     """A quiet single-device Trainer; with `checkpoint_dir`, one saving `last.ckpt` there at
     the end of every epoch."""
-    every_epoch = [ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1,
-                                   every_n_epochs=1, enable_version_counter=False)
-                   ] if checkpoint_dir else []
+    callbacks = [ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1,
+                                 every_n_epochs=1, enable_version_counter=False)
+                 ] if checkpoint_dir else []
+    if logger is not None:  # the learning rate of every parameter group, per epoch
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     return L.Trainer(max_epochs=max_epochs, accelerator="auto", devices=1,
-                     logger=logger if logger is not None else False, callbacks=every_epoch,
+                     logger=logger if logger is not None else False, callbacks=callbacks,
                      enable_checkpointing=checkpoint_dir is not None, enable_progress_bar=False,
                      enable_model_summary=False, num_sanity_val_steps=0,
                      log_every_n_steps=1,

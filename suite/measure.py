@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from methods.layers import kernels
-from methods.layers.kan import kan_layers
-from suite import memprobe
+from kanbench.methods.layers import kernels
+from kanbench.methods.layers.kan import kan_layers
+from kanbench.suite import memprobe
 
 
 def storage(model: nn.Module, frozen: dict[str, int] | None = None) -> dict:
@@ -147,7 +147,7 @@ class MemoryProbe:
     def ask_own(self, request: bytes) -> bytes:
         for _ in range(2):
             if self.server is None or self.server.poll() is not None:
-                self.server = subprocess.Popen([sys.executable, "-m", "suite.memprobe"],
+                self.server = subprocess.Popen([sys.executable, "-m", "kanbench.suite.memprobe"],
                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             try:
                 memprobe.write_frame(self.server.stdin, request)
@@ -167,8 +167,8 @@ class MemoryProbe:
         if shared := os.environ.get(SHARED_PROBE):
             return shared
         path = os.path.join(tempfile.mkdtemp(prefix="kanbench-probe-"), "probe.sock")
-        self.shared_server = subprocess.Popen([sys.executable, "-m", "suite.memprobe", path],
-                                              stdin=subprocess.PIPE)
+        self.shared_server = subprocess.Popen(
+            [sys.executable, "-m", "kanbench.suite.memprobe", path], stdin=subprocess.PIPE)
         os.environ[SHARED_PROBE] = path
         return path
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from suite.errors import KanbenchError
+from kanbench.suite.errors import KanbenchError
 
 
 class Registry:
@@ -60,5 +60,5 @@ class Registry:
                 importlib.import_module(f"{self.package}.{module.name}")
 
 
-TASKS = Registry("task", "tasks")
-METHODS = Registry("method", "methods")
+TASKS = Registry("task", "kanbench.tasks")
+METHODS = Registry("method", "kanbench.methods")

@@ -10,7 +10,7 @@ import platform
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,15 +19,15 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from methods.layers import files
-from suite import measure, tracking
-from suite.cache import ContentCache
-from suite.config import RunConfig, content_hash
-from suite.errors import KanbenchError, first_line
-from suite.executors import available_cores
-from suite.interfaces import Method, Stage, Task
-from suite.lit import StageContext, last_checkpoint
-from suite.registry import METHODS, TASKS
+from kanbench.methods.layers import files
+from kanbench.suite import measure, tracking
+from kanbench.suite.cache import ContentCache
+from kanbench.suite.config import RunConfig, content_hash
+from kanbench.suite.errors import KanbenchError, first_line
+from kanbench.suite.executors import available_cores
+from kanbench.suite.interfaces import Method, Stage, Task
+from kanbench.suite.lit import StageContext, last_checkpoint
+from kanbench.suite.registry import METHODS, TASKS
 
 STAGE_FORMAT = 3  # in every stage key: bump when what a stage's meta holds changes
 #                   (2: val metrics, 3: the weights' sha256)
@@ -187,13 +187,18 @@ def run_method(cfg: RunConfig, logger, cache_dir: Path, data_root: str,
     return net, results, ctx
 
 
+def model_path(cache_dir: str | Path, cfg: RunConfig) -> Path:
+    """Where a cell's compressed model file is written."""
+    return Path(cache_dir) / "models" / f"{cfg.run_id}.safetensors"
+
+
 def execute(cfg: RunConfig, logger, cache_dir: Path, data_root: str,
             recompute_damaged: bool = False) -> dict:
     """Everything a done record holds beyond its identity: the stages' metrics, then the
     final model's measurements."""
     net, results, ctx = run_method(cfg, logger, cache_dir, data_root, recompute_damaged)
     metrics = final_metrics(ctx.task, results)
-    model_file = cache_dir / "models" / f"{cfg.run_id}.safetensors"
+    model_file = model_path(cache_dir, cfg)
     timing = {**getattr(ctx.datamodule, "timing", {}), **{r.name: r.timing() for r in results}}
     return {"metrics": metrics, "timing": timing,
             **measure_model(net, ctx.task, ctx.method, cfg.args, model_file)}
@@ -219,10 +224,10 @@ class CellWork:
 
     cache_dir: str
     data_root: str
-    wandb_mode: str = "auto"
-    wandb_dir: str = "wandb"
+    wandb: tracking.Settings = tracking.Settings(mode="off")
     recompute_damaged: bool = False
     threads: int | None = None   # per cell: suite.executors.threads_per_cell
+    names: dict[str, str] = field(default_factory=dict)  # run_id -> W&B name (run_names)
 
     def __call__(self, cfg: RunConfig) -> dict:
         """The cell's record. Exceptions (a NaN, running out of GPU memory) make a failed
@@ -235,7 +240,8 @@ class CellWork:
         start = time.perf_counter()
         logger = None
         try:
-            logger = tracking.start(cfg, self.wandb_mode, self.wandb_dir)
+            logger = tracking.start(cfg, self.wandb, self.names.get(cfg.run_id, cfg.label),
+                                    METHODS.get(cfg.method).baseline)
             record.update(execute(cfg, logger, Path(self.cache_dir), self.data_root,
                                   self.recompute_damaged))
             record["status"] = "done"
@@ -247,7 +253,7 @@ class CellWork:
         finally:
             record["finished_at"] = now()
             record.setdefault("timing", {})["total_seconds"] = time.perf_counter() - start
-            tracking.finish(logger, record)
+            tracking.finish(logger, record, model_path(self.cache_dir, cfg))
         return record
 
     def failed(self, cfg: RunConfig, error: str) -> dict:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from suite import measure
-from suite.config import RunConfig
-from suite.registry import METHODS, TASKS
+from kanbench.suite import measure
+from kanbench.suite.config import RunConfig
+from kanbench.suite.registry import METHODS, TASKS
 
 
 def final_structure(cfg: RunConfig) -> torch.nn.Module:

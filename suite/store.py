@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite.errors import KanbenchError, regular_file
+from kanbench.suite.errors import KanbenchError, regular_file
 
 RECORD_KEYS = ("run_id", "grid", "task", "method", "seed", "status", "config")
 

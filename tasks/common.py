@@ -19,8 +19,8 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from suite.errors import KanbenchError, regular_file
-from suite.lit import epoch_loader
+from kanbench.suite.errors import KanbenchError, regular_file
+from kanbench.suite.lit import epoch_loader
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 

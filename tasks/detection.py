@@ -34,15 +34,21 @@ from safetensors.torch import load_file, save_file
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
-from suite.cache import ContentCache
-from suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SEED, Range, content_hash
-from suite.errors import KanbenchError
-from suite.interfaces import Task
-from suite.registry import TASKS
-from tasks import shapes
-from tasks.detection_data import RoiFeatureData, head_inputs, read_coco, read_voc, train_trunk
-from tasks.detection_map import VOC_VARIANTS, DetectionMetrics
-from tasks.detection_model import BACKBONES, KANHead, build_trunk, trunk_parts
+from kanbench.suite.cache import ContentCache
+from kanbench.suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SEED, Range, content_hash
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.interfaces import Task
+from kanbench.suite.registry import TASKS
+from kanbench.tasks import shapes
+from kanbench.tasks.detection_data import (
+    RoiFeatureData,
+    head_inputs,
+    read_coco,
+    read_voc,
+    train_trunk,
+)
+from kanbench.tasks.detection_map import VOC_VARIANTS, DetectionMetrics
+from kanbench.tasks.detection_model import BACKBONES, KANHead, build_trunk, trunk_parts
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",

@@ -28,9 +28,9 @@ from torchvision.datasets import CocoDetection, VOCDetection
 from torchvision.models.detection import FasterRCNN
 from torchvision.transforms.functional import pil_to_tensor
 
-from suite.errors import KanbenchError, regular_file
-from suite.lit import KanbenchModule, fit
-from tasks.common import TensorDataModule
+from kanbench.suite.errors import KanbenchError, regular_file
+from kanbench.suite.lit import KanbenchModule, fit
+from kanbench.tasks.common import TensorDataModule
 
 Example = tuple[torch.Tensor, dict]  # image (3, H, W) in [0, 1], target
 

@@ -32,7 +32,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from suite.errors import KanbenchError
+from kanbench.suite.errors import KanbenchError
 
 BACKBONES = ("small", "resnet50_fpn")
 

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 
-from methods.layers.architectures import KAN
-from suite.config import AT_LEAST_ONE
-from suite.errors import KanbenchError
-from suite.interfaces import Task
-from suite.registry import TASKS
-from tasks.common import TensorDataModule
+from kanbench.methods.layers.architectures import KAN
+from kanbench.suite.config import AT_LEAST_ONE
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.interfaces import Task
+from kanbench.suite.registry import TASKS
+from kanbench.tasks.common import TensorDataModule
 
 
 def feynman_equation(name: str):

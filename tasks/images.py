@@ -21,12 +21,12 @@ import torchmetrics
 from torchvision import datasets
 from torchvision.datasets.utils import download_and_extract_archive
 
-from methods.layers.architectures import CONV_PRESETS, KAN, ConvKAN
-from suite.config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, SEED
-from suite.errors import KanbenchError, regular_file
-from suite.interfaces import Task
-from suite.registry import TASKS
-from tasks.common import (
+from kanbench.methods.layers.architectures import CONV_PRESETS, KAN, ConvKAN
+from kanbench.suite.config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, SEED
+from kanbench.suite.errors import KanbenchError, regular_file
+from kanbench.suite.interfaces import Task
+from kanbench.suite.registry import TASKS
+from kanbench.tasks.common import (
     TensorDataModule,
     open_or_download,
     stratified_holdout,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from torchvision import datasets
 
-from suite.registry import TASKS
-from tasks.images import IDXImages
+from kanbench.suite.registry import TASKS
+from kanbench.tasks.images import IDXImages
 
 
 @TASKS.register("kmnist")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 def pytest_sessionstart(session):
     """Build the C++ kernels (once per source version, into the checkout's cache) before any
     test runs, so no test but the one that checks the build ever compiles them."""
-    from methods.layers.kernels import build
+    from kanbench.methods.layers.kernels import build
 
     build.load_all()
 
@@ -34,7 +34,7 @@ def data_root(tmp_path_factory) -> Path:
 def temp_method(name: str, cls: type):
     """`cls` registered as method `name` for the length of the block (a method written in a
     test), then forgotten."""
-    from suite.registry import METHODS
+    from kanbench.suite.registry import METHODS
 
     METHODS.register(name)(cls)
     try:

@@ -61,7 +61,7 @@ COCO_NAMES = {"circle": ("airplane", 5), "square": ("car", 3), "triangle": ("dog
 
 def write_voc_and_coco(root: Path, n_train: int = 8, n_test: int = 6) -> Path:
     """<root>/VOCdevkit/VOC2007 and <root>/coco/{train2017,val2017,annotations}."""
-    from tasks import shapes
+    from kanbench.tasks import shapes
 
     shapes.write_voc(root, n_train, n_test, names=VOC_NAMES)
     shapes.write_coco(root / "coco", n_train, n_test, categories=COCO_NAMES)

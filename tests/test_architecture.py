@@ -1,6 +1,7 @@
 """The package arrows of docs/architecture.md, checked on every import of every module
 (function-level imports included): errors <- layer library <- harness <- tasks, method plugins
-<- scripts, and nothing the other way."""
+<- the public API (the kanbench package's own modules) and scripts, and nothing the other way.
+The folders suite/, tasks/ and methods/ are the subpackages kanbench.suite, .tasks, .methods."""
 
 import ast
 import subprocess
@@ -9,25 +10,39 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("suite", "tasks", "methods", "scripts")
+# folder -> the package its modules are imported as
+PACKAGES = {"suite": "kanbench.suite", "tasks": "kanbench.tasks", "methods": "kanbench.methods",
+            "kanbench": "kanbench", "scripts": "scripts"}
 # what a plugin may use of the harness: never the store, runner, reports or measurement
-PLUGIN_API = {"suite.errors", "suite.config", "suite.interfaces", "suite.registry"}
-TASK_API = PLUGIN_API | {"suite.lit", "suite.cache"}
-LEVELS = {"errors": 0, "library": 1, "harness": 2, "task": 3, "plugin": 3, "script": 4}
+PLUGIN_API = {f"kanbench.suite.{m}" for m in ("errors", "config", "interfaces", "registry")}
+TASK_API = PLUGIN_API | {"kanbench.suite.lit", "kanbench.suite.cache"}
+LEVELS = {"errors": 0, "library": 1, "harness": 2, "task": 3, "plugin": 3, "api": 4,
+          "script": 5}
 
 
 def kind(module: str) -> str:
-    if module == "suite.errors":
+    if module == "kanbench.suite.errors":
         return "errors"
-    if module == "methods.layers" or module.startswith("methods.layers."):
+    if module == "kanbench.methods.layers" or module.startswith("kanbench.methods.layers."):
         return "library"
-    return {"suite": "harness", "tasks": "task", "methods": "plugin",
-            "scripts": "script"}[module.split(".")[0]]
+    if module.split(".")[0] == "scripts":
+        return "script"
+    return {"suite": "harness", "tasks": "task", "methods": "plugin"}.get(
+        module.split(".")[1] if "." in module else "", "api")
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    folder, *parts = path.relative_to(REPO).with_suffix("").parts
+    parts = parts[:-1] if parts[-1] == "__init__" else parts
+    return ".".join([PACKAGES[folder], *parts])
+
+
+def module_file(module: str) -> Path:
+    """Where `module` (one of the repository's) lives, without the .py."""
+    for folder, package in sorted(PACKAGES.items(), key=lambda item: -len(item[1])):
+        if module == package or module.startswith(package + "."):
+            return REPO / folder / Path(*module[len(package):].split(".")[1:])
+    raise ValueError(module)
 
 
 def imports(path: Path) -> set[str]:
@@ -38,11 +53,16 @@ def imports(path: Path) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
-            # `from methods.layers import kernels` imports the submodule kernels
+            # `from kanbench.methods.layers import kernels` imports the submodule kernels
             found |= {f"{node.module}.{alias.name}" for alias in node.names
-                      if (REPO / Path(*node.module.split("."), alias.name)).exists()
-                      or (REPO / Path(*node.module.split("."), f"{alias.name}.py")).exists()}
-    return {m for m in found if m.split(".")[0] in PACKAGES}
+                      if ours(node.module) and (
+                          (module_file(node.module) / alias.name).exists()
+                          or (module_file(node.module) / f"{alias.name}.py").exists())}
+    return {m for m in found if ours(m)}
+
+
+def ours(module: str) -> bool:
+    return module.split(".")[0] in ("kanbench", "scripts")
 
 
 def allowed(source: str, target: str) -> bool:
@@ -67,13 +87,16 @@ def test_every_import_runs_down_the_layers(path):
 
 
 def test_the_check_sees_an_upward_arrow():
-    assert not allowed("methods.layers.codebook", "suite.measure")
-    assert not allowed("suite.measure", "methods.share")
-    assert not allowed("methods.share", "suite.store")
-    assert not allowed("tasks.images", "methods.dense")
-    assert allowed("suite.measure", "methods.layers.kernels")
-    assert allowed("tasks.images", "methods.layers.architectures")
-    assert "methods.layers.kernels" in imports(REPO / "suite" / "measure.py")
+    k = "kanbench."
+    assert not allowed(k + "methods.layers.codebook", k + "suite.measure")
+    assert not allowed(k + "suite.measure", k + "methods.share")
+    assert not allowed(k + "methods.share", k + "suite.store")
+    assert not allowed(k + "tasks.images", k + "methods.dense")
+    assert not allowed(k + "suite.runner", "kanbench.api")
+    assert allowed(k + "suite.measure", k + "methods.layers.kernels")
+    assert allowed(k + "tasks.images", k + "methods.layers.architectures")
+    assert allowed("kanbench.api", k + "suite.runner")
+    assert k + "methods.layers.kernels" in imports(REPO / "suite" / "measure.py")
 
 
 def test_no_file_cites_anything_outside_the_repository():

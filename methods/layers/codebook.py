@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.layers import kernels
-from methods.layers.kan import (
+from kanbench.methods.layers import kernels
+from kanbench.methods.layers.kan import (
     FP32_BYTES,
     EdgeWeightsConv2d,
     EdgeWeightsLinear,
@@ -25,7 +25,7 @@ from methods.layers.kan import (
     is_conv,
     kan_layers,
 )
-from methods.layers.spec import CODEBOOK_SCOPES
+from kanbench.methods.layers.spec import CODEBOOK_SCOPES
 
 
 def index_bits(codes: int) -> int:

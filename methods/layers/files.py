@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from methods.layers.codebook import (
+from kanbench.methods.layers.codebook import (
     CODEBOOK_DTYPES,
     Codebook,
     CodebookEdges,
@@ -27,8 +27,8 @@ from methods.layers.codebook import (
     packed_bytes,
     unpack_indices,
 )
-from methods.layers.kan import kan_layers
-from suite.errors import KanbenchError, regular_file
+from kanbench.methods.layers.kan import kan_layers
+from kanbench.suite.errors import KanbenchError, regular_file
 
 FORMAT = "kanbench.codebook"
 VERSION = 2
@@ -68,15 +68,16 @@ def save_codebooks(net: nn.Module, path: str | Path) -> None:
 
 
 def save_compressed(net: nn.Module, path: str | Path, method: str,
-                    with_codebooks: bool = True) -> None:
-    """The model file; `with_codebooks=False` leaves the codebooks to a shared file."""
+                    with_codebooks: bool = True, extra: dict | None = None) -> None:
+    """The model file; `with_codebooks=False` leaves the codebooks to a shared file; `extra`:
+    more header entries (the API's method args and architecture)."""
     layers = codebook_layers(net)
     books = codebooks_of(layers)
     book_index = {id(b): i for i, b in enumerate(books)}
     tensors = codebook_tensors(books) if with_codebooks else {}
     header = {"format": FORMAT, "version": VERSION, "method": method,
               "codebooks": [{"codes": b.size, "dim": b.codes.shape[1], "dtype": b.dtype}
-                            for b in books], "layers": {}}
+                            for b in books], "layers": {}, **(extra or {})}
     for name, layer in layers.items():
         tensors[f"{name}.indices"] = pack_indices(layer.indices, layer.codebook.size)
         header["layers"][name] = {"edges": list(layer.edge_shape),
@@ -84,6 +85,18 @@ def save_compressed(net: nn.Module, path: str | Path, method: str,
                                   "bits": index_bits(layer.codebook.size)}
     tensors |= {n: t.detach().contiguous() for n, t in plain_tensors(net, layers).items()}
     save_file(tensors, str(path), metadata={"kanbench": json.dumps(header)})
+
+
+def read_header(path: Path) -> dict | None:
+    """The kanbench header of a safetensors file, or None where it has none."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {}).get("kanbench") or "null")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise KanbenchError(f"{path}: not a readable safetensors file ({err})") from None
+    if isinstance(header, dict) and header.get("format") == FORMAT:
+        return header
+    return None
 
 
 def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from methods.layers.bases import basis_values, normalize
-from methods.layers.spec import ACTIVATIONS, KANSpec
-from methods.layers.splines import dense_bases, recursive_bases, spline_linear
+from kanbench.methods.layers.bases import basis_values, normalize
+from kanbench.methods.layers.spec import ACTIVATIONS, KANSpec
+from kanbench.methods.layers.splines import dense_bases, recursive_bases, spline_linear
 
 FP32_BYTES = 4
 DEFAULT_SPEC = KANSpec()

@@ -18,7 +18,13 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from methods.layers.kan import FP32_BYTES, EdgeWeightsConv2d, EdgeWeightsLinear, KANSpec, kan_layers
+from kanbench.methods.layers.kan import (
+    FP32_BYTES,
+    EdgeWeightsConv2d,
+    EdgeWeightsLinear,
+    KANSpec,
+    kan_layers,
+)
 
 # Edges generated per chunk: the meta-learner's (chunk, hidden) activations are recomputed in
 # backward instead of kept, so training memory does not grow with edges x hidden. Layers of

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from methods.layers import kernels
-from methods.layers.codebook import (
+from kanbench.methods.layers import kernels
+from kanbench.methods.layers.codebook import (
     Codebook,
     CodebookEdges,
     GatherForward,
@@ -36,8 +36,8 @@ from methods.layers.codebook import (
     quantize_int8,
     replace_layers,
 )
-from methods.layers.files import safetensors_payload_bytes, save_codebooks, save_compressed
-from methods.layers.kan import (
+from kanbench.methods.layers.files import safetensors_payload_bytes, save_codebooks, save_compressed
+from kanbench.methods.layers.kan import (
     FP32_BYTES,
     EdgeWeightsConv2d,
     EdgeWeightsLinear,

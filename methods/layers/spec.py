@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING
 
-from suite.errors import KanbenchError
+from kanbench.suite.errors import KanbenchError
 
 if TYPE_CHECKING:
     import torch

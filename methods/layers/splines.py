@@ -188,7 +188,7 @@ def _kernel_for(x: torch.Tensor):
     if not (BASES_KERNEL and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64)):
         return None
-    from methods.layers.kernels import build
+    from kanbench.methods.layers.kernels import build
 
     return build.load("spline")
 
@@ -242,7 +242,7 @@ class FusedSplineLinear(torch.autograd.Function):
 
 
 def _spline_extension():
-    from methods.layers.kernels import build
+    from kanbench.methods.layers.kernels import build
 
     extension = build.load("spline")
     if extension is None:
@@ -283,7 +283,7 @@ FUSED_MAX_EDGES = 64
 
 def use_fused(x: torch.Tensor, coef: torch.Tensor) -> bool:
     """The fused kernel for a small float layer on the CPU, where it could be built."""
-    from methods.layers.kernels import build
+    from kanbench.methods.layers.kernels import build
 
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and coef.shape[0] * coef.shape[1] <= FUSED_MAX_EDGES

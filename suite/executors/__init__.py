@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # the CLI lists the executors without importing torch
-    from suite.config import RunConfig
-    from suite.runner import CellWork
+    from kanbench.suite.config import RunConfig
+    from kanbench.suite.runner import CellWork
 
 
 class Executor(Protocol):
@@ -27,14 +27,14 @@ def create(name: str, options: dict) -> Executor:
     """The executor `name` with the driver's options (jobs, ray_address, resources, whether
     any cell measures memory, ...)."""
     if name == "local":
-        from suite.executors.local import InProcess, Processes
+        from kanbench.suite.executors.local import InProcess, Processes
         return Processes(options["jobs"], options.get("memory", True)) \
             if forks_workers(name, options["jobs"]) else InProcess()
     if name == "ray":
-        from suite.executors.ray import RayExecutor
+        from kanbench.suite.executors.ray import RayExecutor
         return RayExecutor(options)
     if name == "slurm":
-        from suite.executors.slurm import SlurmExecutor
+        from kanbench.suite.executors.slurm import SlurmExecutor
         return SlurmExecutor(options)
     raise ValueError(f"unknown executor {name!r}")
 
@@ -51,7 +51,7 @@ def start_early(name: str, jobs: int) -> None:
     """Start now what the first cell would wait for: a local pool's forkserver, whose imports
     (seconds) then overlap the driver's own. Nothing for the other executors."""
     if forks_workers(name, jobs):
-        from suite.executors.local import start_forkserver
+        from kanbench.suite.executors.local import start_forkserver
         start_forkserver()
 
 

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING
 
-from suite.config import RunConfig
+from kanbench.suite.config import RunConfig
 
 if TYPE_CHECKING:  # torch, Lightning: the forkserver imports them; this module need not
-    from suite.runner import CellWork
+    from kanbench.suite.runner import CellWork
 
 # what every worker imports before it is forked: the suite, and W&B's launch package (its run
 # start imports it, ~1.5 s, which each fresh worker would otherwise pay again)
-PRELOAD = ["suite.executors.die_with_driver", "suite.runner", "wandb.sdk.launch"]
+PRELOAD = ["kanbench.suite.executors.die_with_driver", "kanbench.suite.runner", "wandb.sdk.launch"]
 
 
 class InProcess:
@@ -58,7 +58,7 @@ def worker(work: CellWork, cfg: RunConfig, conn, memory_probe: str | None) -> No
     os.setpgrp()                  # the driver kills this group: the worker and its helpers
     exit_with_driver(conn)
     if memory_probe:              # the driver's shared probe server (see measure.MemoryProbe)
-        from suite.measure import SHARED_PROBE
+        from kanbench.suite.measure import SHARED_PROBE
         os.environ[SHARED_PROBE] = memory_probe
     with conn:
         conn.send(work(cfg))
@@ -84,7 +84,7 @@ class Processes:
 
     def map(self, cells: Iterator[RunConfig], work: CellWork
             ) -> Iterator[tuple[RunConfig, dict]]:
-        from suite.measure import MEMORY_PROBE
+        from kanbench.suite.measure import MEMORY_PROBE
 
         # one probe server for all the workers, not one each
         memory_probe = MEMORY_PROBE.share() if self.share_memory_probe else None

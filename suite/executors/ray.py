@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from suite.config import RunConfig
-from suite.errors import KanbenchError, first_line
+from kanbench.suite.config import RunConfig
+from kanbench.suite.errors import KanbenchError, first_line
 
 if TYPE_CHECKING:  # workers import the runner; the driver need not yet
-    from suite.runner import CellWork
+    from kanbench.suite.runner import CellWork
 
 
 def run_on_worker(work: CellWork, cfg: RunConfig) -> dict:

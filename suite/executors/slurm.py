@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from suite.config import RunConfig
-from suite.errors import KanbenchError
-from suite.store import read_json, write_json_atomic
+from kanbench.suite.config import RunConfig
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.store import read_json, write_json_atomic
 
 if TYPE_CHECKING:  # workers import the runner; the driver need not yet
-    from suite.runner import CellWork
+    from kanbench.suite.runner import CellWork
 
 POLL_SECONDS = 2.0
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",

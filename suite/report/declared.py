@@ -4,8 +4,8 @@ defaults, so old records still render."""
 
 from __future__ import annotations
 
-from suite.interfaces import Claim, Method
-from suite.registry import METHODS
+from kanbench.suite.interfaces import Claim, Method
+from kanbench.suite.registry import METHODS
 
 PALETTE = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 

@@ -13,9 +13,9 @@ import math
 
 import pandas as pd
 
-from suite.interfaces import Claim
-from suite.report.declared import baseline, claims
-from suite.report.variance import confidence_half_width
+from kanbench.suite.interfaces import Claim
+from kanbench.suite.report.declared import baseline, claims
+from kanbench.suite.report.variance import confidence_half_width
 
 HEADS = 50
 

@@ -1,6 +1,7 @@
-"""Write a grid's reports from its records: the tables (md, tex, csv), the seed-variance table
-and the plots (PNG, PDF), each naming the command and machine that produced it. What the
-scripts (render_tables.py, seed_variance.py, plots.py) and run_grid.py's ending call."""
+"""Write a grid's reports from its records: the tables (md, tex, csv), the seed-variance table,
+the plots (PNG, PDF) and its page of the HTML site, each naming the command and machine that
+produced it. What `kanbench report`, the end of `kanbench run` and the report scripts
+(render_tables.py, seed_variance.py, plots.py) call."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from suite.errors import KanbenchError
-from suite.report import plots, tables
-from suite.report.variance import seed_variance
-from suite.store import ResultsStore
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.report import plots, tables
+from kanbench.suite.report.site import write_site
+from kanbench.suite.report.variance import seed_variance
+from kanbench.suite.store import ResultsStore
 
 NOTES = {
     "summary": "mean and std are over seeds (std needs >= 2 seeds); bytes are the KAN layers' "
@@ -96,7 +98,8 @@ def file_name(text: str) -> str:
 
 def save_figure(figure, base: Path, caption: str) -> list[Path]:
     """PNG and PDF (no timestamps in either, so reruns rewrite the same bytes)."""
-    figure.text(0.01, 0.005, caption, fontsize=5, color="grey")
+    # a figure label, so the constrained layout keeps it clear of the axes' labels
+    figure.supxlabel(caption, x=0.01, ha="left", fontsize=5, color="grey")
     paths = [base.with_name(f"{base.name}.png"), base.with_name(f"{base.name}.pdf")]
     figure.savefig(paths[0], dpi=150, metadata={"Software": None})
     figure.savefig(paths[1], metadata={"CreationDate": None, "Creator": None,
@@ -149,26 +152,30 @@ def validation_view(frame: pd.DataFrame) -> pd.DataFrame:
 
 def source_line(command: str, frame: pd.DataFrame, results: str, grid: str) -> str:
     return (f"Made by `{command}` from the {len(frame)} records in `{results}/runs/{grid}/`, "
-            f"which `scripts/run_grid.py --grid {grid}` produced on: "
-            f"{tables.machines(frame)}.\n")
+            f"which `kanbench run {grid}` produced on: {tables.machines(frame)}.\n")
 
 
 def plot_caption(frame: pd.DataFrame, results: str, grid: str) -> str:
-    return (f"python scripts/plots.py --grid {grid}: {len(frame)} records of "
+    return (f"kanbench report {grid}: {len(frame)} records of "
             f"{results}/runs/{grid}, run on {tables.machines(frame)}")
 
 
 def write_reports(frame: pd.DataFrame, made: dict[str, pd.DataFrame], grid: str,
-                  results: str) -> list[Path]:
-    """Everything: tables (md, csv), seed variance, plots, as the three scripts write them;
-    `made`: the frame's tables (all_tables)."""
+                  results: str, split: str = "test") -> list[Path]:
+    """Everything: tables (md, csv), seed variance, plots and the site page, as `kanbench
+    report` writes them; `made`: the frame's tables (all_tables). The validation split gets
+    its tables only, named `<grid>_val_*` (what a grid's choices are read from)."""
     out = Path(results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    written = write_tables(made, grid, out, ["md", "csv"], source_line(
-        f"python scripts/render_tables.py --grid {grid}", frame, results, grid))
-    written += write_seed_variance(made, grid, out, source_line(
-        f"python scripts/seed_variance.py --grid {grid}", frame, results, grid))
+    command = f"kanbench report {grid}" + ("" if split == "test" else f" --split {split}")
+    source = source_line(command, frame, results, grid)
+    name = grid if split == "test" else f"{grid}_{split}"
+    written = write_tables(made, name, out, ["md", "csv"], source)
+    if split != "test":
+        return written
+    written += write_seed_variance(made, name, out, source)
     figures = Path(results) / "plots"
     figures.mkdir(parents=True, exist_ok=True)
-    return written + write_plots(frame, grid, figures, plot_caption(frame, results, grid),
-                                 made.get("summary"))
+    pictures = write_plots(frame, name, figures, plot_caption(frame, results, grid),
+                           made.get("summary"))
+    return written + pictures + write_site(frame, made, grid, results, pictures, source.strip())

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from suite.report.declared import baseline, before_compression, in_paper_table
+from kanbench.suite.report.declared import baseline, before_compression, in_paper_table
 
 SETUP_SECTIONS = ("task", "kan", "train")
 
@@ -153,7 +153,8 @@ def pareto_front(kan_bytes: pd.Series, value: pd.Series, higher_is_better: bool)
 
 def leaderboard(df: pd.DataFrame, budget_bytes: float | None = None,
                 table: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per setup, the methods ranked by their mean primary metric (best first) among those whose
+    """Per setup, the methods ranked by their mean primary metric (best first; equal means share
+    a rank, the smaller listed first) among those whose
     median KAN bytes fit `budget_bytes` (all when None), with whether each is on the Pareto
     front of bytes against metric (no method both smaller and better). `table`: the frame's
     summary, when already made."""
@@ -172,7 +173,9 @@ def leaderboard(df: pd.DataFrame, budget_bytes: float | None = None,
             group = group[group["KAN bytes"] <= budget_bytes]
         group = group.sort_values(["mean", "KAN bytes"],
                                   ascending=[not higher_is_better, True])
-        rows.append(group.assign(rank=range(1, len(group) + 1)))
+        # competition ranking: methods with exactly the same mean share a rank (1, 1, 3)
+        rank = group["mean"].rank(method="min", ascending=not higher_is_better)
+        rows.append(group.assign(rank=rank.astype("Int64")))
     columns = ["setup", "rank", "method", "metric", "seeds", "mean", "std", "KAN bytes",
                "KAN ratio", "pareto"]
     return pd.concat(rows)[columns].reset_index(drop=True) if rows else pd.DataFrame()

@@ -8,8 +8,8 @@ import math
 import pandas as pd
 from scipy import stats
 
-from suite.report.declared import baseline
-from suite.report.tables import done_records
+from kanbench.suite.report.declared import baseline
+from kanbench.suite.report.tables import done_records
 
 CONFIDENCE = 0.95
 MIN_SEEDS = 3

@@ -22,17 +22,17 @@ import pytest
 import torch
 from matplotlib.colors import to_rgb
 
-from methods.dense import Dense
-from methods.layers.files import safetensors_payload_bytes
-from methods.layers.kan import KANLayer, kan_layers
-from methods.metacluster import CODEBOOK_DEFAULTS, codebook_stages
-from suite import measure
-from suite.config import resolve
-from suite.registry import METHODS
-from suite.report import plots
-from suite.report.declared import declared
-from suite.report.render import all_tables
-from suite.runner import execute, new_record, run_method
+from kanbench.methods.dense import Dense
+from kanbench.methods.layers.files import safetensors_payload_bytes
+from kanbench.methods.layers.kan import KANLayer, kan_layers
+from kanbench.methods.metacluster import CODEBOOK_DEFAULTS, codebook_stages
+from kanbench.suite import measure
+from kanbench.suite.config import resolve
+from kanbench.suite.registry import METHODS
+from kanbench.suite.report import plots
+from kanbench.suite.report.declared import declared
+from kanbench.suite.report.render import all_tables
+from kanbench.suite.runner import execute, new_record, run_method
 from tests.conftest import temp_method
 
 SMALL = {"task": {"n_train": 64, "n_val": 32, "n_test": 64}, "train": {"max_epochs": 1},
@@ -126,7 +126,7 @@ class TwoCodes(Dense):
         return super().stages(args) + codebook_stages(args)
 
     def serialize(self, net, path):
-        from methods.layers.files import save_compressed
+        from kanbench.methods.layers.files import save_compressed
 
         save_compressed(net, path, method=self.name)
 

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from methods.layers import metakan
-from methods.layers.architectures import KAN, ConvKAN
-from methods.layers.kan import DenseKANFactory, KANConv2d, KANLinear, KANSpec
-from methods.layers.metakan import MetaKANFactory, MetaLearner, meta_layers
-from methods.metakan import MetaKAN, meta_param_groups
-from suite.measure import storage
+from kanbench.methods.layers import metakan
+from kanbench.methods.layers.architectures import KAN, ConvKAN
+from kanbench.methods.layers.kan import DenseKANFactory, KANConv2d, KANLinear, KANSpec
+from kanbench.methods.layers.metakan import MetaKANFactory, MetaLearner, meta_layers
+from kanbench.methods.metakan import MetaKAN, meta_param_groups
+from kanbench.suite.measure import storage
 
 SPEC = KANSpec(5, 3, spline_scaler=False)
 
@@ -173,7 +173,7 @@ def test_initialization_is_the_authors_xavier_normal():
 def test_keeping_the_generated_activations_changes_no_number(monkeypatch, edges):
     """CHECKPOINT_MIN_EDGES only trades memory for time: the same outputs and gradients, bit
     for bit, whether the meta-learner's activations are recomputed in backward or kept."""
-    from methods.layers import metakan
+    from kanbench.methods.layers import metakan
 
     torch.manual_seed(0)
     factory = MetaKANFactory(KANSpec(5, 3), 1, 16)

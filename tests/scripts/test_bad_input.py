@@ -14,10 +14,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kanbench.suite import grid
+from kanbench.suite.config import parse_override
+from kanbench.suite.errors import KanbenchError
 from scripts.run_grid import main as run_grid
-from suite import grid
-from suite.config import parse_override
-from suite.errors import KanbenchError
 from tests.datafiles import write_all, write_idx
 from tests.suite.test_config import numeric_settings
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from methods.layers.kan import KANLinear
+from kanbench.methods.layers.kan import KANLinear
 from scripts import bench_gather as bench
 from tests.conftest import run_script
 

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from methods.layers import metakan, splines
+from kanbench.methods.layers import metakan, splines
+from kanbench.suite import lit
 from scripts import bench_train as bench
-from suite import lit
 from tests.conftest import run_script
 
 

@@ -3,9 +3,9 @@ committed table byte for byte."""
 
 import pytest
 
-from suite import grid
-from suite.registry import METHODS
-from suite.sizes import cell_sizes
+from kanbench.suite import grid
+from kanbench.suite.registry import METHODS
+from kanbench.suite.sizes import cell_sizes
 from tests.conftest import REPO, run_script
 
 

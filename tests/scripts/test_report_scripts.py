@@ -9,14 +9,14 @@ import sys
 import pandas as pd
 import pytest
 
-from suite.report.render import (
+from kanbench.suite.report.render import (
     all_tables,
     source_line,
     validation_view,
     write_seed_variance,
     write_tables,
 )
-from suite.store import ResultsStore
+from kanbench.suite.store import ResultsStore
 from tests.conftest import REPO, run_script
 
 COMMITTED_GRIDS = sorted(p.name for p in (REPO / "results" / "runs").iterdir())
@@ -26,15 +26,14 @@ COMMITTED_GRIDS = sorted(p.name for p in (REPO / "results" / "runs").iterdir())
 def test_committed_tables_regenerate_byte_identical(grid, tmp_path):
     frame = ResultsStore(REPO / "results").to_frame(grid)
     made = all_tables(frame)
-    written = write_tables(made, grid, tmp_path, ["md", "csv"], source_line(
-        f"python scripts/render_tables.py --grid {grid}", frame, "results", grid))
-    written += write_seed_variance(made, grid, tmp_path, source_line(
-        f"python scripts/seed_variance.py --grid {grid}", frame, "results", grid))
+    source = source_line(f"kanbench report {grid}", frame, "results", grid)
+    written = write_tables(made, grid, tmp_path, ["md", "csv"], source)
+    written += write_seed_variance(made, grid, tmp_path, source)
     if (REPO / "results" / "tables" / f"{grid}_val_summary.md").exists():
         val = validation_view(frame)
         written += write_tables(all_tables(val), f"{grid}_val", tmp_path, ["md", "csv"],
-                                source_line(f"python scripts/render_tables.py --grid "
-                                            f"{grid} --split val", frame, "results", grid))
+                                source_line(f"kanbench report {grid} --split val", frame,
+                                            "results", grid))
     assert written
     for path in written:
         committed = REPO / "results" / "tables" / path.name
@@ -51,7 +50,17 @@ def test_the_claims_table_regenerates_byte_identical(tmp_path):
             (REPO / "results" / "tables" / name).read_bytes(), name
 
 
-NO_TORCH = """import runpy, sys
+NO_TORCH = """import sys
+from kanbench.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    assert "torch" not in sys.modules, "kanbench report imported torch"
+sys.exit(code)
+"""
+
+
+SCRIPT_NO_TORCH = """import runpy, sys
 sys.argv = sys.argv[1:]
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
@@ -60,15 +69,15 @@ finally:
 """
 
 
-def test_the_three_scripts_remake_the_deleted_reports_without_torch(tmp_path):
-    """As a user would: a copy of results/ without tables/ and plots/, the three scripts run
-    from its parent; the tables come back byte for byte, the plots non-empty."""
+def test_kanbench_report_remakes_the_deleted_reports_without_torch(tmp_path):
+    """As a user would: a copy of results/ without tables/, plots/ and site/, `kanbench report`
+    run from its parent; the tables and the site page come back byte for byte, the plots
+    non-empty."""
     shutil.copytree(REPO / "results" / "runs" / "quick", tmp_path / "results" / "runs" / "quick")
-    for script, *split in (("render_tables.py",), ("render_tables.py", "--split", "val"),
-                           ("seed_variance.py",), ("plots.py",)):
-        done = subprocess.run([sys.executable, "-c", NO_TORCH, str(REPO / "scripts" / script),
-                               "--grid", "quick", *split], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=300)
+    for split in ([], ["--split", "val"]):
+        done = subprocess.run([sys.executable, "-c", NO_TORCH, "report", "quick", *split,
+                               "--wandb", "off"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
         assert done.returncode == 0, done.stderr
     tables = sorted((tmp_path / "results" / "tables").iterdir())
     others = tuple(f"{g}_" for g in COMMITTED_GRIDS if g.startswith("quick_"))  # quick_tuning
@@ -83,6 +92,22 @@ def test_the_three_scripts_remake_the_deleted_reports_without_torch(tmp_path):
         p.name for p in (REPO / "results" / "plots").glob("quick_*.png")
         if not p.name.startswith(others))
     assert all(p.stat().st_size > 10_000 for p in plots)
+    assert (tmp_path / "results" / "site" / "quick.html").read_bytes() == \
+        (REPO / "results" / "site" / "quick.html").read_bytes()
+
+
+def test_the_report_scripts_write_what_they_are_asked_without_torch(tmp_path):
+    """The scripts behind `kanbench report`'s parts, with their own options (LaTeX tables, a
+    byte budget): each runs without torch and writes its files."""
+    shutil.copytree(REPO / "results" / "runs" / "quick", tmp_path / "results" / "runs" / "quick")
+    for script, *extra in (("render_tables.py", "--format", "tex", "--budget-bytes", "1e5"),
+                           ("seed_variance.py",), ("plots.py",)):
+        done = subprocess.run([sys.executable, "-c", SCRIPT_NO_TORCH,
+                               str(REPO / "scripts" / script), "--grid", "quick", *extra],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    written = {p.name for p in (tmp_path / "results").rglob("quick_*")}
+    assert {"quick_leaderboard.tex", "quick_seed_variance.md", "quick_ratios.png"} <= written
 
 
 def test_bad_arguments_are_one_line(tmp_path):

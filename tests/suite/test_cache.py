@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from suite.cache import ContentCache
-from suite.errors import KanbenchError
+from kanbench.suite.cache import ContentCache
+from kanbench.suite.errors import KanbenchError
 
 TENSORS = {"w": torch.arange(6.0).reshape(2, 3)}
 

@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from suite.claims import Claims
+from kanbench.suite.claims import Claims
 
 
 def test_a_held_claim_is_refused_until_released(tmp_path):

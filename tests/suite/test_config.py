@@ -1,7 +1,7 @@
 import pytest
 
-from suite.config import KAN_DEFAULTS, Range, parse_override, resolve, set_dotted
-from suite.errors import KanbenchError
+from kanbench.suite.config import KAN_DEFAULTS, Range, parse_override, resolve, set_dotted
+from kanbench.suite.errors import KanbenchError
 
 
 def test_resolve_fills_every_section_and_hash_is_stable():
@@ -58,14 +58,14 @@ def test_overrides_parse_yaml_values():
 
 def numeric_settings():
     """(section, key, default, range, task, method) for every numeric setting a cell has."""
-    from suite.config import (
+    from kanbench.suite.config import (
         KAN_RANGES,
         MEASURE_DEFAULTS,
         MEASURE_RANGES,
         TRAIN_DEFAULTS,
         TRAIN_RANGES,
     )
-    from suite.registry import METHODS, TASKS
+    from kanbench.suite.registry import METHODS, TASKS
 
     suite_sections = (("kan", KAN_DEFAULTS, KAN_RANGES), ("train", TRAIN_DEFAULTS, TRAIN_RANGES),
                       ("measure", MEASURE_DEFAULTS, MEASURE_RANGES))

@@ -1,11 +1,11 @@
 import io
 import threading
 
-from suite.claims import Claims
-from suite.config import RunConfig
-from suite.driver import Progress, run_cells
-from suite.executors.local import InProcess
-from suite.store import ResultsStore
+from kanbench.suite.claims import Claims
+from kanbench.suite.config import RunConfig
+from kanbench.suite.driver import Progress, run_cells
+from kanbench.suite.executors.local import InProcess
+from kanbench.suite.store import ResultsStore
 
 
 def cell(seed: int) -> RunConfig:

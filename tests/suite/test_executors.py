@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from kanbench.suite import executors
+from kanbench.suite.config import RunConfig
+from kanbench.suite.executors import available_cores
+from kanbench.suite.executors.local import Processes
+from kanbench.suite.measure import MEMORY_PROBE, SHARED_PROBE
+from kanbench.suite.runner import CellWork
+from kanbench.suite.store import ResultsStore
 from scripts.run_grid import main as run_grid
-from suite import executors
-from suite.config import RunConfig
-from suite.executors import available_cores
-from suite.executors.local import Processes
-from suite.measure import MEMORY_PROBE, SHARED_PROBE
-from suite.runner import CellWork
-from suite.store import ResultsStore
 from tests.conftest import REPO
 
 CELLS = ["--grid", "smoke", "tasks=[feynman,digits]", "methods=[dense,metakan,share_int8]",

@@ -3,10 +3,10 @@ import sys
 
 import pytest
 
+from kanbench.suite import grid
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.registry import METHODS, TASKS
 from scripts.run_grid import main as run_grid
-from suite import grid
-from suite.errors import KanbenchError
-from suite.registry import METHODS, TASKS
 from tests.conftest import REPO, run_script
 
 

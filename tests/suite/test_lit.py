@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
-from suite.config import resolve
-from suite.lit import (
+from kanbench.suite.config import resolve
+from kanbench.suite.lit import (
     Epoch,
     KanbenchModule,
     StageContext,
@@ -19,8 +19,8 @@ from suite.lit import (
     last_checkpoint,
     make_trainer,
 )
-from suite.registry import METHODS, TASKS
-from tasks.common import ResumableShuffle
+from kanbench.suite.registry import METHODS, TASKS
+from kanbench.tasks.common import ResumableShuffle
 
 
 def module_and_data(fails_at_epoch=None):

@@ -4,10 +4,10 @@ import pytest
 import torch
 from safetensors.torch import save_model
 
-from methods.layers import files, splines
-from methods.layers.architectures import KAN, ConvKAN
-from methods.layers.kan import DenseKANFactory, KANSpec
-from suite import measure
+from kanbench.methods.layers import files, splines
+from kanbench.methods.layers.architectures import KAN, ConvKAN
+from kanbench.methods.layers.kan import DenseKANFactory, KANSpec
+from kanbench.suite import measure
 
 
 def nets():
@@ -88,8 +88,8 @@ def test_latency_reports_each_batch():
 
 
 def test_latency_names_the_codebook_kernel_of_compressed_layers():
-    from methods.layers.codebook import cluster_edges
-    from methods.layers.metakan import MetaKANFactory
+    from kanbench.methods.layers.codebook import cluster_edges
+    from kanbench.methods.layers.metakan import MetaKANFactory
     net = cluster_edges(KAN([6, 3], MetaKANFactory(KANSpec(), 1, 4)), 4, "model", "fp32", 0)
     result = measure.latency(net, lambda b: torch.randn(b, 6), [1])
     assert result["kernel"] == "cpu"                               # the compiled gather

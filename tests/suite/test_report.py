@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from suite.report.tables import setup_label, summary
+from kanbench.suite.report.tables import setup_label, summary
 
 
 def row(task, seed, value, equation=None, status="done"):
@@ -47,7 +47,7 @@ def test_method_args_that_vary_split_a_method_into_rows():
 
 
 def test_pareto_front_on_hand_made_points():
-    from suite.report.tables import pareto_front
+    from kanbench.suite.report.tables import pareto_front
 
     kan_bytes = pd.Series([100, 50, 50, 10, 200, 10])
     accuracy = pd.Series([0.9, 0.9, 0.8, 0.7, 0.95, 0.6])
@@ -60,7 +60,7 @@ def test_pareto_front_on_hand_made_points():
 
 
 def test_leaderboard_ranks_within_a_budget_and_marks_the_front():
-    from suite.report.tables import leaderboard
+    from kanbench.suite.report.tables import leaderboard
 
     methods = {"dense": (0.90, 1000), "metakan": (0.85, 100), "metacluster": (0.86, 10),
                "share_int8": (0.89, 120)}
@@ -84,9 +84,23 @@ def test_leaderboard_ranks_within_a_budget_and_marks_the_front():
     assert list(leaderboard(pd.DataFrame(rmse_rows))["method"])[0] == "dense"  # lowest rmse
 
 
+def test_exact_ties_share_a_rank_and_the_next_rank_skips():
+    from kanbench.suite.report.tables import leaderboard
+
+    rows = [row("digits", 0, value) | {"method": method, "metrics.primary": "accuracy",
+                                       "metrics.accuracy": value,
+                                       "metrics.stages.train.accuracy": value,
+                                       "metrics.higher_is_better": True, "storage.kan_bytes": size}
+            for method, value, size in (("dense", 0.9, 1000), ("share_fp32", 0.8, 500),
+                                        ("share_int8", 0.8, 100), ("metakan", 0.7, 50))]
+    board = leaderboard(pd.DataFrame(rows))
+    assert list(board["method"]) == ["dense", "share_int8", "share_fp32", "metakan"]
+    assert list(board["rank"]) == [1, 2, 2, 4]
+
+
 def test_compression_table_and_every_format_render_with_a_failed_run(tmp_path):
-    from suite.report.render import all_tables, write_tables
-    from suite.report.tables import compression, mean_std_text
+    from kanbench.suite.report.render import all_tables, write_tables
+    from kanbench.suite.report.tables import compression, mean_std_text
 
     done = [row("digits", s, v) | {"method": m, "metrics.primary": "accuracy",
                                    "metrics.accuracy": v, "metrics.stages.train.accuracy": v,
@@ -131,7 +145,7 @@ def detection_records():
 
 
 def test_detection_and_share_tables_pair_seeds_with_dense():
-    from suite.report.tables import detection, share_table
+    from kanbench.suite.report.tables import detection, share_table
 
     table = detection(detection_records()).set_index("method")
     assert table.loc["share_int8", "in-domain mAP50"] == pytest.approx(0.77)
@@ -153,7 +167,7 @@ def test_detection_and_share_tables_pair_seeds_with_dense():
 
 
 def test_metakan_table_reports_parameters_memory_and_epoch_time():
-    from suite.report.tables import metakan_table
+    from kanbench.suite.report.tables import metakan_table
 
     rows = [row("digits", s, v) | {"method": m, "trainable_params": p,
                                    "memory.step_bytes": mib * 2**20,
@@ -171,7 +185,7 @@ def test_metakan_table_reports_parameters_memory_and_epoch_time():
 
 
 def test_validation_view_reports_validation_values_and_drops_test_only_metrics():
-    from suite.report.render import validation_view
+    from kanbench.suite.report.render import validation_view
 
     records = [row("feynman", s, 1.0 + s) | {
         "metrics.val.rmse": 10.0 + s, "metrics.stages.train.val.rmse": 10.0 + s,
@@ -185,8 +199,8 @@ def test_validation_view_reports_validation_values_and_drops_test_only_metrics()
 
 
 def test_claims_table_reads_only_the_claimed_setting_and_pairs_seeds():
-    from suite.report.declared import claims
-    from suite.report.paper_claims import claims_table
+    from kanbench.suite.report.declared import claims
+    from kanbench.suite.report.paper_claims import claims_table
     claim = next(c for _, c in claims() if c.task == "highdim")
     (key, value), = claim.where
     rows = [row("highdim", s, 0.02) for s in (0, 1, 2)]

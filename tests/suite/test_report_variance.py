@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from suite.report.variance import seed_variance
+from kanbench.suite.report.variance import seed_variance
 
 
 def record(method, seed, value, status="done"):

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
+from kanbench.suite.interfaces import Task
+from kanbench.suite.registry import METHODS, TASKS
+from kanbench.suite.store import ResultsStore
 from scripts.run_grid import main as run_grid
-from suite.interfaces import Task
-from suite.registry import METHODS, TASKS
-from suite.store import ResultsStore
 from tests.conftest import run_script
 from tests.suite import wandb_log
 
@@ -165,7 +165,7 @@ def test_compression_methods_run_the_smoke_grid_on_every_basis(task, basis, data
         assert sum(storage["itemized"].values()) == storage["total_bytes"] == storage["file_bytes"]
 
 
-def test_the_grid_ends_with_its_reports_and_a_wandb_reports_run(tmp_path):
+def test_the_grid_ends_with_its_reports_and_one_wandb_reports_run(tmp_path):
     import json
 
     import pandas as pd
@@ -179,10 +179,17 @@ def test_the_grid_ends_with_its_reports_and_a_wandb_reports_run(tmp_path):
     assert {"smoke_summary.md", "smoke_compression.csv", "smoke_leaderboard.md",
             "smoke_seed_variance.md"} <= {p.name for p in tables.iterdir()}
     assert (plots / "smoke_bytes_feynman.png").stat().st_size > 1000
-    (run,) = (wandb_dir / "wandb").glob("offline-run-*-reports-smoke-*")
+    assert (tmp_path / "site" / "smoke.html").is_file()
+    (run,) = (wandb_dir / "wandb").glob("offline-run-*-reports-smoke")
     (logged,) = (run / "files" / "media" / "table" / "tables").glob("compression_*.table.json")
     logged = json.loads(logged.read_text())
     expected = pd.read_csv(tables / "smoke_compression.csv")
     assert logged["columns"] == list(expected.columns)
     assert [row[0] for row in logged["data"]] == list(expected["setup"])
     assert list((run / "files" / "media" / "images" / "plots").glob("smoke_ratios_*.png"))
+    # a second run of the grid (a new seed) updates the same reports run: one id per grid
+    assert run_grid([*argv, "seeds=[1]"]) == 0
+    reports = [wandb_log.run_info(next(d.glob("*.wandb")))
+               for d in (wandb_dir / "wandb").glob("offline-run-*-reports-*")]
+    assert len(reports) == 2 and {r["id"] for r in reports} == {"reports-smoke"}
+    assert {r["job_type"] for r in reports} == {"reports"}

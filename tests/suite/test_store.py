@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from suite.errors import KanbenchError
-from suite.store import ResultsStore
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.store import ResultsStore
 
 
 def record(run_id, grid="g", **extra):
@@ -62,6 +62,6 @@ def test_an_unusable_record_is_an_error_for_its_cell_and_skipped_by_readers(tmp_
 def test_record_problem_names_what_makes_a_file_unusable(tmp_path, change, problem):
     from pathlib import Path
 
-    from suite.store import record_problem
+    from kanbench.suite.store import record_problem
 
     assert record_problem(Path("runs/g/a.json"), change(record("a"))) == problem

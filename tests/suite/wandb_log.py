@@ -48,3 +48,27 @@ def summary(path: Path) -> dict:
                 key = item.key or "/".join(item.nested_key)
                 out[key] = json.loads(item.value_json)
     return out
+
+
+def run_info(path: Path) -> dict:
+    """The run's id, name, tags and job_type as it started."""
+    for record in records(path):
+        if record.WhichOneof("record_type") == "run":
+            run = record.run
+            return {"id": run.run_id, "name": run.display_name, "tags": list(run.tags),
+                    "job_type": run.job_type, "project": run.project, "group": run.run_group}
+    raise AssertionError(f"{path} holds no run record")
+
+
+def history_keys(path: Path) -> set[str]:
+    """Every key logged to the run's history."""
+    return {item.key or "/".join(item.nested_key) for record in records(path)
+            if record.WhichOneof("record_type") == "history" for item in record.history.item}
+
+
+def artifacts(path: Path) -> list[dict]:
+    """The artifacts the run logged: type, name, metadata and {file: bytes}."""
+    return [{"type": r.artifact.type, "name": r.artifact.name,
+             "metadata": json.loads(r.artifact.metadata or "{}"),
+             "files": {e.path: e.size for e in r.artifact.manifest.contents}}
+            for r in records(path) if r.WhichOneof("record_type") == "artifact"]

@@ -1,7 +1,7 @@
 import torch
 from torch.utils.data import RandomSampler
 
-from tasks.common import ResumableShuffle
+from kanbench.tasks.common import ResumableShuffle
 
 
 def test_resumable_shuffle_draws_random_sampler_s_order_from_any_epoch():

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
-from suite.config import resolve
-from suite.errors import KanbenchError
-from suite.registry import TASKS
-from tasks import detection, shapes
+from kanbench.suite.config import resolve
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.registry import TASKS
+from kanbench.tasks import detection, shapes
 
 TINY = {"n_train": 6, "n_test": 4, "head_width": 16, "trunk_epochs": 1, "trunk_batch_size": 3}
 

@@ -7,12 +7,12 @@ import shutil
 import pytest
 import torch
 
-from methods.layers.kan import DenseKANFactory, KANSpec
-from suite.errors import KanbenchError
-from tasks import detection_data as dd
-from tasks import shapes
-from tasks.detection_map import DetectionMetrics
-from tasks.detection_model import KANHead, build_trunk, with_kan_head
+from kanbench.methods.layers.kan import DenseKANFactory, KANSpec
+from kanbench.suite.errors import KanbenchError
+from kanbench.tasks import detection_data as dd
+from kanbench.tasks import shapes
+from kanbench.tasks.detection_map import DetectionMetrics
+from kanbench.tasks.detection_model import KANHead, build_trunk, with_kan_head
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tasks import shapes
-from tasks.detection_data import read_coco
-from tasks.detection_map import (
+from kanbench.tasks import shapes
+from kanbench.tasks.detection_data import read_coco
+from kanbench.tasks.detection_map import (
     DetectionMetrics,
     ImageDetections,
     ImageTruth,

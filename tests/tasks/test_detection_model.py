@@ -6,11 +6,11 @@ import torch
 from safetensors.torch import save_file
 from torchvision.models import resnet50
 
-from methods.layers.kan import DenseKANFactory, KANLinear, KANSpec
-from methods.layers.metakan import MetaKANFactory
-from suite.errors import KanbenchError
-from suite.measure import storage
-from tasks import detection_model as dm
+from kanbench.methods.layers.kan import DenseKANFactory, KANLinear, KANSpec
+from kanbench.methods.layers.metakan import MetaKANFactory
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.measure import storage
+from kanbench.tasks import detection_model as dm
 
 
 def test_the_paper_preset_builds_its_model_and_reports_head_bytes():

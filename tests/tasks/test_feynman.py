@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from suite.config import resolve
-from suite.errors import KanbenchError
-from suite.registry import TASKS
+from kanbench.suite.config import resolve
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.registry import TASKS
 
 
 def test_feynman_targets_follow_pykan_equation_in_original_units():

@@ -4,9 +4,9 @@ import pickle
 import pytest
 import torch
 
-from suite.config import resolve
-from suite.errors import KanbenchError
-from suite.registry import TASKS
+from kanbench.suite.config import resolve
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.registry import TASKS
 from tests.datafiles import write_cifar, write_mnist_like
 
 
@@ -71,8 +71,8 @@ def test_cifar_batches_never_run_code(tmp_path):
 
 
 def test_idx_images_build_a_convkan_on_one_channel(tmp_path):
-    from methods.layers.architectures import ConvKAN
-    from methods.layers.kan import DenseKANFactory, KANSpec
+    from kanbench.methods.layers.architectures import ConvKAN
+    from kanbench.methods.layers.kan import DenseKANFactory, KANSpec
 
     write_mnist_like(tmp_path, "FashionMNIST", n_train=30, n_test=20)
     task = TASKS.create("fashion_mnist")

@@ -8,7 +8,7 @@ import pytest
 from pycocotools.coco import COCO
 from torchvision.datasets import CocoDetection, VOCDetection
 
-from tasks import shapes
+from kanbench.tasks import shapes
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ method, and evaluated into every stage's record."""
 import pytest
 import torch
 
-from suite import grid
-from suite.config import resolve
-from suite.errors import KanbenchError
-from suite.registry import TASKS
-from tasks.common import stratified_holdout
-from tasks.detection import DetectionTask
+from kanbench.suite import grid
+from kanbench.suite.config import resolve
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.registry import TASKS
+from kanbench.tasks.common import stratified_holdout
+from kanbench.tasks.detection import DetectionTask
 from tests.datafiles import write_mnist_like
 
 

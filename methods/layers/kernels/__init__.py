@@ -90,7 +90,7 @@ def pick_kernel(device: torch.device, spec=None) -> str:
                                             spec.base_activation == "silu") else "torch"
     if device.type != "cpu":
         return "torch"
-    from methods.layers.kernels import cpu
+    from kanbench.methods.layers.kernels import cpu
     return "cpu" if cpu.compiled() is not None else "torch"
 
 
@@ -102,13 +102,13 @@ def codebook_linear(x: torch.Tensor, layer: PackedCodebookLayer, spec, activatio
     lead = x.shape[:-1]
     flat = x.reshape(-1, layer.in_features)                          # (batch, in)
     if kernel == "reference":
-        from methods.layers.kernels.reference import forward
+        from kanbench.methods.layers.kernels.reference import forward
     elif kernel in ("cpu", "torch"):
-        from methods.layers.kernels import cpu
+        from kanbench.methods.layers.kernels import cpu
         y = cpu.forward(flat, layer, spec, activation, use_compiled=kernel == "cpu")
         return y.reshape(*lead, layer.out_features)
     elif kernel == "triton":
-        from methods.layers.kernels.triton_gather import forward
+        from kanbench.methods.layers.kernels.triton_gather import forward
     else:
         raise ValueError(f"unknown kernel {kernel!r}; one of {', '.join(KERNELS)}")
     return forward(flat, layer, spec, activation).reshape(*lead, layer.out_features)

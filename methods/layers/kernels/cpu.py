@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from methods.layers.kan import layer_bases
-from methods.layers.kernels import build
+from kanbench.methods.layers.kan import layer_bases
+from kanbench.methods.layers.kernels import build
 
 GATHER_MAX_BATCH = 16
 TILE_WEIGHTS = 2**20  # numbers of a rebuilt weight tile (4 MiB in float32)

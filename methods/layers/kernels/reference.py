@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.layers.kan import layer_bases
+from kanbench.methods.layers.kan import layer_bases
 
 
 def dense_weights(layer) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,6 @@
 """An independent float64 B-spline reference: the textbook Cox-de Boor recursion."""
 
-from methods.layers.kan import KANSpec
+from kanbench.methods.layers.kan import KANSpec
 
 
 def bspline(x: float, knots: list[float], i: int, k: int) -> float:

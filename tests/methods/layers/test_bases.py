@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from numpy.polynomial import legendre
 
-from methods.layers.architectures import KAN, ConvKAN
-from methods.layers.bases import gram_bases, rbf_bases
-from methods.layers.kan import DenseKANFactory, KANConv2d, KANLinear, KANSpec
-from methods.layers.metakan import MetaKANFactory
+from kanbench.methods.layers.architectures import KAN, ConvKAN
+from kanbench.methods.layers.bases import gram_bases, rbf_bases
+from kanbench.methods.layers.kan import DenseKANFactory, KANConv2d, KANLinear, KANSpec
+from kanbench.methods.layers.metakan import MetaKANFactory
 
 X = torch.linspace(-4, 4, 97, dtype=torch.float64)                    # beyond both ranges
 

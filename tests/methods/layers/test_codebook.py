@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from methods.layers.architectures import KAN, ConvKAN
-from methods.layers.codebook import (
+from kanbench.methods.layers.architectures import KAN, ConvKAN
+from kanbench.methods.layers.codebook import (
     Codebook,
     CodebookKANLinear,
     cluster_edges,
@@ -23,11 +23,15 @@ from methods.layers.codebook import (
     packed_bytes,
     unpack_indices,
 )
-from methods.layers.files import load_compressed, safetensors_payload_bytes, save_compressed
-from methods.layers.kan import DenseKANFactory, KANLinear, KANSpec, kan_layers
-from methods.layers.metakan import MetaKANFactory
-from suite.errors import KanbenchError
-from suite.measure import storage
+from kanbench.methods.layers.files import (
+    load_compressed,
+    safetensors_payload_bytes,
+    save_compressed,
+)
+from kanbench.methods.layers.kan import DenseKANFactory, KANLinear, KANSpec, kan_layers
+from kanbench.methods.layers.metakan import MetaKANFactory
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.measure import storage
 
 SPEC = KANSpec(5, 3, spline_scaler=False)
 

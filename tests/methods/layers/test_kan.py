@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from methods.layers.architectures import CONV_PRESETS, KAN, ConvKAN
-from methods.layers.kan import (
+from kanbench.methods.layers.architectures import CONV_PRESETS, KAN, ConvKAN
+from kanbench.methods.layers.kan import (
     DenseKANFactory,
     KANConv2d,
     KANLayer,
@@ -15,8 +15,8 @@ from methods.layers.kan import (
     KANSpec,
     kan_layers,
 )
-from methods.layers.splines import dense_bases
-from suite.errors import KanbenchError
+from kanbench.methods.layers.splines import dense_bases
+from kanbench.suite.errors import KanbenchError
 from tests.methods.layers.reference import bspline, reference_knots
 
 
@@ -150,7 +150,7 @@ def test_spec_rejects_bad_settings(bad):
 
 
 def test_the_spec_is_the_one_source_of_the_kan_settings():
-    from suite.config import CHOICES, KAN_DEFAULTS
+    from kanbench.suite.config import CHOICES, KAN_DEFAULTS
 
     spec = KANSpec(grid_size=7, grid_range=(-2.0, 3.0), basis="rbf")
     assert KANSpec.from_args(spec.as_args()) == spec

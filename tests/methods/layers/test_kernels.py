@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from methods.layers import kernels
-from methods.layers.kan import KANLinear, KANSpec
-from methods.layers.kernels import build, cpu
+from kanbench.methods.layers import kernels
+from kanbench.methods.layers.kan import KANLinear, KANSpec
+from kanbench.methods.layers.kernels import build, cpu
 from tests.conftest import REPO
 
 SPECS = {"cubic": KANSpec(5, 3), "linear": KANSpec(3, 1, grid_range=(-2.0, 0.5)),
@@ -128,7 +128,7 @@ TOY_KERNEL = """#include <pybind11/pybind11.h>
 int twice(int x) { return 2 * x; }
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("twice", &twice); }
 """
-BUILD = ("import sys; from pathlib import Path; from methods.layers.kernels import build; "
+BUILD = ("import sys; from pathlib import Path; from kanbench.methods.layers.kernels import build; "
          "build.SOURCES['toy'] = Path(sys.argv[1]); assert build.load('toy').twice(21) == 42")
 
 
@@ -166,7 +166,7 @@ def interpreted_triton():
     import triton
 
     assert triton.knobs.runtime.interpret, "TRITON_INTERPRET=1 must be set before Triton loads"
-    return importlib.import_module("methods.layers.kernels.triton_gather")
+    return importlib.import_module("kanbench.methods.layers.kernels.triton_gather")
 
 
 @pytest.mark.parametrize("batch", [1, 19])

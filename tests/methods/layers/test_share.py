@@ -6,11 +6,15 @@ import struct
 import pytest
 import torch
 
-from methods.layers.architectures import KAN, ConvKAN
-from methods.layers.codebook import int8_scale, quantize_int8
-from methods.layers.files import load_compressed, safetensors_payload_bytes, save_compressed
-from methods.layers.kan import DenseKANFactory, KANSpec, kan_layers
-from methods.layers.share import (
+from kanbench.methods.layers.architectures import KAN, ConvKAN
+from kanbench.methods.layers.codebook import int8_scale, quantize_int8
+from kanbench.methods.layers.files import (
+    load_compressed,
+    safetensors_payload_bytes,
+    save_compressed,
+)
+from kanbench.methods.layers.kan import DenseKANFactory, KANSpec, kan_layers
+from kanbench.methods.layers.share import (
     EDGE_NUMBERS,
     ShareKANLinear,
     decompose,
@@ -19,8 +23,8 @@ from methods.layers.share import (
     share_skeleton,
     to_int8,
 )
-from suite.errors import KanbenchError
-from suite.measure import storage
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.measure import storage
 
 SPEC = KANSpec(5, 3)
 
@@ -176,7 +180,7 @@ def test_multi_head_files_grow_by_only_each_heads_own_numbers(tmp_path):
 @pytest.mark.parametrize("conv", [False, True], ids=["kan", "convkan"])
 def test_any_kan_layer_quantizes_exactly_once_every_edge_has_a_code(conv):
     """Generated (MetaKAN) layers, linear or conv, go through SHARe like dense ones."""
-    from methods.layers.metakan import MetaKANFactory
+    from kanbench.methods.layers.metakan import MetaKANFactory
 
     torch.manual_seed(0)
     factory = MetaKANFactory(SPEC, 1, 8)

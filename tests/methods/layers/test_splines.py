@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.layers import splines
-from methods.layers.architectures import KAN
-from methods.layers.kan import DenseKANFactory, KANSpec, RecursiveKANLinear
-from methods.layers.splines import (
+from kanbench.methods.layers import splines
+from kanbench.methods.layers.architectures import KAN
+from kanbench.methods.layers.kan import DenseKANFactory, KANSpec, RecursiveKANLinear
+from kanbench.methods.layers.splines import (
     dense_bases,
     local_bases,
     recursive_bases,
@@ -228,7 +228,7 @@ def test_fused_spline_non_finite_inputs_give_nan_outputs_and_gradients():
 
 
 def test_small_layers_take_the_fused_kernel_and_fall_back_without_a_compiler(monkeypatch):
-    from methods.layers.kernels import build
+    from kanbench.methods.layers.kernels import build
 
     spec = KANSpec(grid_size=5, spline_order=3)
     x, coef = torch.rand(16, 4) * 2 - 1, torch.randn(3, 4, spec.n_coef)
