@@ -2,10 +2,11 @@
 the dense `KANLinear` forward of the same layer, at the batch sizes inference uses.
 
 Layers, all on the same input, G=5, k=3:
-    dense        methods.layers.kan.KANLinear (coefficients, base weights and scalers in fp32; its
-                 forward multiplies the scalers into the coefficients, as efficient-kan's does)
-    dense_prescaled  the same layer with the scalers folded in once (no per-call multiply):
-                 the strongest dense baseline
+    dense        methods.layers.kan.KANLinear (coefficients, base weights and scalers in fp32);
+                 at inference it folds the scalers into the coefficients once per weight
+                 version, so it does dense_prescaled's work plus a cache check
+    dense_prescaled  a layer stored without scalers (folded in beforehand): the strongest
+                 dense baseline
     share_int8   SHARe-KAN Int8: K=256 shapes, uint8 indices, int8 gains/biases/base weights
     share_fp32   the same with fp32 gains/biases/base weights
     metacluster  K=16 codes carrying the base weight, no per-edge numbers
@@ -72,8 +73,11 @@ def compressed(kind: str, dense: KANLinear) -> kernels.PackedCodebookLayer:
 
 def read_bytes(layer) -> int:
     """Bytes of weights one forward reads (see the module docstring)."""
-    if isinstance(layer, KANLinear):
-        return sum(p.numel() * p.element_size() for p in layer.parameters())
+    if isinstance(layer, KANLinear):  # inference reads the folded coefficients and base weights
+        with torch.inference_mode():
+            folded = layer.scaled_spline_weight()
+        return (folded.numel() * folded.element_size()
+                + layer.base_weight.numel() * layer.base_weight.element_size())
     parts = [layer.codes, layer.indices] + [v.data for v in (layer.gains, layer.biases,
                                                              layer.base) if v is not None]
     return sum(t.numel() * t.element_size() for t in parts)

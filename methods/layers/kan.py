@@ -93,12 +93,24 @@ class KANLinear(nn.Module):
             nn.init.kaiming_uniform_(self.spline_scaler, a=math.sqrt(5) * scale_spline)
         else:
             self.spline_weight.data *= scale_spline
+        self._folded: tuple[tuple, torch.Tensor] | None = None   # (key, scaled coefficients)
 
     def scaled_spline_weight(self) -> torch.Tensor:
-        """(out, in, G+k) coefficients with the standalone scaler folded in."""
+        """(out, in, G+k) coefficients with the standalone scaler folded in. Where no gradient
+        can flow (no_grad, inference_mode, frozen weights) the product is made once and kept
+        until either tensor changes (its version, storage, dtype or device), so inference
+        multiplies as a deployed layer with folded scalers would, not once per call."""
         if self.spline_scaler is None:
             return self.spline_weight
-        return self.spline_weight * self.spline_scaler.unsqueeze(-1)
+        weight, scaler = self.spline_weight, self.spline_scaler
+        if torch.is_grad_enabled() and (weight.requires_grad or scaler.requires_grad):
+            return weight * scaler.unsqueeze(-1)
+        key = (weight._version, scaler._version, weight.data_ptr(), scaler.data_ptr(),
+               weight.dtype, weight.device, torch.is_inference_mode_enabled())
+        if self._folded is None or self._folded[0] != key:
+            with torch.no_grad():
+                self._folded = (key, weight * scaler.unsqueeze(-1))
+        return self._folded[1]
 
     @property
     def edge_shape(self) -> tuple[int, ...]:

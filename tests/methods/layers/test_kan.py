@@ -59,6 +59,45 @@ def test_kan_linear_matches_reference(spec):
     np.testing.assert_allclose(got, reference_linear(layer, x.numpy()), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "frozen"])
+def test_inference_folds_the_scalers_once_and_follows_every_change(mode):
+    """Where no gradient flows the scaled coefficients are made once; an optimizer step, a
+    loaded state dict and a dtype change each give the new weights' output (float64
+    reference), and training still gets gradients to both tensors."""
+    torch.manual_seed(0)
+    layer = KANLinear(5, 3, KANSpec(5, 3)).double()
+    x = torch.empty(9, 5, dtype=torch.float64).uniform_(-2, 2)
+
+    def forward():
+        if mode == "frozen":
+            layer.requires_grad_(False)
+            out = layer(x)
+            layer.requires_grad_(True)
+            return out
+        with torch.no_grad() if mode == "no_grad" else torch.inference_mode():
+            return layer(x)
+
+    def expected():
+        return torch.from_numpy(reference_linear(layer, x.numpy()))
+
+    torch.testing.assert_close(forward(), expected(), rtol=1e-10, atol=1e-12)
+    folded = layer._folded[1]
+    forward()
+    assert layer._folded[1] is folded                        # made once, reused
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(x).square().sum().backward()
+    assert layer.spline_scaler.grad.abs().sum() > 0 and layer.spline_weight.grad.abs().sum() > 0
+    optimizer.step()
+    torch.testing.assert_close(forward(), expected(), rtol=1e-10, atol=1e-12)
+    other = KANLinear(5, 3, KANSpec(5, 3)).double()
+    layer.load_state_dict(other.state_dict())
+    torch.testing.assert_close(forward(), expected(), rtol=1e-10, atol=1e-12)
+    layer.float()
+    x = x.float()
+    torch.testing.assert_close(forward().double(), expected(), rtol=1e-5, atol=1e-6)
+    assert "_folded" not in "".join(layer.state_dict())
+
+
 def test_kan_linear_keeps_leading_dims():
     layer = KANLinear(4, 2)
     x = torch.randn(2, 3, 4)
