@@ -27,7 +27,7 @@ from kanbench.methods.layers.convert import from_efficient_kan, from_pykan
 from kanbench.methods.layers.kan import DenseKANFactory, kan_layers
 from kanbench.methods.layers.spec import KANSpec
 from kanbench.suite import measure as measuring
-from kanbench.suite.config import RunConfig, merge, resolve
+from kanbench.suite.config import RunConfig, plugin_args, resolve
 from kanbench.suite.errors import KanbenchError, regular_file
 from kanbench.suite.registry import METHODS, TASKS
 
@@ -50,13 +50,7 @@ class NoData:
 
 def method_args(method: str, given: dict[str, Any]) -> dict[str, Any]:
     """The method's defaults updated by `given`, checked as a grid's would be."""
-    m = METHODS.create(method)
-    args = merge("method", m.defaults, given, f"method {method!r}", m.ranges)
-    for key, allowed in m.choices.items():
-        if args[key] not in allowed:
-            raise KanbenchError(f"method.{key}: {args[key]!r} is not one of "
-                                f"{', '.join(map(str, allowed))}")
-    return args
+    return plugin_args("method", METHODS.create(method), given, f"method {method!r}")
 
 
 def after_training(method: str, args: dict) -> list:

@@ -17,6 +17,7 @@ import sys
 
 from kanbench.suite import executors, grid, tracking
 from kanbench.suite.errors import one_line_errors
+from kanbench.suite.report.cli import SPLITS
 
 OVERRIDES_HELP = ("key=value overrides: 'section.key=value' sets a setting (sections task, "
                   "method, kan, train, measure); 'tasks=[a,b]', 'methods=[a,b]' and "
@@ -61,7 +62,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("grid", help="the grid whose records to report (its name)")
     p.add_argument("--results", default="results", help="results directory (records in runs/)")
-    p.add_argument("--split", choices=("test", "val"), default="test",
+    p.add_argument("--split", choices=SPLITS, default="test",
                    help="report the test metrics (default) or the validation metrics "
                         "(what a grid's choices are made on)")
     tracking.add_arguments(p)

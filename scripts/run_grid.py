@@ -3,6 +3,7 @@ is `kanbench run quick [overrides]` (see `kanbench run --help`), run from this c
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -13,18 +14,10 @@ from kanbench.cli import main as kanbench
 
 def main(argv: list[str] | None = None) -> int:
     """`--grid NAME` (default quick) becomes `kanbench run`'s first argument."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    grid = "quick"
-    for i, arg in enumerate(argv):
-        if arg == "--grid" and i + 1 < len(argv):
-            grid = argv[i + 1]
-            argv = argv[:i] + argv[i + 2:]
-            break
-        if arg.startswith("--grid="):
-            grid = arg.split("=", 1)[1]
-            argv = argv[:i] + argv[i + 1:]
-            break
-    return kanbench(["run", grid, *argv])
+    legacy = argparse.ArgumentParser(add_help=False)   # --help goes on to `kanbench run`
+    legacy.add_argument("--grid", default="quick")
+    known, rest = legacy.parse_known_args(argv)
+    return kanbench(["run", known.grid, *rest])
 
 
 if __name__ == "__main__":

@@ -156,6 +156,19 @@ def merge(section: str, defaults: dict, given: dict, owner: str, ranges: dict) -
     return out
 
 
+def plugin_args(section: str, plugin, given: dict, owner: str, defaults: dict | None = None
+                ) -> dict:
+    """A task's or method's args: its defaults (or `defaults`) updated by `given`, typed,
+    range-checked and within its choices."""
+    args = merge(section, plugin.defaults if defaults is None else defaults, given, owner,
+                 plugin.ranges)
+    for key, allowed in plugin.choices.items():
+        if args[key] not in allowed:
+            raise KanbenchError(f"{section}.{key}: {args[key]!r} is not one of "
+                                f"{', '.join(map(str, allowed))}")
+    return args
+
+
 def resolve(grid: str, task: str, method: str, seed: int, given: dict) -> RunConfig:
     """Fill every section from its defaults; `given` is {section: {key: value}}."""
     from kanbench.suite.registry import METHODS, TASKS
@@ -168,9 +181,9 @@ def resolve(grid: str, task: str, method: str, seed: int, given: dict) -> RunCon
     SEED.check("seed", seed)
     t, m = TASKS.create(task), METHODS.create(method)
     args = {
-        "task": merge("task", t.defaults, given.get("task", {}), f"task {task!r}", t.ranges),
-        "method": merge("method", {**m.defaults, **t.method_defaults.get(method, {})},
-                        given.get("method", {}), f"method {method!r}", m.ranges),
+        "task": plugin_args("task", t, given.get("task", {}), f"task {task!r}"),
+        "method": plugin_args("method", m, given.get("method", {}), f"method {method!r}",
+                              {**m.defaults, **t.method_defaults.get(method, {})}),
         "kan": merge("kan", KAN_DEFAULTS, given.get("kan", {}), "the kan settings",
                      KAN_RANGES),
         "train": merge("train", {**TRAIN_DEFAULTS, **t.train_defaults},
@@ -178,11 +191,6 @@ def resolve(grid: str, task: str, method: str, seed: int, given: dict) -> RunCon
         "measure": merge("measure", MEASURE_DEFAULTS, given.get("measure", {}),
                          "the measure settings", MEASURE_RANGES),
     }
-    for section, plugin in (("task", t), ("method", m)):
-        for key, allowed in plugin.choices.items():
-            if args[section][key] not in allowed:
-                raise KanbenchError(f"{section}.{key}: {args[section][key]!r} is not one of "
-                                    f"{', '.join(map(str, allowed))}")
     t.check_args(args["task"])
     return RunConfig(grid, task, method, seed, args)
 

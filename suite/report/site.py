@@ -1,14 +1,15 @@
-"""The static HTML leaderboard in `results/site/`: a page per grid (`<grid>.html`: per setup
-the leaderboard table, the metric-against-bytes (Pareto) plot and links to every record; the
-papers' claims the grid measures; the grid-wide plots), their images in `img/`, and
-`index.html`, every grid's page in one, rebuilt whenever a grid's page is written. Built from
-the records (through the tables and plots made from them) alone: plain HTML and CSS, no
-server, no JavaScript. Record links point at `../runs/<grid>/`, so the site reads as is from a
+"""The static HTML leaderboard, `results/site/index.html` with its images in `img/`: a section
+per grid (per setup the leaderboard table, the metric-against-bytes (Pareto) plot and links
+to every record; the papers' claims the grid measures; the grid-wide plots). Writing a
+grid's reports replaces that grid's section and keeps the others. Built from the records
+(through the tables and plots made from them) alone: plain HTML and CSS, no server, no
+JavaScript. Record links point at `../runs/<grid>/`, so the site reads as is from a
 checkout or any copy of `results/`."""
 
 from __future__ import annotations
 
 import html
+import re
 import shutil
 from pathlib import Path
 
@@ -29,7 +30,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 .source { color: #666; font-size: 0.85em; }
 .records a { margin-right: 0.8em; font-size: 0.85em; }
 """
-START, END = "<!-- grid section -->", "<!-- end of grid section -->"
+SECTION = re.compile(r"<!-- grid (\S+) -->\n(.*?)<!-- end of grid \1 -->\n", re.S)
 
 
 def page(title: str, body: str) -> str:
@@ -59,8 +60,8 @@ def records_html(rows: pd.DataFrame, grid: str) -> str:
 
 def write_site(frame: pd.DataFrame, made: dict[str, pd.DataFrame], grid: str, results: str,
                plots: list[Path], source: str) -> list[Path]:
-    """Write the page of `grid` from its records' frame, its tables (`made`) and the PNG plots
-    already written (`plots`), then the index; returns the files written."""
+    """Write `grid`'s section of the site from its records' frame, its tables (`made`) and
+    the PNG plots already written (`plots`); returns the files written."""
     site = Path(results) / "site"
     (site / "img").mkdir(parents=True, exist_ok=True)
     pngs = {p.stem: p for p in plots if p.suffix == ".png"}
@@ -86,26 +87,26 @@ def write_site(frame: pd.DataFrame, made: dict[str, pd.DataFrame], grid: str, re
                       ("codebook_sweep", "metric against codebook size")):
         if f"{grid}_{name}" in pngs:
             parts += [f"<h2>All setups: {alt}</h2>", image(pngs[f"{grid}_{name}"], site, alt)]
-    own = site / f"{grid}.html"
-    own.write_text(page(f"kanbench: {grid}", "\n".join([START, *parts, END])))
     images = [site / "img" / p.name for p in pngs.values() if (site / "img" / p.name).exists()]
-    return [own, write_index(site), *sorted(images)]
+    return [write_index(site / "index.html", grid, "\n".join(parts) + "\n"), *sorted(images)]
 
 
-def write_index(site: Path) -> Path:
-    """index.html: a list of the grids, then every grid page's section."""
-    sections = {}
-    for path in sorted(site.glob("*.html")):
-        text = path.read_text()
-        if path.name != "index.html" and START in text and END in text:
-            sections[path.stem] = text[text.index(START) + len(START):text.index(END)]
-    links = " ".join(f'<a href="#grid-{html.escape(g)}">{html.escape(g)}</a>' for g in sections)
+def sections(index: Path) -> dict[str, str]:
+    """The grid sections of a written index.html by grid (none when there is none)."""
+    return dict(SECTION.findall(index.read_text())) if index.exists() else {}
+
+
+def write_index(index: Path, grid: str, section: str) -> Path:
+    """index.html with `grid`'s section replaced (or added) and every other grid's kept."""
+    found = sections(index) | {grid: section}
+    links = " ".join(f'<a href="#grid-{html.escape(g)}">{html.escape(g)}</a>'
+                     for g in sorted(found))
     body = ["<h1>kanbench leaderboard</h1>",
             "<p>Per grid and setup: methods ranked by their mean test metric, each method's "
             "storage and compression ratio, the Pareto front of storage against the metric, and "
             "every record. Written by <code>kanbench report GRID</code> (and at the end of "
             f"<code>kanbench run</code>) from the records in <code>runs/</code>.</p>"
-            f"<p>Grids: {links}</p>", *sections.values()]
-    index = site / "index.html"
+            f"<p>Grids: {links}</p>",
+            *(f"<!-- grid {g} -->\n{found[g]}<!-- end of grid {g} -->" for g in sorted(found))]
     index.write_text(page("kanbench leaderboard", "\n".join(body)))
     return index

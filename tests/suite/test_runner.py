@@ -179,7 +179,7 @@ def test_the_grid_ends_with_its_reports_and_one_wandb_reports_run(tmp_path):
     assert {"smoke_summary.md", "smoke_compression.csv", "smoke_leaderboard.md",
             "smoke_seed_variance.md"} <= {p.name for p in tables.iterdir()}
     assert (plots / "smoke_bytes_feynman.png").stat().st_size > 1000
-    assert (tmp_path / "site" / "smoke.html").is_file()
+    assert "Grid <code>smoke</code>" in (tmp_path / "site" / "index.html").read_text()
     (run,) = (wandb_dir / "wandb").glob("offline-run-*-reports-smoke")
     (logged,) = (run / "files" / "media" / "table" / "tables").glob("compression_*.table.json")
     logged = json.loads(logged.read_text())
