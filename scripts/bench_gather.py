@@ -11,14 +11,16 @@ Layers, all on the same input, G=5, k=3:
     share_fp32   the same with fp32 gains/biases/base weights
     metacluster  K=16 codes carrying the base weight, no per-edge numbers
 The compressed layers run the kernel `pick_kernel` chooses here (the compiled gather, or
-PyTorch without a compiler) in the order `methods.layers.kernels.cpu` picks for the batch. A second
-table times both orders (table-and-gather, rebuilt tiles) at every batch on [1024->1024],
-which is where `GATHER_MAX_BATCH` comes from.
+PyTorch without a compiler) in the order `methods.layers.kernels.cpu.pick_order` picks for the
+batch. A second table times both compiled orders (outputs, batch) of every compressed layer
+at the small batches on [1024->1024], which is where `BATCH_ORDER_FROM` comes from.
 
 `read_bytes` is what one forward reads of the layer's weights in memory: the kernels' layout
 holds indices as uint8 (one byte each, not the file's bit-packing) and the dequantized fp32
-codebook. Times are torch.utils.benchmark blocked_autorange medians under inference_mode,
-taken in `--rounds` interleaved rounds and reduced by the median over rounds.
+codebook; `GB/s` is read_bytes / time, set beside the machine's copy bandwidth (a STREAM-like
+copy of 256 MiB, bytes read plus written, measured in the same run) so the distance from
+memory speed is visible. Times are torch.utils.benchmark blocked_autorange medians under
+inference_mode, taken in `--rounds` interleaved rounds and reduced by the median over rounds.
 
 Writes <out>/gather.csv, <out>/gather_order.csv and <out>/gather.md (command, machine, and
 the dense / compressed time ratios of this run).
@@ -45,9 +47,11 @@ from kanbench.methods.layers.kan import KANLinear, KANSpec
 from kanbench.methods.layers.kernels import cpu
 from kanbench.suite.measure import machine
 
-SHAPES = [(784, 64), (1024, 1024), (64, 10)]
-BATCHES = [1, 32, 256]
-ORDER_SHAPE, ORDER_BATCHES = (1024, 1024), [1, 2, 4, 8, 16, 32, 64]
+SHAPES = {(784, 64): [1, 32, 256], (1024, 1024): [1, 2, 4, 8, 16, 32, 64, 128, 256],
+          (64, 10): [1, 32, 256]}
+ORDER_SHAPE, ORDER_BATCHES = (1024, 1024), [1, 2, 4, 8, 16, 32]
+COMPRESSED = ("share_int8", "share_fp32", "metacluster")
+COPY_FLOATS = 2**26  # the bandwidth probe's 256 MiB
 SPEC = KANSpec(5, 3)
 PRESCALED = KANSpec(5, 3, spline_scaler=False)
 SEED = 0
@@ -87,11 +91,17 @@ def forward_fn(layer, x, order: str | None = None):
     activation = nn.SiLU()
     if isinstance(layer, KANLinear):
         return lambda: layer(x)
-    if order == "gather":
-        return lambda: cpu.gather(x, layer, SPEC, activation, cpu.compiled() is not None)
-    if order == "rebuilt":
-        return lambda: cpu.rebuilt_matmul(x, layer, SPEC, activation)
+    if order is not None:
+        return lambda: cpu.ORDERS[order](x, layer, SPEC, activation)
     return lambda: kernels.codebook_linear(x, layer, SPEC, activation)
+
+
+def copy_gb_per_s(min_run_time: float, floats: int = COPY_FLOATS) -> float:
+    """The machine's memory bandwidth as a STREAM-like copy sees it: bytes read plus written
+    per second by torch's (threaded) copy of `floats` float32 numbers."""
+    source, target = torch.rand(floats), torch.empty(floats)
+    seconds = median_ms(lambda: target.copy_(source), min_run_time) / 1e3
+    return 2 * floats * 4 / seconds / 1e9
 
 
 def median_ms(fn, min_run_time: float) -> float:
@@ -120,45 +130,48 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.min_run_time = 1, 0.01
-    shapes, batches = (([(20, 6)], [1, 40]) if args.quick else (SHAPES, BATCHES))
+    shapes = {(20, 6): [1, 40]} if args.quick else SHAPES
     order_shape, order_batches = ((20, 6), [1, 40]) if args.quick else (ORDER_SHAPE,
                                                                        ORDER_BATCHES)
     torch.manual_seed(SEED)
     kernel = kernels.pick_kernel(torch.device("cpu"), SPEC)
 
+    bandwidth = copy_gb_per_s(args.min_run_time, 2**16 if args.quick else COPY_FLOATS)
     cases = []
-    for d_in, d_out in shapes:
+    for (d_in, d_out), batches in shapes.items():
         dense = KANLinear(d_in, d_out, SPEC).eval()
         prescaled = KANLinear(d_in, d_out, PRESCALED).eval()
         layers = {"dense": dense, "dense_prescaled": prescaled} | {
-            k: compressed(k, dense) for k in ("share_int8", "share_fp32", "metacluster")}
+            k: compressed(k, dense) for k in COMPRESSED}
         for batch in batches:
             x = torch.rand(batch, d_in, generator=torch.Generator().manual_seed(batch)) * 2 - 1
             for name, layer in layers.items():
-                order = None if name.startswith("dense") else \
-                    "gather" if batch <= cpu.GATHER_MAX_BATCH else "rebuilt"
+                dense_layer = name.startswith("dense")
                 cases.append({"shape": f"{d_in}->{d_out}", "batch": batch, "layer": name,
-                              "kernel": "torch" if name.startswith("dense") else kernel,
-                              "order": order or "dense", "read_bytes": read_bytes(layer),
-                              "fn": forward_fn(layer, x)})
+                              "kernel": "torch" if dense_layer else kernel,
+                              "order": "dense" if dense_layer else cpu.pick_order(batch, True),
+                              "read_bytes": read_bytes(layer), "fn": forward_fn(layer, x)})
     frame = timed_rounds(cases, args.rounds, args.min_run_time)
+    frame["GB/s"] = frame["read_bytes"] / frame["ms"] / 1e6
     for baseline in ("dense", "dense_prescaled"):
         base_ms = frame[frame.layer == baseline].set_index(["shape", "batch"])["ms"]
         frame[f"{baseline}_over_this"] = [
             base_ms[(s, b)] / ms
             for s, b, ms in zip(frame["shape"], frame["batch"], frame["ms"], strict=True)]
 
-    dense = KANLinear(*order_shape, SPEC).eval()
-    layer = compressed("share_int8", dense)
+    dense = KANLinear(*order_shape, PRESCALED).eval()
+    order_layers = {k: compressed(k, dense) for k in COMPRESSED}
     order_cases = []
     for batch in order_batches:
         x = torch.rand(batch, order_shape[0], generator=torch.Generator().manual_seed(batch))
-        for order in ("gather", "rebuilt"):
-            order_cases.append({"shape": f"{order_shape[0]}->{order_shape[1]}", "batch": batch,
-                                "layer": "share_int8", "order": order,
-                                "fn": forward_fn(layer, x, order)})
+        for name, layer in order_layers.items():
+            for order in ("outputs", "batch"):
+                order_cases.append({"shape": f"{order_shape[0]}->{order_shape[1]}",
+                                    "batch": batch, "layer": name, "order": order,
+                                    "fn": forward_fn(layer, x, order)})
         order_cases.append({"shape": f"{order_shape[0]}->{order_shape[1]}", "batch": batch,
-                            "layer": "dense", "order": "dense", "fn": forward_fn(dense, x)})
+                            "layer": "dense_prescaled", "order": "dense",
+                            "fn": forward_fn(dense, x)})
     orders = timed_rounds(order_cases, args.rounds, args.min_run_time)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -171,19 +184,24 @@ def main(argv: list[str] | None = None) -> int:
     table_prescaled = compressed_rows.pivot_table(index=["shape", "batch"], columns="layer",
                                                   values="dense_prescaled_over_this")
     ms = frame.pivot_table(index=["shape", "batch"], columns="layer", values="ms")
-    by_order = orders.pivot_table(index="batch", columns="order", values="ms")
+    speed = frame.pivot_table(index=["shape", "batch"], columns="layer", values="GB/s")
+    by_order = orders.pivot_table(index="batch", columns=["layer", "order"], values="ms")
     read = frame.pivot_table(index="shape", columns="layer", values="read_bytes") / 1e6
     (args.out / "gather.md").write_text(
         f"# Codebook gather benchmark\n\nMade by `{command}` on {machine(torch.get_num_threads())}"
-        f".\n\nCompressed layers run the `{kernel}` kernel; batches <= "
-        f"{cpu.GATHER_MAX_BATCH} take the table-and-gather order, larger ones the rebuilt-tile "
-        f"matmul. Times are medians over {args.rounds} interleaved rounds of blocked_autorange "
-        f"medians.\n\n## Dense KANLinear time / compressed time (above 1: compressed is "
+        f".\n\nCompressed layers run the `{kernel}` kernel; batches below "
+        f"{cpu.BATCH_ORDER_FROM} take the outputs order, larger ones the batch order "
+        f"(methods/layers/kernels/gather.cpp). Times are medians over {args.rounds} interleaved "
+        f"rounds of blocked_autorange medians. This machine's copy bandwidth (STREAM-like, "
+        f"256 MiB, read + written): {bandwidth:.1f} GB/s.\n\n"
+        f"## Dense KANLinear time / compressed time (above 1: compressed is "
         f"faster)\n\n{table.round(2).to_markdown()}\n\n## Dense with prescaled coefficients / "
         f"compressed\n\n{table_prescaled.round(2).to_markdown()}\n\n## Milliseconds per forward\n\n"
         f"{ms.round(3).to_markdown()}\n\n## Weights one forward reads (MB)\n\n"
-        f"{read.round(4).to_markdown()}\n\n## Both orders on {order_shape[0]}->{order_shape[1]} "
-        f"(share_int8, ms)\n\n{by_order.round(3).to_markdown()}\n")
+        f"{read.round(4).to_markdown()}\n\n## Weights read per second (GB/s; the copy "
+        f"bandwidth: {bandwidth:.1f})\n\n{speed.round(2).to_markdown()}\n\n"
+        f"## Both compiled orders on {order_shape[0]}->{order_shape[1]} (ms)\n\n"
+        f"{by_order.round(3).to_markdown()}\n")
     print((args.out / "gather.md").read_text())
     return 0
 

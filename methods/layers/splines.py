@@ -208,6 +208,12 @@ def _expand(x: torch.Tensor, spec, kernel) -> torch.Tensor:
     return kernel.bases(x, *_grid_arguments(spec), spec.n_coef)
 
 
+def inference_bases(x: torch.Tensor, spec) -> torch.Tensor:
+    """All G+k bases of every input through the C++ kernel where it is built, for inference
+    (no gradient flows through it): x (batch, in) -> (batch, in, G+k)."""
+    return _expand(x, spec, _kernel_for(x))
+
+
 def _input_grad(back: torch.Tensor, x: torch.Tensor, spec, kernel) -> torch.Tensor:
     """back (chunk, in, G+k) = grad_y @ W^T, x (chunk, in) -> grad_x (chunk, in)."""
     if kernel is not None:

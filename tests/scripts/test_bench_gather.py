@@ -1,5 +1,7 @@
 """scripts/bench_gather.py: a quick run end to end, and the bytes it says a forward reads."""
 
+import re
+
 import pandas as pd
 import pytest
 import torch
@@ -20,12 +22,17 @@ def test_quick_run_times_every_layer_against_both_dense_baselines(tmp_path):
     dense = frame[frame.layer == "dense"].set_index("batch").ms
     for row in frame.itertuples():
         assert row.dense_over_this == pytest.approx(dense[row.batch] / row.ms, rel=1e-3)
-    assert set(frame[frame.batch == 1].order) == {"dense", "gather"}
-    assert set(frame[frame.batch == 40].order) == {"dense", "rebuilt"}
+    assert set(frame[frame.batch == 1].order) == {"dense", "outputs"}
+    assert set(frame[frame.batch == 40].order) == {"dense", "batch"}
+    assert frame["GB/s"].to_numpy() == pytest.approx((frame.read_bytes / frame.ms / 1e6).to_numpy(),
+                                                      rel=1e-3)
     orders = pd.read_csv(tmp_path / "gather_order.csv")
-    assert set(orders.order) == {"dense", "gather", "rebuilt"}
+    assert set(orders.order) == {"dense", "outputs", "batch"}
+    assert set(orders[orders.order != "dense"].layer) == set(bench.COMPRESSED)
     md = (tmp_path / "gather.md").read_text()
     assert f"python scripts/bench_gather.py --quick --out {tmp_path}" in md
+    bandwidth = float(re.search(r"copy bandwidth \(STREAM-like.*?\): ([\d.]+) GB/s", md).group(1))
+    assert bandwidth > 0 and "Weights read per second" in md
 
 
 def test_read_bytes_counts_the_kernel_layout():

@@ -11,11 +11,13 @@ the kernels treat as one more basis whose value is act(x).
 
 Kernels, all computing that same function:
     reference  float64 reconstruction of the dense coefficients, then the dense layer; tests
-    cpu        batch <= GATHER_MAX_BATCH: table T[b, i, c] = B(x_bi) . codes[c], then a
-               compiled gather that streams the uint8 indices and int8/fp32 per-edge
-               numbers (methods/layers/kernels/gather.cpp, OpenMP); larger batches: weights rebuilt
-               tile by tile from the codebook, then a matmul
-    torch      the same two orders in plain PyTorch, where no C++ compiler is present
+    cpu        compiled (methods/layers/kernels/gather.cpp), no weight rebuilt: small
+               batches make the table T[b, i, c] = B(x_bi) . codes[c] and stream the uint8
+               indices and int8/fp32 per-edge numbers along the outputs; larger ones make
+               the tables of blocks of batch rows and inputs in cache and add one table row
+               per edge, vectorized over the batch (methods/layers/kernels/cpu.py)
+    torch      plain PyTorch, where no C++ compiler is present: the table and a gather for
+               small batches, weights rebuilt tile by tile and multiplied for larger ones
     triton     CUDA: bases, gather and accumulation fused, codes read from on-chip cache
 `pick_kernel` chooses triton on CUDA and cpu (else torch) on the CPU.
 """

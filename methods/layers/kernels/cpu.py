@@ -1,11 +1,16 @@
-"""The CPU codebook forward, in the order that suits the batch:
+"""The CPU codebook forward.
 
-- batch <= GATHER_MAX_BATCH: the table T[b, i, c] = B(x_bi) . codes[c] (one small matmul),
-  then per output a gather from it driven by the indices, with gains, biases and base
-  weights read once each (compiled: gather.cpp; else PyTorch's gather);
-- larger batches: the weights are rebuilt from the codebook TILE_WEIGHTS numbers at a time
-  and multiplied (the gather's work grows with batch x edges, a matmul's far more slowly).
-GATHER_MAX_BATCH comes from scripts/bench_gather.py (results/bench/gather.csv).
+Compiled (gather.cpp), in the order that suits the batch, neither rebuilding a weight:
+- batch < BATCH_ORDER_FROM: the table T[b, i, c] = B(x_bi) . codes[c] for every (b, i), then
+  per input one pass along the outputs, reading the uint8 indices and int8/fp32 per-edge
+  numbers once for the whole batch;
+- larger batches: blocks of batch rows whose tables are made in cache, kInputs inputs at a
+  time, every edge adding one scaled table row to its output (vectorized over the batch).
+BATCH_ORDER_FROM comes from scripts/bench_gather.py (results/bench/gather_order.csv).
+
+Where no C++ compiler is present, PyTorch stands in: the same table and a gather for batches
+<= GATHER_MAX_BATCH, the weights rebuilt from the codebook TILE_WEIGHTS numbers at a time and
+multiplied for larger ones.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ import torch.nn.functional as F
 
 from kanbench.methods.layers.kan import layer_bases
 from kanbench.methods.layers.kernels import build
+from kanbench.methods.layers.splines import inference_bases
 
+BATCH_ORDER_FROM = 8
+COMPILED_MAX_BASES = 64  # gather.cpp's kMaxDim: longer codes go through PyTorch
 GATHER_MAX_BATCH = 16
 TILE_WEIGHTS = 2**20  # numbers of a rebuilt weight tile (4 MiB in float32)
 
 
 def compiled():
     """The gather.cpp extension (methods.layers.kernels.build), or None where it cannot be built:
-    the PyTorch gather stands in."""
+    the PyTorch orders stand in."""
     return build.load("gather")
 
 
@@ -37,15 +45,22 @@ def basis_inputs(x: torch.Tensor, layer, spec, activation):
     return bases, sums, acts
 
 
-def gather(x, layer, spec, activation, use_compiled: bool) -> torch.Tensor:
+def compiled_forward(x, layer, spec, activation, batch_order: bool) -> torch.Tensor:
+    """gather.cpp in the order asked for: x (batch, in) -> (batch, out). The kernel takes the
+    bases and act(x) apart and sums the bases itself."""
+    with torch.no_grad():
+        bases = (inference_bases(x, spec) if spec.basis == "bspline"
+                 else layer_bases(x, spec)).contiguous()              # (batch, in, n_coef)
+        acts = activation(x).contiguous()                             # (batch, in)
+    parts = (layer.gains, layer.biases, layer.base)
+    return compiled().forward(bases, acts, layer.codes, layer.indices,
+                              *(p.data if p else None for p in parts),
+                              *(p.scale if p else 1.0 for p in parts), batch_order)
+
+
+def torch_gather(x, layer, spec, activation) -> torch.Tensor:
     bases, sums, acts = basis_inputs(x, layer, spec, activation)
-    table = torch.matmul(bases, layer.codes.T).contiguous()           # (batch, in, K)
-    extension = compiled() if use_compiled else None
-    if extension is not None:
-        parts = (layer.gains, layer.biases, layer.base)
-        return extension.gather(table, sums, acts if layer.base else None, layer.indices,
-                                *(p.data if p else None for p in parts),
-                                *(p.scale if p else 1.0 for p in parts))
+    table = torch.matmul(bases, layer.codes.T)                        # (batch, in, K)
     index = layer.indices.long().expand(x.shape[0], -1, -1)           # (batch, in, out)
     picked = table.gather(2, index)                                   # (batch, in, out)
     if layer.gains is not None:
@@ -79,9 +94,20 @@ def rebuilt_matmul(x, layer, spec, activation) -> torch.Tensor:
     return y
 
 
+ORDERS = {"outputs": lambda *a: compiled_forward(*a, batch_order=False),
+          "batch": lambda *a: compiled_forward(*a, batch_order=True),
+          "torch_gather": torch_gather, "torch_rebuilt": rebuilt_matmul}
+
+
+def pick_order(batch: int, use_compiled: bool, n_bases: int = 0) -> str:
+    """The order `forward` runs a batch of a layer with `n_bases` bases in."""
+    if use_compiled and n_bases <= COMPILED_MAX_BASES and compiled() is not None:
+        return "outputs" if batch < BATCH_ORDER_FROM else "batch"
+    return "torch_gather" if batch <= GATHER_MAX_BATCH else "torch_rebuilt"
+
+
 def forward(x: torch.Tensor, layer, spec, activation, use_compiled: bool = True) -> torch.Tensor:
     """x (batch, in) float32 -> (batch, out)."""
     x = x.float()
-    if x.shape[0] <= GATHER_MAX_BATCH:
-        return gather(x, layer, spec, activation, use_compiled and x.device.type == "cpu")
-    return rebuilt_matmul(x, layer, spec, activation)
+    order = pick_order(x.shape[0], use_compiled and x.device.type == "cpu", spec.n_coef)
+    return ORDERS[order](x, layer, spec, activation)

@@ -1,5 +1,6 @@
-"""The codebook kernels against the float64 reference: torch, cpu (compiled gather and the
-rebuilt-tile matmul) and triton (interpreted on CPU), on random ragged shapes."""
+"""The codebook kernels against the float64 reference: torch (gather and rebuilt-tile matmul),
+cpu (the compiled outputs and batch orders) and triton (interpreted on CPU), on random ragged
+shapes."""
 
 import importlib
 import os
@@ -69,13 +70,47 @@ def test_the_reference_is_the_dense_layer_of_the_rebuilt_coefficients():
                                                            "reference"), dense(x))
 
 
-@pytest.mark.parametrize("batch", [1, 5, cpu.GATHER_MAX_BATCH + 3])  # both CPU orders
+@pytest.mark.parametrize("batch", [1, 5, cpu.GATHER_MAX_BATCH + 3])  # both torch orders
 @pytest.mark.parametrize("form", ["carry", "fp32", "int8"])
 @pytest.mark.parametrize("codes", [1, 16, 300])                     # 300: int32 indices
 @pytest.mark.parametrize("spec", list(SPECS))
 @pytest.mark.parametrize("kernel", ["torch", "cpu"])
 def test_cpu_kernels_match_the_reference(kernel, spec, codes, form, batch):
     check(kernel, SPECS[spec], codes, form, batch)
+
+
+# batch rows around the compiled batch order's blocks of 16 and 32 and its threads' split
+@pytest.mark.parametrize("batch", [1, 2, 15, 16, 17, 33, 70])
+@pytest.mark.parametrize("form", ["carry", "fp32", "int8"])
+@pytest.mark.parametrize("codes", [1, 16, 300])
+@pytest.mark.parametrize("spec", ["cubic", "k0", "rbf"])
+def test_both_compiled_orders_match_the_reference_and_each_other(spec, codes, form, batch):
+    layer = random_layer(SPECS[spec], codes, form, out=37, n_in=53)
+    x = inputs(batch, layer.in_features)
+    want = kernels.codebook_linear(x, layer, SPECS[spec], nn.SiLU(), "reference")
+    got = {order: cpu.ORDERS[order](x, layer, SPECS[spec], nn.SiLU())
+           for order in ("outputs", "batch")}
+    torch.testing.assert_close(got["outputs"], want, rtol=1e-5, atol=1e-4)
+    # the same sums in the same order: switching order at BATCH_ORDER_FROM changes nothing
+    assert torch.equal(got["outputs"], got["batch"])
+
+
+def test_the_order_switches_at_the_measured_batch():
+    assert cpu.pick_order(cpu.BATCH_ORDER_FROM - 1, True) == "outputs"
+    assert cpu.pick_order(cpu.BATCH_ORDER_FROM, True) == "batch"
+    assert cpu.pick_order(1, False) == "torch_gather"
+    assert cpu.pick_order(cpu.GATHER_MAX_BATCH + 1, False) == "torch_rebuilt"
+
+
+def test_codes_longer_than_the_compiled_kernel_takes_go_through_pytorch():
+    spec = KANSpec(cpu.COMPILED_MAX_BASES + 2, 0)                      # 66 bases
+    layer = random_layer(spec, 8, "int8", out=5, n_in=4)
+    x = inputs(20, 4)
+    want = kernels.codebook_linear(x, layer, spec, nn.SiLU(), "reference")
+    torch.testing.assert_close(kernels.codebook_linear(x, layer, spec, nn.SiLU(), "cpu"), want,
+                               rtol=1e-5, atol=1e-4)
+    with pytest.raises(RuntimeError, match="at most 64 bases"):
+        cpu.ORDERS["batch"](x, layer, spec, nn.SiLU())
 
 
 def test_cpu_kernel_handles_one_input_and_one_output():
