@@ -31,6 +31,7 @@ the dense / compressed time ratios of this run).
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -120,6 +121,23 @@ def timed_rounds(cases: list[dict], rounds: int, min_run_time: float) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def summary(frame: pd.DataFrame, command: str, bandwidth: float) -> str:
+    """README's kernel table: on the largest shape, the prescaled dense time over each
+    compressed layer's at every batch, and the weight bytes each reads per second."""
+    shape = max(frame["shape"], key=lambda s: math.prod(map(int, s.split("->"))))
+    rows = frame[frame["shape"] == shape]
+    ratio = rows.pivot_table(index="batch", columns="layer", values="dense_prescaled_over_this")
+    speed = rows.pivot_table(index="batch", columns="layer", values="GB/s")
+    table = pd.DataFrame({"batch": ratio.index}
+                         | {f"{k} x": ratio[k].round(2).to_numpy() for k in COMPRESSED}
+                         | {"share_int8 GB/s": speed["share_int8"].round(2).to_numpy(),
+                            "dense GB/s": speed["dense_prescaled"].round(2).to_numpy()})
+    return (f"Forward of one {shape} layer (G=5, k=3), `{command}`: prescaled dense time / "
+            f"compressed time (above 1: compressed is faster), and weight bytes read per "
+            f"second against this machine's copy bandwidth of {bandwidth:.1f} GB/s.\n\n"
+            + table.to_markdown(index=False) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -202,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         f"bandwidth: {bandwidth:.1f})\n\n{speed.round(2).to_markdown()}\n\n"
         f"## Both compiled orders on {order_shape[0]}->{order_shape[1]} (ms)\n\n"
         f"{by_order.round(3).to_markdown()}\n")
+    (args.out / "gather_summary.md").write_text(summary(frame, command, bandwidth))
     print((args.out / "gather.md").read_text())
     return 0
 

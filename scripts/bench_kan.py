@@ -2,8 +2,11 @@
 efficient-kan's formulation (`methods.layers.kan.RecursiveKANLinear`) and pykan's `KANLayer`.
 
 For every implementation x shape x grid size G (spline order k) it measures
-    fwd_ms     median time of `model(x)` under torch.no_grad,
-    fwdbwd_ms  median time of `zero_grad(set_to_none); model(x).sum().backward()`,
+    fwd_ms        median time of `model(x)` in eval mode under torch.no_grad (inference),
+    train_fwd_ms  median time of `model(x)` in train mode with gradients on (no backward),
+    fwdbwd_ms     median time of `zero_grad(set_to_none); model(x).sum().backward()`,
+    weight_mb     the layer's parameters and buffers (MiB), which every forward reads,
+    GB/s          weight bytes / fwd_ms: how close inference comes to memory speed,
     peak_mb    the resident set (MiB) at the peak of one training step in a fresh process,
     step_mb    that peak minus the resident set just before the step.
 Times are `torch.utils.benchmark.Timer(...).blocked_autorange` medians, whose block-size search
@@ -14,12 +17,9 @@ earlier layers do not count: the child builds the layer and input, resets the RS
 mark (/proc/self/clear_refs, Linux only), runs one step and reads VmHWM.
 Every measurement uses the same seed and torch thread count (default: the machine's cores).
 
-It also times the inference-only sparse product of `methods.layers.splines` against the dense one on
-the same shapes, and says which one `use_sparse` picks.
-
-Writes <out>/kan_layer.csv (one row per measurement), <out>/sparse_path.csv and
-<out>/kan_layer.md (the command, the machine, and how many times faster and leaner ours is
-than each baseline, in this same run).
+Writes <out>/kan_layer.csv (one row per measurement) and <out>/kan_layer.md (the command, the
+machine, how many times faster and leaner ours is than each baseline in this same run, and
+each implementation's train-mode forward over its inference forward).
 
     python scripts/bench_kan.py [--grids 5,10,20] [--shapes 784x64@1024,...] [--quick]
 """
@@ -42,7 +42,6 @@ from torch.utils import benchmark
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kanbench
 
 from kanbench.methods.layers.kan import KANLinear, KANSpec, RecursiveKANLinear
-from kanbench.methods.layers.splines import spline_linear, use_sparse
 from kanbench.suite.measure import machine
 from kanbench.suite.memprobe import reset_peak, status_bytes
 
@@ -134,42 +133,23 @@ def measure(configs: list[dict], threads: int, min_run_time: float, rounds: int)
         else:
             timed.append((config, row, []))
     for _ in range(rounds):
-        for config, _, times in timed:
+        for config, row, times in timed:
             model, x = build(**config)
+            row["weight_mb"] = sum(t.numel() * t.element_size() for t in
+                                   [*model.parameters(), *model.buffers()]) / MIB
             with torch.no_grad():
-                fwd = median_ms("model(x)", model, x, threads, min_run_time)
+                fwd = median_ms("model(x)", model.eval(), x, threads, min_run_time)
+            train_fwd = median_ms("model(x)", model.train(), x, threads, min_run_time)
             fwdbwd = median_ms("model.zero_grad(set_to_none=True); model(x).sum().backward()",
                                model, x, threads, min_run_time)
-            times.append((fwd, fwdbwd))
+            times.append((fwd, train_fwd, fwdbwd))
             del model, x
     for config, row, times in timed:
-        fwd, fwdbwd = torch.tensor(times).median(0).values.tolist()
-        row.update(fwd_ms=fwd, fwdbwd_ms=fwdbwd, **memory(config, threads), threads=threads,
-                   device="cpu")
+        fwd, train_fwd, fwdbwd = torch.tensor(times).median(0).values.tolist()
+        row.update(fwd_ms=fwd, train_fwd_ms=train_fwd, fwdbwd_ms=fwdbwd,
+                   **{"GB/s": row["weight_mb"] * MIB / fwd / 1e6}, **memory(config, threads),
+                   threads=threads, device="cpu")
     return rows
-
-
-def measure_sparse(d_in: int, d_out: int, batch: int, G: int, threads: int,
-                   min_run_time: float, rounds: int) -> dict:
-    """Inference time of the spline product, dense against sparse, and `use_sparse`'s pick."""
-    spec = KANSpec(G, SPLINE_ORDER)
-    torch.manual_seed(SEED)
-    x = torch.rand(batch, d_in) * 2 - 1                              # (batch, in)
-    coef = torch.randn(d_out, d_in, spec.n_coef)                     # (out, in, G+k)
-    times = {"dense": [], "sparse": []}
-    for _ in range(rounds):
-        for path in times:
-            timer = benchmark.Timer(
-                "with torch.no_grad(): spline_linear(x, coef, spec, sparse=sparse)",
-                globals={"spline_linear": spline_linear, "torch": torch, "x": x, "coef": coef,
-                         "spec": spec, "sparse": path == "sparse"}, num_threads=threads)
-            times[path].append(timer.blocked_autorange(min_run_time=min_run_time).median * 1e3)
-    dense_ms, sparse_ms = (float(torch.tensor(t).median()) for t in times.values())
-    with torch.no_grad():
-        picks = "sparse" if use_sparse(x, coef, spec) else "dense"
-    return {"in": d_in, "out": d_out, "batch": batch, "G": G, "k": SPLINE_ORDER,
-            "dense_fwd_ms": dense_ms, "sparse_fwd_ms": sparse_ms,
-            "faster": "sparse" if sparse_ms < dense_ms else "dense", "use_sparse picks": picks}
 
 
 def ratios(frame: pd.DataFrame) -> pd.DataFrame:
@@ -216,23 +196,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         shapes, grids, args.min_run_time, args.rounds = QUICK_SHAPES, [5], 0.01, 1
     torch.set_num_threads(args.threads)
-    rows, sparse_rows = [], []
+    rows = []
     for d_in, d_out, batch in shapes:
         for G in grids:
             configs = [{"impl": impl, "d_in": d_in, "d_out": d_out, "batch": batch, "G": G,
                         "k": SPLINE_ORDER} for impl in IMPLS]
             rows += measure(configs, args.threads, args.min_run_time, args.rounds)
-            sparse_rows.append(measure_sparse(d_in, d_out, batch, G, args.threads,
-                                              args.min_run_time, args.rounds))
-            for row in [*rows[-len(configs):], sparse_rows[-1]]:
+            for row in rows[-len(configs):]:
                 print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                 for k, v in row.items()), flush=True)
-    frame, sparse = pd.DataFrame(rows), pd.DataFrame(sparse_rows)
+    frame = pd.DataFrame(rows)
+    measured = frame.dropna(subset=["fwd_ms"])
+    inference = pd.DataFrame({
+        "impl": measured["impl"],
+        "shape": measured["in"].astype(str) + "->" + measured["out"].astype(str),
+        "batch": measured["batch"], "G": measured["G"],
+        "train fwd / no-grad fwd": measured["train_fwd_ms"] / measured["fwd_ms"],
+        "GB/s": measured["GB/s"]})
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "kan_layer.csv", index=False, float_format="%.6g")
-    sparse.to_csv(out / "sparse_path.csv", index=False, float_format="%.6g")
     command = shlex.join([*THREADING_ENV, "python", "scripts/bench_kan.py", *argv])
     (out / "kan_layer.md").write_text(
         f"# KAN layer benchmark\n\nMade by `{command}` on {machine(args.threads)}.\n\n"
@@ -241,12 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         "forward+backward in a fresh process (MiB). Ratios are baseline / ours from this run: "
         "how many times faster or leaner ours is.\n\n"
         + ratios(frame).to_markdown(index=False, floatfmt=".3g")
-        + "\n\n## Sparse spline product (inference)\n\nForward of the spline term alone under "
-        "torch.no_grad, dense chunked product against the CSR product, and what "
-        "`methods.layers.splines.use_sparse` picks for that shape.\n\n"
-        + sparse.to_markdown(index=False, floatfmt=".4g") + "\n\n## Measurements\n\n"
+        + "\n\n## Inference against a training forward\n\nEach implementation's train-mode "
+        "forward (gradients on) over its eval-mode no-grad forward (at least 1: inference is "
+        "not the slower path), and the weights its inference forward reads per second.\n\n"
+        + inference.to_markdown(index=False, floatfmt=".3g") + "\n\n## Measurements\n\n"
         + frame.fillna({"skipped": ""}).to_markdown(index=False, floatfmt=".4g") + "\n")
-    print(f"wrote kan_layer.csv, sparse_path.csv and kan_layer.md to {out}")
+    print(f"wrote kan_layer.csv and kan_layer.md to {out}")
     return 0
 
 

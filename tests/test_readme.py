@@ -59,3 +59,10 @@ def test_every_readme_command_is_quoted_for_zsh_and_resolves(line, capsys):
 def test_readme_shows_the_commands():
     shown = {shlex.split(line)[1] for line in commands()}
     assert {"run", "config", "compress"} <= shown
+
+
+def test_readme_kernel_table_is_the_benchmark_summary():
+    """README's speed table is results/bench/gather_summary.md, as bench_gather.py wrote it."""
+    summary = (REPO / "results" / "bench" / "gather_summary.md").read_text()
+    table = summary[summary.index("|"):]
+    assert table in README

@@ -15,9 +15,9 @@ scatter-added into (or gathered against) the G+k coefficients.
 `spline_linear` is the spline term of a layer. For training it is an autograd Function that
 saves only its input and the coefficients, recomputes the bases in backward and walks the
 batch in chunks of rows, so training memory grows with batch x in, not with batch x in x
-(G+2k) x recursion levels as under plain autograd through the recursion. For inference on
-wide grids into few outputs it multiplies a CSR matrix of the k+1 values per input instead
-(`use_sparse` says when; `scripts/bench_kan.py` measures both).
+(G+2k) x recursion levels as under plain autograd through the recursion. (A CSR product of
+the k+1 values per input was tried for inference and lost to the dense product on every
+shape `scripts/bench_kan.py` times, so there is none.)
 `recursive_bases` keeps efficient-kan's formulation: the benchmark's baseline and the
 tests' old path.
 """
@@ -256,31 +256,6 @@ def _spline_extension():
     return extension
 
 
-def sparse_bases(x: torch.Tensor, spec) -> torch.Tensor:
-    """The bases as a CSR matrix holding only the k+1 values per input:
-    x (batch, in) -> (batch, in*(G+k)) with batch*in*(k+1) stored entries."""
-    batch, d_in = x.shape
-    values, index, _ = _local(x, spec)                               # (batch, in, k+1)
-    columns = index + torch.arange(d_in, device=x.device).unsqueeze(-1) * spec.n_coef
-    per_row = d_in * (spec.spline_order + 1)
-    rows = torch.arange(0, batch * per_row + 1, per_row, device=x.device)
-    return torch.sparse_csr_tensor(rows, columns.flatten(), values.flatten(),
-                                   size=(batch, d_in * spec.n_coef), check_invariants=False)
-
-
-# When the sparse product wins, from `scripts/bench_kan.py` on CPU: only for inference
-# (a gradient through it was 2.7-3.9x slower in every shape we tried), on wide grids into
-# few outputs, where the dense product is too small to reach matmul speed. Elsewhere the
-# dense product is faster.
-SPARSE_MIN_GRID, SPARSE_MAX_OUT = 10, 16
-
-
-def use_sparse(x: torch.Tensor, coef: torch.Tensor, spec) -> bool:
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or coef.requires_grad)
-    return (not needs_grad and x.device.type == "cpu" and spec.grid_size >= SPARSE_MIN_GRID
-            and coef.shape[0] <= SPARSE_MAX_OUT)
-
-
 # Layers of up to this many edges (in x out) run through FusedSplineLinear on the CPU, where
 # its two C++ calls beat the tensor path's handful of operations; from about 100 edges on,
 # the tensor path's BLAS products win (scripts/bench_train.py, scripts/bench_kan.py).
@@ -296,13 +271,10 @@ def use_fused(x: torch.Tensor, coef: torch.Tensor) -> bool:
             and build.load("spline") is not None)
 
 
-def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec, sparse: bool | None = None,
+def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec,
                   fused: bool | None = None) -> torch.Tensor:
     """The spline term of a KAN layer: (batch, in), (out, in, G+k) -> (batch, out).
-    `fused` forces FusedSplineLinear on or off, `sparse` the sparse (inference-only) or dense
-    product; None picks by `use_fused`, then `use_sparse`."""
+    `fused` forces FusedSplineLinear on or off; None picks by `use_fused`."""
     if use_fused(x, coef) if fused is None else fused:
         return FusedSplineLinear.apply(x, coef, spec)
-    if use_sparse(x, coef, spec) if sparse is None else sparse:
-        return sparse_bases(x, spec) @ coef.flatten(1).T
     return SplineLinear.apply(x, coef, spec)

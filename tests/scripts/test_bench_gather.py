@@ -33,6 +33,9 @@ def test_quick_run_times_every_layer_against_both_dense_baselines(tmp_path):
     assert f"python scripts/bench_gather.py --quick --out {tmp_path}" in md
     bandwidth = float(re.search(r"copy bandwidth \(STREAM-like.*?\): ([\d.]+) GB/s", md).group(1))
     assert bandwidth > 0 and "Weights read per second" in md
+    summary = (tmp_path / "gather_summary.md").read_text()
+    assert "20->6" in summary and f"{bandwidth:.1f} GB/s" in summary
+    assert summary.count("\n|") == 2 + 2                       # header, rule, two batches
 
 
 def test_read_bytes_counts_the_kernel_layout():

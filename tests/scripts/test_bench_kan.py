@@ -15,21 +15,23 @@ def test_quick_run_writes_one_row_per_measurement_and_names_its_command(tmp_path
     done = run_script("bench_kan.py", "--quick", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     frame = pd.read_csv(tmp_path / "kan_layer.csv")
-    assert list(frame.columns) == ["impl", "in", "out", "batch", "G", "k", "fwd_ms",
-                                   "fwdbwd_ms", "peak_mb", "step_mb", "threads", "device"]
+    assert list(frame.columns) == ["impl", "in", "out", "batch", "G", "k", "weight_mb", "fwd_ms",
+                                   "train_fwd_ms", "fwdbwd_ms", "GB/s", "peak_mb", "step_mb",
+                                   "threads", "device"]
     assert len(frame) == len(bench.IMPLS) * len(bench.QUICK_SHAPES)  # one G under --quick
     assert sorted(frame.impl) == sorted(bench.IMPLS)
     assert not frame.duplicated(["impl", *bench.KEYS]).any()
-    times = frame[["fwd_ms", "fwdbwd_ms"]].to_numpy()
+    times = frame[["fwd_ms", "train_fwd_ms", "fwdbwd_ms"]].to_numpy()
     assert np.isfinite(times).all() and (times > 0).all()
     assert (frame.peak_mb > 0).all()
-    sparse = pd.read_csv(tmp_path / "sparse_path.csv")
-    assert len(sparse) == len(bench.QUICK_SHAPES)
-    assert (sparse[["dense_fwd_ms", "sparse_fwd_ms"]].to_numpy() > 0).all()
-    assert set(sparse["use_sparse picks"]) <= {"dense", "sparse"}
+    ours = frame[frame.impl == bench.REFERENCE].iloc[0]
+    d_in, d_out, _ = bench.QUICK_SHAPES[0]
+    # KANLinear holds per edge G+k coefficients, a base weight and a scaler, in fp32
+    assert ours.weight_mb * bench.MIB == pytest.approx(d_in * d_out * (5 + 3 + 2) * 4, rel=1e-4)
+    assert ours["GB/s"] == pytest.approx(ours.weight_mb * bench.MIB / ours.fwd_ms / 1e6, rel=1e-3)
     md = (tmp_path / "kan_layer.md").read_text()
     assert f"python scripts/bench_kan.py --quick --out {tmp_path}" in md
-    assert "pykan" in md
+    assert "pykan" in md and "train fwd / no-grad fwd" in md
 
 
 def test_implementations_map_the_same_input_to_outputs_of_the_same_shape():

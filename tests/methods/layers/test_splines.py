@@ -12,9 +12,7 @@ from kanbench.methods.layers.splines import (
     dense_bases,
     local_bases,
     recursive_bases,
-    sparse_bases,
     spline_linear,
-    use_sparse,
 )
 from tests.methods.layers.reference import bspline, reference_knots
 
@@ -63,7 +61,7 @@ def path(request, monkeypatch):
     """spline_linear's keyword arguments for each training path: the fused C++ pass, the
     tensor path with the C++ bases and input gradient, and the plain tensor path."""
     monkeypatch.setattr(splines, "BASES_KERNEL", request.param != "tensor")
-    return {"fused": request.param == "fused", "sparse": False}
+    return {"fused": request.param == "fused"}
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=str)
@@ -151,25 +149,6 @@ def test_non_finite_inputs_propagate_nan_like_the_recursion(spec):
             patch.setattr(splines, "BASES_KERNEL", kernel)
             y = spline_linear(x.reshape(1, 4), coef, spec, fused=False)  # no index error
         assert y.isnan().all()
-
-
-@pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(20, 3), KANSpec(10, 1), KANSpec(4, 0)],
-                         ids=str)
-def test_sparse_product_equals_the_dense_one(spec):
-    x = random_inputs(spec, n=60, seed=4).reshape(12, 5)            # ragged, partly outside
-    coef = torch.randn(3, 5, spec.n_coef, dtype=torch.float64)
-    torch.testing.assert_close(sparse_bases(x, spec).to_dense(), dense_bases(x, spec).flatten(1))
-    torch.testing.assert_close(spline_linear(x, coef, spec, sparse=True),
-                               F.linear(recursive_bases(x, spec).flatten(1), coef.flatten(1)))
-
-
-def test_sparse_product_is_picked_only_for_inference_on_wide_grids_into_few_outputs():
-    x, few, many = torch.rand(8, 6), torch.randn(4, 6, 23), torch.randn(64, 6, 23)
-    with torch.no_grad():
-        assert use_sparse(x, few, KANSpec(20, 3))
-        assert not use_sparse(x, many, KANSpec(20, 3))
-        assert not use_sparse(x, torch.randn(4, 6, 8), KANSpec(5, 3))
-    assert not use_sparse(x, few.requires_grad_(), KANSpec(20, 3))  # training: dense path
 
 
 FUSED_SHAPES = [(1, 1, 1), (7, 3, 5), (33, 17, 2)]   # (batch, in, out), ragged
