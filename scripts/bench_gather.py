@@ -22,8 +22,9 @@ copy of 256 MiB, bytes read plus written, measured in the same run) so the dista
 memory speed is visible. Times are torch.utils.benchmark blocked_autorange medians under
 inference_mode, taken in `--rounds` interleaved rounds and reduced by the median over rounds.
 
-Writes <out>/gather.csv, <out>/gather_order.csv and <out>/gather.md (command, machine, and
-the dense / compressed time ratios of this run).
+Writes <out>/gather.csv, <out>/gather_order.csv, <out>/gather.md (command, machine, and
+the dense / compressed time ratios of this run) and <out>/gather_summary.md (README's table:
+the largest shape's ratios and GB/s).
 
     python scripts/bench_gather.py [--rounds 3] [--quick]
 """

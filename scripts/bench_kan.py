@@ -7,8 +7,8 @@ For every implementation x shape x grid size G (spline order k) it measures
     fwdbwd_ms     median time of `zero_grad(set_to_none); model(x).sum().backward()`,
     weight_mb     the layer's parameters and buffers (MiB), which every forward reads,
     GB/s          weight bytes / fwd_ms: how close inference comes to memory speed,
-    peak_mb    the resident set (MiB) at the peak of one training step in a fresh process,
-    step_mb    that peak minus the resident set just before the step.
+    peak_mb       the resident set (MiB) at the peak of one training step in a fresh process,
+    step_mb       that peak minus the resident set just before the step.
 Times are `torch.utils.benchmark.Timer(...).blocked_autorange` medians, whose block-size search
 doubles as warm-up, taken in `--rounds` interleaved rounds (every implementation once per round)
 and reduced by the median over rounds, so a slow spell of a shared machine hits all alike.

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from kanbench.suite.report.render import all_tables, write_reports
-from kanbench.suite.report.site import sections
+from kanbench.suite.report.site import sections, write_index
 from kanbench.suite.store import ResultsStore
 from tests.conftest import REPO
 
@@ -62,8 +62,7 @@ def test_the_committed_quick_site_renders_with_every_image(tmp_path):
 
 def test_the_site_is_written_from_records_alone_and_a_missing_image_shows(tmp_path,
                                                                          monkeypatch):
-    """The quick section comes back byte for byte from the quick records alone; writing a
-    grid's section keeps the other grids' (see the committed index's several grids)."""
+    """The quick section comes back byte for byte from the quick records alone."""
     shutil.copytree(REPO / "results" / "runs" / "quick", tmp_path / "results" / "runs" / "quick")
     monkeypatch.chdir(tmp_path)
     frame = ResultsStore("results").to_frame("quick")
@@ -75,3 +74,13 @@ def test_the_site_is_written_from_records_alone_and_a_missing_image_shows(tmp_pa
     (site / "img" / "quick_ratios.png").unlink()
     _, _, broken = rendered(site / "index.html", tmp_path / "second")
     assert broken == ["img/quick_ratios.png"]
+
+
+def test_writing_a_grid_section_replaces_it_and_keeps_the_other_grids(tmp_path):
+    index = tmp_path / "index.html"
+    write_index(index, "b", "<p>b, old</p>\n")
+    write_index(index, "a", "<p>a</p>\n")
+    write_index(index, "b", "<p>b, second</p>\n")
+    assert sections(index) == {"a": "<p>a</p>\n", "b": "<p>b, second</p>\n"}
+    text = index.read_text()
+    assert text.index('href="#grid-a"') < text.index('href="#grid-b"') and "b, old" not in text

@@ -34,11 +34,19 @@ def compiled():
     return build.load("gather")
 
 
+def inference_layer_bases(x: torch.Tensor, spec) -> torch.Tensor:
+    """Every basis of every input, B-splines through the C++ spline kernel where it is built:
+    x (batch, in) -> (batch, in, n_coef), contiguous. Inference only: no gradient flows."""
+    with torch.no_grad():
+        bases = inference_bases(x, spec) if spec.basis == "bspline" else layer_bases(x, spec)
+    return bases.contiguous()
+
+
 def basis_inputs(x: torch.Tensor, layer, spec, activation):
     """bases (batch, in, C) (act(x) appended when the codes carry the base weight), their
     sums over the coefficient bases (batch, in) or None, and act(x) (batch, in)."""
     acts = activation(x)                                              # (batch, in)
-    bases = layer_bases(x, spec)                                      # (batch, in, n_coef)
+    bases = inference_layer_bases(x, spec)                            # (batch, in, n_coef)
     sums = bases.sum(-1) if layer.biases is not None else None
     if layer.codes_carry_base:
         bases = torch.cat([bases, acts.unsqueeze(-1)], -1)            # (batch, in, n_coef+1)
@@ -48,9 +56,8 @@ def basis_inputs(x: torch.Tensor, layer, spec, activation):
 def compiled_forward(x, layer, spec, activation, batch_order: bool) -> torch.Tensor:
     """gather.cpp in the order asked for: x (batch, in) -> (batch, out). The kernel takes the
     bases and act(x) apart and sums the bases itself."""
+    bases = inference_layer_bases(x, spec)                            # (batch, in, n_coef)
     with torch.no_grad():
-        bases = (inference_bases(x, spec) if spec.basis == "bspline"
-                 else layer_bases(x, spec)).contiguous()              # (batch, in, n_coef)
         acts = activation(x).contiguous()                             # (batch, in)
     parts = (layer.gains, layer.biases, layer.base)
     return compiled().forward(bases, acts, layer.codes, layer.indices,

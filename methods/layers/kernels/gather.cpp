@@ -59,7 +59,8 @@ struct Streams {  // per-edge numbers, (in, out); null where the layer has none
 };
 
 // For rows r0..r1 of the (batch * in) rows: table[r, c] = (bases[r, :], acts[r]) . codes[c, :]
-// (the activation only when the codes carry the base weight) and sums[r] = sum_j bases[r, j].
+// (the activation only when the codes carry the base weight) and, where `sums` is given,
+// sums[r] = sum_j bases[r, j].
 KANBENCH_CLONES void table_rows(const Inputs& in, const float* __restrict__ codes_t,
                                 float* __restrict__ table, float* __restrict__ sums, int64_t r0,
                                 int64_t r1) {
@@ -73,6 +74,7 @@ KANBENCH_CLONES void table_rows(const Inputs& in, const float* __restrict__ code
       const float* __restrict__ code = codes_t + j * K;
       for (int64_t c = 0; c < K; ++c) t[c] += xj * code[c];
     }
+    if (!sums) continue;
     float sum = x[0];
     for (int64_t j = 1; j < n; ++j) sum += x[j];
     sums[r] = sum;
@@ -194,15 +196,17 @@ void batch_order_run(const Inputs& in, const Streams<Index, Value>& s, float* y,
 }
 
 template <typename Index, typename Value, bool GAINS, bool BIASES, bool BASE>
-void run(const Inputs& in, const Streams<Index, Value>& s, const torch::Tensor& codes_t,
-         bool batch_order, float* y) {
-  if (!batch_order) {
+void run(const Inputs& in, const Streams<Index, Value>& s, bool batch_order, float* y) {
+  if (!batch_order) {  // the codes transposed, (C, K), so a table row is made along the codes
+    std::vector<float> codes_t(in.dim * in.codes_n);
+    for (int64_t c = 0; c < in.codes_n; ++c)
+      for (int64_t j = 0; j < in.dim; ++j) codes_t[j * in.codes_n + c] = in.codes[c * in.dim + j];
     auto table = torch::empty({in.batch * in.in, in.codes_n}, torch::kFloat32);
-    auto sums = torch::empty({in.batch * in.in}, torch::kFloat32);
+    auto sums = torch::empty({BIASES ? in.batch * in.in : 0}, torch::kFloat32);
     float* t = table.data_ptr<float>();
-    float* sum = sums.data_ptr<float>();
+    float* sum = BIASES ? sums.data_ptr<float>() : nullptr;
     at::parallel_for(0, in.batch * in.in, 64, [&](int64_t r0, int64_t r1) {
-      table_rows(in, codes_t.data_ptr<float>(), t, sum, r0, r1);
+      table_rows(in, codes_t.data(), t, sum, r0, r1);
     });
     at::parallel_for(0, in.out, 256, [&](int64_t o0, int64_t o1) {
       outputs_slice<Index, Value, GAINS, BIASES, BASE>(in, s, t, sum, y, o0, o1);
@@ -218,10 +222,10 @@ void run(const Inputs& in, const Streams<Index, Value>& s, const torch::Tensor& 
 }
 
 template <typename Index, typename Value>
-void dispatch_streams(const Inputs& in, const Streams<Index, Value>& s,
-                      const torch::Tensor& codes_t, bool batch_order, float* y) {
+void dispatch_streams(const Inputs& in, const Streams<Index, Value>& s, bool batch_order,
+                      float* y) {
   const bool g = s.gains, q = s.biases, w = s.base;
-#define KANBENCH_RUN(G, Q, W) run<Index, Value, G, Q, W>(in, s, codes_t, batch_order, y)
+#define KANBENCH_RUN(G, Q, W) run<Index, Value, G, Q, W>(in, s, batch_order, y)
   if (g && q && w) KANBENCH_RUN(true, true, true);
   else if (!g && !q && !w) KANBENCH_RUN(false, false, false);
   else if (g && q) KANBENCH_RUN(true, true, false);
@@ -239,18 +243,17 @@ template <typename Index>
 void dispatch_values(const Inputs& in, const torch::Tensor& idx,
                      const c10::optional<torch::Tensor>& gains,
                      const c10::optional<torch::Tensor>& biases,
-                     const c10::optional<torch::Tensor>& base, const torch::Tensor& codes_t,
-                     bool batch_order, float* y) {
+                     const c10::optional<torch::Tensor>& base, bool batch_order, float* y) {
   const bool int8 = (gains && gains->scalar_type() == torch::kInt8) ||
                     (base && base->scalar_type() == torch::kInt8);
   if (int8) {
     Streams<Index, int8_t> s{idx.data_ptr<Index>(), data_or_null<int8_t>(gains),
                              data_or_null<int8_t>(biases), data_or_null<int8_t>(base)};
-    dispatch_streams(in, s, codes_t, batch_order, y);
+    dispatch_streams(in, s, batch_order, y);
   } else {
     Streams<Index, float> s{idx.data_ptr<Index>(), data_or_null<float>(gains),
                             data_or_null<float>(biases), data_or_null<float>(base)};
-    dispatch_streams(in, s, codes_t, batch_order, y);
+    dispatch_streams(in, s, batch_order, y);
   }
 }
 
@@ -300,19 +303,16 @@ torch::Tensor forward(torch::Tensor bases, c10::optional<torch::Tensor> acts,
   check(base, idx, "base", dtype);
   check_rows(acts, bases, "acts");
   auto scaled = (codes * gain_scale).contiguous();                   // (K, C)
-  auto codes_t = scaled.t().contiguous();                            // (C, K)
   auto y = torch::empty({bases.size(0), idx.size(1)}, bases.options());
   const Inputs in{bases.data_ptr<float>(), data_or_null<float>(acts), scaled.data_ptr<float>(),
                   bases.size(0), bases.size(1), idx.size(1), codes.size(0), codes.size(1), n,
                   static_cast<float>(bias_scale), static_cast<float>(base_scale)};
   if (in.batch == 0 || in.out == 0) return y.zero_();
   if (idx.scalar_type() == torch::kUInt8) {
-    dispatch_values<uint8_t>(in, idx, gains, biases, base, codes_t, batch_order,
-                             y.data_ptr<float>());
+    dispatch_values<uint8_t>(in, idx, gains, biases, base, batch_order, y.data_ptr<float>());
   } else {
     TORCH_CHECK(idx.scalar_type() == torch::kInt32, "indices must be uint8 or int32");
-    dispatch_values<int32_t>(in, idx, gains, biases, base, codes_t, batch_order,
-                             y.data_ptr<float>());
+    dispatch_values<int32_t>(in, idx, gains, biases, base, batch_order, y.data_ptr<float>());
   }
   return y;
 }
