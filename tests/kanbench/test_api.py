@@ -103,3 +103,13 @@ def test_bad_input_is_one_line(tmp_path):
         with pytest.raises(KanbenchError, match=message) as caught:
             call()
         assert "\n" not in str(caught.value)
+
+
+def test_the_lazy_package_and_the_api_module_list_the_same_names():
+    """kanbench/__init__.py lists the API without importing torch, api.py for its linters:
+    the two lists must not drift."""
+    import kanbench
+    from kanbench import api
+
+    assert kanbench.__all__ == api.__all__
+    assert all(callable(getattr(kanbench, name)) for name in kanbench.__all__)
