@@ -13,7 +13,8 @@ Layers, all on the same input, G=5, k=3:
 The compressed layers run the kernel `pick_kernel` chooses here (the compiled gather, or
 PyTorch without a compiler) in the order `methods.layers.kernels.cpu.pick_order` picks for the
 batch. A second table times both compiled orders (outputs, batch) of every compressed layer
-at the small batches on [1024->1024], which is where `BATCH_ORDER_FROM` comes from.
+at the small batches on [1024->1024], which is where `BATCH_ORDER_FROM` and
+`CODES_ONLY_BATCH_ORDER_FROM` come from.
 
 `read_bytes` is what one forward reads of the layer's weights in memory: the kernels' layout
 holds indices as uint8 (one byte each, not the file's bit-packing) and the dequantized fp32
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 dense_layer = name.startswith("dense")
                 cases.append({"shape": f"{d_in}->{d_out}", "batch": batch, "layer": name,
                               "kernel": "torch" if dense_layer else kernel,
-                              "order": "dense" if dense_layer else cpu.pick_order(batch, True),
+                              "order": "dense" if dense_layer else cpu.pick_order(
+                                  batch, True, SPEC.n_coef, cpu.codes_only(layer)),
                               "read_bytes": read_bytes(layer), "fn": forward_fn(layer, x)})
     frame = timed_rounds(cases, args.rounds, args.min_run_time)
     frame["GB/s"] = frame["read_bytes"] / frame["ms"] / 1e6
@@ -209,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "gather.md").write_text(
         f"# Codebook gather benchmark\n\nMade by `{command}` on {machine(torch.get_num_threads())}"
         f".\n\nCompressed layers run the `{kernel}` kernel; batches below "
-        f"{cpu.BATCH_ORDER_FROM} take the outputs order, larger ones the batch order "
-        f"(methods/layers/kernels/gather.cpp). Times are medians over {args.rounds} interleaved "
-        f"rounds of blocked_autorange medians. This machine's copy bandwidth (STREAM-like, "
+        f"{cpu.BATCH_ORDER_FROM} ({cpu.CODES_ONLY_BATCH_ORDER_FROM} for MetaCluster's codes-only "
+        f"layer) take the outputs order, larger ones the batch order "
+        f"(methods/layers/kernels/gather.cpp; the `order` column of gather.csv). Times are "
+        f"medians over {args.rounds} interleaved rounds of blocked_autorange medians. This "
+        f"machine's copy bandwidth (STREAM-like, "
         f"256 MiB, read + written): {bandwidth:.1f} GB/s.\n\n"
         f"## Dense KANLinear time / compressed time (above 1: compressed is "
         f"faster)\n\n{table.round(2).to_markdown()}\n\n## Dense with prescaled coefficients / "

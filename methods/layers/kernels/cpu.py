@@ -1,12 +1,17 @@
 """The CPU codebook forward.
 
 Compiled (gather.cpp), in the order that suits the batch, neither rebuilding a weight:
-- batch < BATCH_ORDER_FROM: the table T[b, i, c] = B(x_bi) . codes[c] for every (b, i), then
-  per input one pass along the outputs, reading the uint8 indices and int8/fp32 per-edge
-  numbers once for the whole batch;
-- larger batches: blocks of batch rows whose tables are made in cache, kInputs inputs at a
-  time, every edge adding one scaled table row to its output (vectorized over the batch).
-BATCH_ORDER_FROM comes from scripts/bench_gather.py (results/bench/gather_order.csv).
+- small batches (the outputs order): the table T[b, i, c] = B(x_bi) . codes[c] for every
+  (b, i), then per input one pass along the outputs, reading the uint8 indices and int8/fp32
+  per-edge numbers once for the whole batch;
+- larger ones (the batch order): blocks of batch rows whose tables are made in cache, a few
+  inputs at a time, every edge adding one scaled table row to its output (vectorized over
+  the batch).
+The batch order takes over at BATCH_ORDER_FROM rows for layers with per-edge numbers
+(SHARe's gains, biases and base weights) and at CODES_ONLY_BATCH_ORDER_FROM for layers that
+read only codes and indices (MetaCluster), where the outputs order's table costs more than
+its one load per edge saves: both from the order table of scripts/bench_gather.py
+(results/bench/gather_order.csv).
 
 Where no C++ compiler is present, PyTorch stands in: the same table and a gather for batches
 <= GATHER_MAX_BATCH, the weights rebuilt from the codebook TILE_WEIGHTS numbers at a time and
@@ -23,6 +28,7 @@ from kanbench.methods.layers.kernels import build
 from kanbench.methods.layers.splines import inference_bases
 
 BATCH_ORDER_FROM = 8
+CODES_ONLY_BATCH_ORDER_FROM = 4
 COMPILED_MAX_BASES = 64  # gather.cpp's kMaxDim: longer codes go through PyTorch
 GATHER_MAX_BATCH = 16
 TILE_WEIGHTS = 2**20  # numbers of a rebuilt weight tile (4 MiB in float32)
@@ -106,15 +112,25 @@ ORDERS = {"outputs": lambda *a: compiled_forward(*a, batch_order=False),
           "torch_gather": torch_gather, "torch_rebuilt": rebuilt_matmul}
 
 
-def pick_order(batch: int, use_compiled: bool, n_bases: int = 0) -> str:
-    """The order `forward` runs a batch of a layer with `n_bases` bases in."""
+def codes_only(layer) -> bool:
+    """Whether the layer reads only codes and indices (no per-edge gains, biases or base
+    weights): MetaCluster's form, whose batch order pays from fewer rows."""
+    return layer.gains is None and layer.biases is None and layer.base is None
+
+
+def pick_order(batch: int, use_compiled: bool, n_bases: int = 0,
+               codes_only: bool = False) -> str:
+    """The order `forward` runs a batch of a layer with `n_bases` bases in (`codes_only`: see
+    the function of that name)."""
     if use_compiled and n_bases <= COMPILED_MAX_BASES and compiled() is not None:
-        return "outputs" if batch < BATCH_ORDER_FROM else "batch"
+        switch = CODES_ONLY_BATCH_ORDER_FROM if codes_only else BATCH_ORDER_FROM
+        return "outputs" if batch < switch else "batch"
     return "torch_gather" if batch <= GATHER_MAX_BATCH else "torch_rebuilt"
 
 
 def forward(x: torch.Tensor, layer, spec, activation, use_compiled: bool = True) -> torch.Tensor:
     """x (batch, in) float32 -> (batch, out)."""
     x = x.float()
-    order = pick_order(x.shape[0], use_compiled and x.device.type == "cpu", spec.n_coef)
+    order = pick_order(x.shape[0], use_compiled and x.device.type == "cpu", spec.n_coef,
+                       codes_only(layer))
     return ORDERS[order](x, layer, spec, activation)

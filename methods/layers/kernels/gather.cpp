@@ -6,12 +6,12 @@
 // (in, out). Two orders compute it, both without rebuilding a weight:
 //   outputs  small batches: T for every (b, i), then per input row one pass along the outputs
 //            (vectorized over o), the streams read once for the whole batch
-//   batch    larger batches: blocks of kLanes batch rows; per block of kInputs inputs the
-//            tables T (kInputs, K, kLanes) are made in cache and every edge adds one scaled
+//   batch    larger batches: blocks of kLanes batch rows; per block of inputs the tables
+//            T (inputs, K, kLanes) are made in cache and every edge adds one scaled
 //            table row to its output's kLanes accumulators (vectorized over the batch), so
 //            the work per edge and batch row is three multiply-adds, against the dense
 //            layer's G + k + 1, and nothing of batch x in x K size reaches memory
-// Each batch row's sum runs over i in the same order in both, so they agree to rounding.
+// Each batch row's sum runs over i in the same order in both.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -19,18 +19,25 @@
 #include <cstring>
 #include <vector>
 
-// Compiled for AVX2 and for baseline x86-64, picked at run time by the CPU (GCC function
-// multiversioning), as spline.cpp. No FMA, so results do not depend on the CPU.
+// Compiled for AVX-512 (x86-64-v4), AVX2 and baseline x86-64, picked at run time by the CPU
+// (GCC function multiversioning). The v4 version lets GCC contract a * b + c into one fused
+// multiply-add, which AVX2 alone and the baseline lack, so a result's last bits depend on
+// the CPU. The outputs order's edge loop keeps to AVX2 (OUTPUTS_CLONES): its per-edge scalar
+// table loads ran slower as AVX-512 code on the Xeon this was tuned on, and
+// without FMA there it agrees with the batch order to rounding, not bit for bit.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define KANBENCH_CLONES __attribute__((target_clones("avx2", "default")))
+#define KANBENCH_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#define OUTPUTS_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define KANBENCH_CLONES
+#define OUTPUTS_CLONES
 #endif
 
 namespace {
 
-constexpr int64_t kWidth = 8;     // floats per vector (one AVX2 register, two SSE2 ones)
-constexpr int64_t kInputs = 16;  // inputs whose tables a block holds at once
+constexpr int64_t kWidth = 16;  // floats per vector: one AVX-512 register, two AVX2, four SSE2
+constexpr int64_t kMaxInputs = 16;       // inputs whose tables a block holds at most
+constexpr int64_t kTableBytes = 1 << 18;  // their tables' budget: within an x86 core's L2
 constexpr int64_t kMaxDim = 64;  // bases per input the kernel takes (cpu.COMPILED_MAX_BASES)
 typedef float Lanes __attribute__((vector_size(kWidth * sizeof(float))));
 
@@ -83,7 +90,7 @@ KANBENCH_CLONES void table_rows(const Inputs& in, const float* __restrict__ code
 
 // The outputs order on outputs o0..o1: acc (batch, o1 - o0) stays in L1 for small batches.
 template <typename Index, typename Value, bool GAINS, bool BIASES, bool BASE>
-KANBENCH_CLONES void outputs_slice(const Inputs& in, const Streams<Index, Value>& s,
+OUTPUTS_CLONES void outputs_slice(const Inputs& in, const Streams<Index, Value>& s,
                                    const float* table, const float* sums, float* y, int64_t o0,
                                    int64_t o1) {
   const int64_t width = o1 - o0, B = in.batch;
@@ -112,8 +119,15 @@ KANBENCH_CLONES void outputs_slice(const Inputs& in, const Streams<Index, Value>
     std::copy(acc + b * width, acc + (b + 1) * width, y + b * in.out + o0);
 }
 
+// Inputs whose tables (K, kLanes) a batch block makes at once: as many as fit kTableBytes
+// (16 for K = 16, 4 for K = 256 at 64 rows), so a table row is read from cache, not memory.
+int64_t block_inputs(int64_t codes_n, int64_t lanes) {
+  const int64_t fit = kTableBytes / (codes_n * lanes * static_cast<int64_t>(sizeof(float)));
+  return std::max<int64_t>(1, std::min(kMaxInputs, fit));
+}
+
 // The batch order on batch rows b0..b0+kLanes and outputs o0..o1, with the caller's scratch:
-// table (kInputs, K, kLanes) and acc (o1 - o0, kLanes): kLanes rows are kVectors vectors.
+// table (block_inputs, K, kLanes) and acc (o1 - o0, kLanes): kLanes rows are kVectors vectors.
 template <int kVectors, typename Index, typename Value, bool GAINS, bool BIASES, bool BASE>
 KANBENCH_CLONES void batch_block(const Inputs& in, const Streams<Index, Value>& s, float* y,
                                  int64_t b0, int64_t o0, int64_t o1, float* __restrict__ table,
@@ -122,9 +136,10 @@ KANBENCH_CLONES void batch_block(const Inputs& in, const Streams<Index, Value>& 
   const int64_t rows = std::min(kLanes, in.batch - b0), K = in.codes_n, C = in.dim;
   const int64_t n = in.n_bases;
   std::fill(acc, acc + (o1 - o0) * kLanes, 0.f);
-  Lanes basis[kMaxDim + 1][kVectors], sums[kInputs][kVectors], acts[kInputs][kVectors];
-  for (int64_t i0 = 0; i0 < in.in; i0 += kInputs) {
-    const int64_t inputs = std::min(kInputs, in.in - i0);
+  const int64_t per_block = block_inputs(K, kLanes);
+  Lanes basis[kMaxDim + 1][kVectors], sums[kMaxInputs][kVectors], acts[kMaxInputs][kVectors];
+  for (int64_t i0 = 0; i0 < in.in; i0 += per_block) {
+    const int64_t inputs = std::min(per_block, in.in - i0);
     for (int64_t ii = 0; ii < inputs; ++ii) {  // this input's table, (K, kLanes)
       const int64_t i = i0 + ii;
       alignas(64) float column[kMaxDim + 1][kLanes] = {};
@@ -143,15 +158,26 @@ KANBENCH_CLONES void batch_block(const Inputs& in, const Streams<Index, Value>& 
         }
         if (BASE) acts[ii][k] = in.base_scale * basis[n][k];
       }
-      for (int64_t c = 0; c < K; ++c) {
+      // two codes at a time: twice the independent multiply-add chains, one basis load each
+      for (int64_t c = 0; c < K; c += 2) {
         const float* __restrict__ code = in.codes + c * C;
-        Lanes v[kVectors];
-        for (int k = 0; k < kVectors; ++k) v[k] = code[0] * basis[0][k];
-        for (int64_t j = 1; j < C; ++j) {
-          const float cj = code[j];
-          for (int k = 0; k < kVectors; ++k) v[k] += cj * basis[j][k];
+        const float* __restrict__ next = c + 1 < K ? code + C : code;  // K odd: done twice
+        Lanes v[kVectors], w[kVectors];
+        for (int k = 0; k < kVectors; ++k) {
+          v[k] = code[0] * basis[0][k];
+          w[k] = next[0] * basis[0][k];
         }
-        for (int k = 0; k < kVectors; ++k) store(table + (ii * K + c) * kLanes + k * kWidth, v[k]);
+        for (int64_t j = 1; j < C; ++j) {
+          const float cj = code[j], nj = next[j];
+          for (int k = 0; k < kVectors; ++k) {
+            v[k] += cj * basis[j][k];
+            w[k] += nj * basis[j][k];
+          }
+        }
+        float* t = table + (ii * K + c) * kLanes;
+        for (int k = 0; k < kVectors; ++k) store(t + k * kWidth, v[k]);
+        if (c + 1 < K)
+          for (int k = 0; k < kVectors; ++k) store(t + kLanes + k * kWidth, w[k]);
       }
     }
     for (int64_t o = o0; o < o1; ++o) {
@@ -183,7 +209,8 @@ void batch_order_run(const Inputs& in, const Streams<Index, Value>& s, float* y,
   constexpr int64_t kLanes = kWidth * kVectors;
   const int64_t blocks = (in.batch + kLanes - 1) / kLanes;
   auto work = [&](int64_t b_lo, int64_t b_hi, int64_t o0, int64_t o1) {
-    std::vector<float> table(kInputs * in.codes_n * kLanes), acc((o1 - o0) * kLanes);
+    std::vector<float> table(block_inputs(in.codes_n, kLanes) * in.codes_n * kLanes);
+    std::vector<float> acc((o1 - o0) * kLanes);
     for (int64_t block = b_lo; block < b_hi; ++block)
       batch_block<kVectors, Index, Value, GAINS, BIASES, BASE>(in, s, y, block * kLanes, o0, o1,
                                                                table.data(), acc.data());
@@ -213,12 +240,16 @@ void run(const Inputs& in, const Streams<Index, Value>& s, bool batch_order, flo
     });
     return;
   }
-  // Four vectors (32 rows) per block where that gives every thread a block, else two
+  // The widest block (four vectors, 64 rows; then two; then one) that still gives every
+  // thread a block; a batch too small for that takes one-vector blocks, split by outputs
   const int threads = at::get_num_threads();
-  if ((in.batch + 4 * kWidth - 1) / (4 * kWidth) >= threads)
+  auto blocks = [&](int64_t lanes) { return (in.batch + lanes - 1) / lanes; };
+  if (blocks(4 * kWidth) >= threads)
     batch_order_run<4, Index, Value, GAINS, BIASES, BASE>(in, s, y, threads);
-  else
+  else if (blocks(2 * kWidth) >= threads)
     batch_order_run<2, Index, Value, GAINS, BIASES, BASE>(in, s, y, threads);
+  else
+    batch_order_run<1, Index, Value, GAINS, BIASES, BASE>(in, s, y, threads);
 }
 
 template <typename Index, typename Value>
