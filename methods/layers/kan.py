@@ -103,7 +103,7 @@ class KANLinear(nn.Module):
         if self.spline_scaler is None:
             return self.spline_weight
         weight, scaler = self.spline_weight, self.spline_scaler
-        if torch.is_grad_enabled() and (weight.requires_grad or scaler.requires_grad):
+        if self._scaler_trains():
             return weight * scaler.unsqueeze(-1)
         key = (weight._version, scaler._version, weight.data_ptr(), scaler.data_ptr(),
                weight.dtype, weight.device, torch.is_inference_mode_enabled())
@@ -111,6 +111,11 @@ class KANLinear(nn.Module):
             with torch.no_grad():
                 self._folded = (key, weight * scaler.unsqueeze(-1))
         return self._folded[1]
+
+    def _scaler_trains(self) -> bool:
+        """Whether a gradient can flow into the coefficients or their scaler."""
+        return (self.spline_scaler is not None and torch.is_grad_enabled()
+                and (self.spline_weight.requires_grad or self.spline_scaler.requires_grad))
 
     @property
     def edge_shape(self) -> tuple[int, ...]:
@@ -121,6 +126,9 @@ class KANLinear(nn.Module):
         return torch.cat([self.scaled_spline_weight(), self.base_weight.unsqueeze(-1)], -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._scaler_trains():  # the spline term applies the scaler inside its own autograd
+            return kan_linear(x, self.base_weight, self.spline_weight, self.spec,
+                              self.base_activation, scaler=self.spline_scaler)
         return kan_linear(x, self.base_weight, self.scaled_spline_weight(), self.spec,
                           self.base_activation)
 
@@ -148,17 +156,20 @@ def layer_bases(x: torch.Tensor, spec: KANSpec) -> torch.Tensor:
 
 
 def kan_linear(x: torch.Tensor, base_weight: torch.Tensor, coef: torch.Tensor, spec: KANSpec,
-               activation: nn.Module) -> torch.Tensor:
+               activation: nn.Module, scaler: torch.Tensor | None = None) -> torch.Tensor:
     """The KAN layer as a function of its weights, for stored, generated or decoded ones:
-    x (..., in), base_weight (out, in), coef (out, in, G+k) -> (..., out)."""
+    x (..., in), base_weight (out, in), coef (out, in, G+k), scaler (out, in) multiplying
+    each edge's coefficients or None -> (..., out)."""
     out_features, in_features = base_weight.shape
     assert x.shape[-1] == in_features, (x.shape, in_features)
     lead = x.shape[:-1]
     x = x.reshape(-1, in_features)                                     # (batch, in)
     base = F.linear(activation(x), base_weight)                        # (batch, out)
     if spec.basis == "bspline":
-        spline = spline_linear(x, coef, spec)                          # (batch, out)
+        spline = spline_linear(x, coef, spec, scaler=scaler)           # (batch, out)
     else:
+        if scaler is not None:
+            coef = coef * scaler.unsqueeze(-1)
         spline = F.linear(layer_bases(x, spec).flatten(1), coef.flatten(1))  # (batch, out)
     return (base + spline).reshape(*lead, out_features)
 
@@ -250,6 +261,11 @@ class EdgeWeightsLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features, self.spec = in_features, out_features, spec
         self.base_activation = activation(spec.base_activation)
+
+    def _scaler_trains(self) -> bool:
+        """Whether a gradient can flow into the coefficients or their scaler."""
+        return (self.spline_scaler is not None and torch.is_grad_enabled()
+                and (self.spline_weight.requires_grad or self.spline_scaler.requires_grad))
 
     @property
     def edge_shape(self) -> tuple[int, ...]:

@@ -142,19 +142,24 @@ def _row_chunks(x: torch.Tensor) -> list[slice]:
 
 
 class SplineLinear(torch.autograd.Function):
-    """y = B(x).flatten(1) @ coef.flatten(1).T, saving only x and coef for backward and
-    working through the batch in chunks of rows, so no (batch, in, G+k) tensor is held.
+    """y = B(x).flatten(1) @ (coef * scaler).flatten(1).T, saving only x, coef and scaler for
+    backward and working through the batch in chunks of rows, so no (batch, in, G+k) tensor
+    is held. The scaler (out, in) (efficient-kan's spline_scaler, or None) is applied inside:
+    its product with coef lives only while a product needs it, and the coefficient gradient
+    is scaled in place, so a training step makes two coefficient-sized tensors, not the four
+    of a separate multiply (its output, the saved product, and its backward's two).
     On the CPU the bases and the input gradient come from the C++ kernel (`_kernel_for`),
     around the same BLAS products."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, coef: torch.Tensor, spec) -> torch.Tensor:
-        # x: (batch, in), coef: (out, in, G+k) -> (batch, out)
+    def forward(ctx, x: torch.Tensor, coef: torch.Tensor, scaler: torch.Tensor | None,
+                spec) -> torch.Tensor:
+        # x: (batch, in), coef: (out, in, G+k), scaler: (out, in) or None -> (batch, out)
         ctx.spec = spec
         x = x.contiguous()
-        ctx.save_for_backward(x, coef)
+        ctx.save_for_backward(x, coef, scaler)
         kernel = _kernel_for(x)
-        weight = coef.flatten(1).T                                   # (in*(G+k), out)
+        weight = _scaled(coef, scaler).flatten(1).T                  # (in*(G+k), out)
         y = x.new_empty(x.shape[0], coef.shape[0])
         for rows in _row_chunks(x):
             torch.mm(_expand(x[rows], spec, kernel).flatten(1), weight, out=y[rows])
@@ -162,20 +167,45 @@ class SplineLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        x, coef = ctx.saved_tensors
+        x, coef, scaler = ctx.saved_tensors
         spec = ctx.spec
         kernel = _kernel_for(x)
-        want_x, want_coef = ctx.needs_input_grad[:2]
+        want_x, want_coef, want_scaler = ctx.needs_input_grad[:3]
         grad_x = torch.empty_like(x) if want_x else None
-        grad_coef = torch.zeros_like(coef).flatten(1) if want_coef else None  # (out, in*(G+k))
+        # the gradient of the scaled coefficients, (out, in*(G+k))
+        grad_w = torch.zeros_like(coef).flatten(1) if want_coef or want_scaler else None
+        weight = _scaled(coef, scaler).flatten(1) if want_x else None  # (out, in*(G+k))
         for rows in _row_chunks(x):
             g = grad_out[rows]                                       # (chunk, out)
-            if want_coef:
-                grad_coef.addmm_(g.T, _expand(x[rows], spec, kernel).flatten(1))
+            if grad_w is not None:
+                grad_w.addmm_(g.T, _expand(x[rows], spec, kernel).flatten(1))
             if want_x:
-                back = (g @ coef.flatten(1)).view(*x[rows].shape, spec.n_coef)  # (chunk, in, G+k)
+                back = (g @ weight).view(*x[rows].shape, spec.n_coef)  # (chunk, in, G+k)
                 grad_x[rows] = _input_grad(back, x[rows], spec, kernel)
-        return grad_x, (grad_coef.view_as(coef) if want_coef else None), None
+        grad_w = grad_w.view_as(coef) if grad_w is not None else None
+        grad_scaler = _scaler_grad(grad_w, coef) if want_scaler else None
+        if grad_w is not None and scaler is not None:
+            grad_w.mul_(scaler.unsqueeze(-1))                        # now d/d coef
+        return grad_x, (grad_w if want_coef else None), grad_scaler, None
+
+
+def _scaled(coef: torch.Tensor, scaler: torch.Tensor | None) -> torch.Tensor:
+    """(out, in, G+k) coefficients times their (out, in) scaler, if any."""
+    return coef if scaler is None else coef * scaler.unsqueeze(-1)
+
+
+# outputs per block of the scaler gradient's product, so its temporary stays in cache
+SCALER_GRAD_OUTPUTS = 64
+
+
+def _scaler_grad(grad_w: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """d/d scaler = sum_j grad_w[o, i, j] coef[o, i, j]: (out, in, G+k) x 2 -> (out, in), a
+    block of outputs at a time."""
+    grad = coef.new_empty(coef.shape[:2])
+    for o in range(0, coef.shape[0], SCALER_GRAD_OUTPUTS):
+        block = slice(o, o + SCALER_GRAD_OUTPUTS)
+        torch.sum(grad_w[block] * coef[block], -1, out=grad[block])
+    return grad
 
 
 # SplineLinear's bases and input gradient from the C++ kernel on the CPU, where it is built:
@@ -271,10 +301,11 @@ def use_fused(x: torch.Tensor, coef: torch.Tensor) -> bool:
             and build.load("spline") is not None)
 
 
-def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec,
-                  fused: bool | None = None) -> torch.Tensor:
-    """The spline term of a KAN layer: (batch, in), (out, in, G+k) -> (batch, out).
-    `fused` forces FusedSplineLinear on or off; None picks by `use_fused`."""
+def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec, fused: bool | None = None,
+                  scaler: torch.Tensor | None = None) -> torch.Tensor:
+    """The spline term of a KAN layer: (batch, in), (out, in, G+k) and a scaler (out, in) or
+    None -> (batch, out). `fused` forces FusedSplineLinear on or off; None picks by
+    `use_fused`."""
     if use_fused(x, coef) if fused is None else fused:
-        return FusedSplineLinear.apply(x, coef, spec)
-    return SplineLinear.apply(x, coef, spec)
+        return FusedSplineLinear.apply(x, _scaled(coef, scaler), spec)
+    return SplineLinear.apply(x, coef, scaler, spec)

@@ -91,23 +91,45 @@ def test_spline_linear_gradcheck(spec, path):
     torch.manual_seed(0)
     x = random_inputs(spec, n=12, seed=2).reshape(4, 3).requires_grad_()
     coef = torch.randn(2, 3, spec.n_coef, dtype=torch.float64, requires_grad=True)
+    scaler = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, c: spline_linear(a, c, spec, **path), (x, coef))
+    assert torch.autograd.gradcheck(lambda a, c, s: spline_linear(a, c, spec, scaler=s, **path),
+                                    (x, coef, scaler))
 
 
+@pytest.mark.parametrize("scaled", [False, True], ids=["no scaler", "scaler"])
 @pytest.mark.parametrize("chunk_inputs", [4, 2**18], ids=["chunks of one row", "one chunk"])
 @pytest.mark.parametrize("spec", [KANSpec(5, 3), KANSpec(20, 3), KANSpec(3, 1)], ids=str)
-def test_spline_linear_matches_autograd_through_the_recursion(spec, chunk_inputs, path,
+def test_spline_linear_matches_autograd_through_the_recursion(spec, chunk_inputs, path, scaled,
                                                               monkeypatch):
     monkeypatch.setattr(splines, "CHUNK_INPUTS", chunk_inputs)
+    monkeypatch.setattr(splines, "SCALER_GRAD_OUTPUTS", 2)           # ragged blocks of 5
     torch.manual_seed(0)
     x = random_inputs(spec, n=64, seed=3).reshape(16, 4).requires_grad_()
     coef = torch.randn(5, 4, spec.n_coef, dtype=torch.float64, requires_grad=True)
-    new = spline_linear(x, coef, spec, **path)
-    old = F.linear(recursive_bases(x, spec).flatten(1), coef.flatten(1))
+    scaler = torch.randn(5, 4, dtype=torch.float64, requires_grad=True) if scaled else None
+    new = spline_linear(x, coef, spec, scaler=scaler, **path)
+    weight = coef * scaler.unsqueeze(-1) if scaled else coef
+    old = F.linear(recursive_bases(x, spec).flatten(1), weight.flatten(1))
     torch.testing.assert_close(new, old)
     weights = torch.randn_like(new)
-    torch.testing.assert_close(torch.autograd.grad((new * weights).sum(), (x, coef)),
-                               torch.autograd.grad((old * weights).sum(), (x, coef)))
+    leaves = (x, coef, scaler) if scaled else (x, coef)
+    torch.testing.assert_close(torch.autograd.grad((new * weights).sum(), leaves),
+                               torch.autograd.grad((old * weights).sum(), leaves))
+
+
+@pytest.mark.parametrize("frozen", ["coef", "scaler", "x"])
+def test_spline_linear_with_a_scaler_gives_only_the_gradients_asked_for(frozen):
+    spec = KANSpec(5, 3)
+    x = random_inputs(spec, n=24, seed=4).reshape(6, 4).requires_grad_(frozen != "x")
+    coef = torch.randn(3, 4, spec.n_coef, dtype=torch.float64, requires_grad=frozen != "coef")
+    scaler = torch.randn(3, 4, dtype=torch.float64, requires_grad=frozen != "scaler")
+    y = spline_linear(x, coef, spec, scaler=scaler, fused=False)
+    leaves = [t for t, name in ((x, "x"), (coef, "coef"), (scaler, "scaler")) if name != frozen]
+    got = torch.autograd.grad(y.sum(), leaves)
+    want = torch.autograd.grad(F.linear(dense_bases(x, spec).flatten(1),
+                                        (coef * scaler.unsqueeze(-1)).flatten(1)).sum(), leaves)
+    torch.testing.assert_close(got, want)
 
 
 class RecursiveFactory(DenseKANFactory):
