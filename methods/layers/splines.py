@@ -173,12 +173,15 @@ class SplineLinear(torch.autograd.Function):
         want_x, want_coef, want_scaler = ctx.needs_input_grad[:3]
         grad_x = torch.empty_like(x) if want_x else None
         # the gradient of the scaled coefficients, (out, in*(G+k))
-        grad_w = torch.zeros_like(coef).flatten(1) if want_coef or want_scaler else None
+        grad_w = None  # written by the first chunk of rows: zeros only if there is none
+        if want_coef or want_scaler:
+            grad_w = (torch.empty_like if len(x) else torch.zeros_like)(coef).flatten(1)
         weight = _scaled(coef, scaler).flatten(1) if want_x else None  # (out, in*(G+k))
-        for rows in _row_chunks(x):
+        for chunk, rows in enumerate(_row_chunks(x)):
             g = grad_out[rows]                                       # (chunk, out)
-            if grad_w is not None:
-                grad_w.addmm_(g.T, _expand(x[rows], spec, kernel).flatten(1))
+            if grad_w is not None:  # the first chunk writes it, the others add
+                bases = _expand(x[rows], spec, kernel).flatten(1)    # (chunk, in*(G+k))
+                grad_w.addmm_(g.T, bases, beta=1 if chunk else 0)
             if want_x:
                 back = (g @ weight).view(*x[rows].shape, spec.n_coef)  # (chunk, in, G+k)
                 grad_x[rows] = _input_grad(back, x[rows], spec, kernel)

@@ -240,3 +240,14 @@ def test_small_layers_take_the_fused_kernel_and_fall_back_without_a_compiler(mon
     monkeypatch.setattr(build, "load", lambda name: None)        # no compiler here
     assert not splines.use_fused(x, coef)
     torch.testing.assert_close(splines.spline_linear(x, coef, spec), fused)
+
+
+def test_an_empty_batch_gives_zero_gradients():
+    spec = KANSpec(5, 3)
+    x = torch.empty(0, 4, dtype=torch.float64, requires_grad=True)
+    coef = torch.randn(3, 4, spec.n_coef, dtype=torch.float64, requires_grad=True)
+    scaler = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = spline_linear(x, coef, spec, scaler=scaler, fused=False)
+    assert y.shape == (0, 3)
+    grads = torch.autograd.grad(y.sum(), (coef, scaler))
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
