@@ -146,8 +146,9 @@ class SplineLinear(torch.autograd.Function):
     backward and working through the batch in chunks of rows, so no (batch, in, G+k) tensor
     is held. The scaler (out, in) (efficient-kan's spline_scaler, or None) is applied inside:
     its product with coef lives only while a product needs it, and the coefficient gradient
-    is scaled in place, so a training step makes two coefficient-sized tensors, not the four
-    of a separate multiply (its output, the saved product, and its backward's two).
+    is scaled in place: a training step makes three coefficient-sized tensors (the product
+    in forward, the gradient and the product again in backward), at most two alive at once,
+    where a separate multiply before it makes four, all alive in backward.
     On the CPU the bases and the input gradient come from the C++ kernel (`_kernel_for`),
     around the same BLAS products."""
 
