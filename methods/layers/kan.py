@@ -29,7 +29,12 @@ from torch.utils.checkpoint import checkpoint
 
 from kanbench.methods.layers.bases import basis_values, normalize
 from kanbench.methods.layers.spec import ACTIVATIONS, KANSpec
-from kanbench.methods.layers.splines import dense_bases, recursive_bases, spline_linear
+from kanbench.methods.layers.splines import (
+    dense_bases,
+    recursive_bases,
+    scaled_coefficients,
+    spline_linear,
+)
 
 FP32_BYTES = 4
 DEFAULT_SPEC = KANSpec()
@@ -127,10 +132,10 @@ class KANLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._scaler_trains():  # the spline term applies the scaler inside its own autograd
-            return kan_linear(x, self.base_weight, self.spline_weight, self.spec,
-                              self.base_activation, scaler=self.spline_scaler)
-        return kan_linear(x, self.base_weight, self.scaled_spline_weight(), self.spec,
-                          self.base_activation)
+            coef, scaler = self.spline_weight, self.spline_scaler
+        else:
+            coef, scaler = self.scaled_spline_weight(), None
+        return kan_linear(x, self.base_weight, coef, self.spec, self.base_activation, scaler)
 
     def storage(self) -> dict[str, int]:
         edges = self.out_features * self.in_features
@@ -168,9 +173,8 @@ def kan_linear(x: torch.Tensor, base_weight: torch.Tensor, coef: torch.Tensor, s
     if spec.basis == "bspline":
         spline = spline_linear(x, coef, spec, scaler=scaler)           # (batch, out)
     else:
-        if scaler is not None:
-            coef = coef * scaler.unsqueeze(-1)
-        spline = F.linear(layer_bases(x, spec).flatten(1), coef.flatten(1))  # (batch, out)
+        weight = scaled_coefficients(coef, scaler).flatten(1)          # (out, in*n_coef)
+        spline = F.linear(layer_bases(x, spec).flatten(1), weight)     # (batch, out)
     return (base + spline).reshape(*lead, out_features)
 
 
@@ -261,11 +265,6 @@ class EdgeWeightsLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features, self.spec = in_features, out_features, spec
         self.base_activation = activation(spec.base_activation)
-
-    def _scaler_trains(self) -> bool:
-        """Whether a gradient can flow into the coefficients or their scaler."""
-        return (self.spline_scaler is not None and torch.is_grad_enabled()
-                and (self.spline_weight.requires_grad or self.spline_scaler.requires_grad))
 
     @property
     def edge_shape(self) -> tuple[int, ...]:

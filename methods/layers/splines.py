@@ -160,7 +160,7 @@ class SplineLinear(torch.autograd.Function):
         x = x.contiguous()
         ctx.save_for_backward(x, coef, scaler)
         kernel = _kernel_for(x)
-        weight = _scaled(coef, scaler).flatten(1).T                  # (in*(G+k), out)
+        weight = scaled_coefficients(coef, scaler).flatten(1).T      # (in*(G+k), out)
         y = x.new_empty(x.shape[0], coef.shape[0])
         for rows in _row_chunks(x):
             torch.mm(_expand(x[rows], spec, kernel).flatten(1), weight, out=y[rows])
@@ -177,7 +177,8 @@ class SplineLinear(torch.autograd.Function):
         grad_w = None  # written by the first chunk of rows: zeros only if there is none
         if want_coef or want_scaler:
             grad_w = (torch.empty_like if len(x) else torch.zeros_like)(coef).flatten(1)
-        weight = _scaled(coef, scaler).flatten(1) if want_x else None  # (out, in*(G+k))
+        weight = (scaled_coefficients(coef, scaler).flatten(1)        # (out, in*(G+k))
+                  if want_x else None)
         for chunk, rows in enumerate(_row_chunks(x)):
             g = grad_out[rows]                                       # (chunk, out)
             if grad_w is not None:  # the first chunk writes it, the others add
@@ -193,7 +194,7 @@ class SplineLinear(torch.autograd.Function):
         return grad_x, (grad_w if want_coef else None), grad_scaler, None
 
 
-def _scaled(coef: torch.Tensor, scaler: torch.Tensor | None) -> torch.Tensor:
+def scaled_coefficients(coef: torch.Tensor, scaler: torch.Tensor | None) -> torch.Tensor:
     """(out, in, G+k) coefficients times their (out, in) scaler, if any."""
     return coef if scaler is None else coef * scaler.unsqueeze(-1)
 
@@ -311,5 +312,5 @@ def spline_linear(x: torch.Tensor, coef: torch.Tensor, spec, fused: bool | None 
     None -> (batch, out). `fused` forces FusedSplineLinear on or off; None picks by
     `use_fused`."""
     if use_fused(x, coef) if fused is None else fused:
-        return FusedSplineLinear.apply(x, _scaled(coef, scaler), spec)
+        return FusedSplineLinear.apply(x, scaled_coefficients(coef, scaler), spec)
     return SplineLinear.apply(x, coef, scaler, spec)
