@@ -158,26 +158,15 @@ KANBENCH_CLONES void batch_block(const Inputs& in, const Streams<Index, Value>& 
         }
         if (BASE) acts[ii][k] = in.base_scale * basis[n][k];
       }
-      // two codes at a time: twice the independent multiply-add chains, one basis load each
-      for (int64_t c = 0; c < K; c += 2) {
+      for (int64_t c = 0; c < K; ++c) {
         const float* __restrict__ code = in.codes + c * C;
-        const float* __restrict__ next = c + 1 < K ? code + C : code;  // K odd: done twice
-        Lanes v[kVectors], w[kVectors];
-        for (int k = 0; k < kVectors; ++k) {
-          v[k] = code[0] * basis[0][k];
-          w[k] = next[0] * basis[0][k];
-        }
+        Lanes v[kVectors];
+        for (int k = 0; k < kVectors; ++k) v[k] = code[0] * basis[0][k];
         for (int64_t j = 1; j < C; ++j) {
-          const float cj = code[j], nj = next[j];
-          for (int k = 0; k < kVectors; ++k) {
-            v[k] += cj * basis[j][k];
-            w[k] += nj * basis[j][k];
-          }
+          const float cj = code[j];
+          for (int k = 0; k < kVectors; ++k) v[k] += cj * basis[j][k];
         }
-        float* t = table + (ii * K + c) * kLanes;
-        for (int k = 0; k < kVectors; ++k) store(t + k * kWidth, v[k]);
-        if (c + 1 < K)
-          for (int k = 0; k < kVectors; ++k) store(t + kLanes + k * kWidth, w[k]);
+        for (int k = 0; k < kVectors; ++k) store(table + (ii * K + c) * kLanes + k * kWidth, v[k]);
       }
     }
     for (int64_t o = o0; o < o1; ++o) {
