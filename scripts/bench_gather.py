@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 cases.append({"shape": f"{d_in}->{d_out}", "batch": batch, "layer": name,
                               "kernel": "torch" if dense_layer else kernel,
                               "order": "dense" if dense_layer else cpu.pick_order(
-                                  batch, True, SPEC.n_coef, cpu.codes_only(layer)),
+                                  batch, True, SPEC.n_coef, cpu.reads_codes_only(layer)),
                               "read_bytes": read_bytes(layer), "fn": forward_fn(layer, x)})
     frame = timed_rounds(cases, args.rounds, args.min_run_time)
     frame["GB/s"] = frame["read_bytes"] / frame["ms"] / 1e6

@@ -112,7 +112,7 @@ ORDERS = {"outputs": lambda *a: compiled_forward(*a, batch_order=False),
           "torch_gather": torch_gather, "torch_rebuilt": rebuilt_matmul}
 
 
-def codes_only(layer) -> bool:
+def reads_codes_only(layer) -> bool:
     """Whether the layer reads only codes and indices (no per-edge gains, biases or base
     weights): MetaCluster's form, whose batch order pays from fewer rows."""
     return layer.gains is None and layer.biases is None and layer.base is None
@@ -120,8 +120,8 @@ def codes_only(layer) -> bool:
 
 def pick_order(batch: int, use_compiled: bool, n_bases: int = 0,
                codes_only: bool = False) -> str:
-    """The order `forward` runs a batch of a layer with `n_bases` bases in (`codes_only`: see
-    the function of that name)."""
+    """The order `forward` runs a batch of a layer with `n_bases` bases in; `codes_only`: the
+    layer has no per-edge numbers (`reads_codes_only`)."""
     if use_compiled and n_bases <= COMPILED_MAX_BASES and compiled() is not None:
         switch = CODES_ONLY_BATCH_ORDER_FROM if codes_only else BATCH_ORDER_FROM
         return "outputs" if batch < switch else "batch"
@@ -132,5 +132,5 @@ def forward(x: torch.Tensor, layer, spec, activation, use_compiled: bool = True)
     """x (batch, in) float32 -> (batch, out)."""
     x = x.float()
     order = pick_order(x.shape[0], use_compiled and x.device.type == "cpu", spec.n_coef,
-                       codes_only(layer))
+                       reads_codes_only(layer))
     return ORDERS[order](x, layer, spec, activation)
