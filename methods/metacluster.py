@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from kanbench.methods.layers.spec import CODEBOOK_SCOPES
 from kanbench.methods.metakan import META_DEFAULTS, META_RANGES, MetaKAN, meta_train_stage
-from kanbench.suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
+from kanbench.suite.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SEED
 from kanbench.suite.interfaces import Claim, Stage
 from kanbench.suite.registry import METHODS
 
@@ -20,12 +20,21 @@ CODEBOOK_DEFAULTS = {"codebook_size": 16,         # K (tasks with ConvKANs defau
                      "codebook_scope": "model",   # one codebook for the model, or one per layer
                      "codebook_dtype": "fp32",    # fp32 or fp16 codes
                      "kmeans_iterations": 25,
-                     "finetune_epochs": 2,
-                     "finetune_lr": 1e-3}
+                     "kmeans_seed": None,         # None: the cell's seed (set it to vary the
+                     "finetune_epochs": 2,        # clustering alone, the training fixed)
+                     "finetune_lr": 1e-3,
+                     "index_coding": None}        # None: bit-packed; "ans": entropy-coded
 CODEBOOK_RANGES = {"codebook_size": AT_LEAST_ONE, "kmeans_iterations": AT_LEAST_ONE,
-                   "finetune_epochs": NON_NEGATIVE, "finetune_lr": POSITIVE}
-CODEBOOK_CHOICES = {"codebook_scope": CODEBOOK_SCOPES, "codebook_dtype": ("fp32", "fp16")}
-CLUSTER_KEYS = ("codebook_size", "codebook_scope", "codebook_dtype", "kmeans_iterations")
+                   "kmeans_seed": SEED, "finetune_epochs": NON_NEGATIVE, "finetune_lr": POSITIVE}
+CODEBOOK_CHOICES = {"codebook_scope": CODEBOOK_SCOPES, "codebook_dtype": ("fp32", "fp16"),
+                    "index_coding": ("ans",)}
+CLUSTER_KEYS = ("codebook_size", "codebook_scope", "codebook_dtype", "kmeans_iterations",
+                "kmeans_seed")
+
+
+def kmeans_seed(args: dict, seed: int) -> int:
+    """The k-means seed: the method's `kmeans_seed` where set, else the cell's seed."""
+    return seed if args["kmeans_seed"] is None else args["kmeans_seed"]
 FINETUNE_KEYS = ("finetune_epochs", "finetune_lr")
 
 
@@ -35,7 +44,8 @@ def codebook_stages(args: dict) -> list[Stage]:
 
     def cluster(ctx, net):
         return cluster_edges(net, args["codebook_size"], args["codebook_scope"],
-                             args["codebook_dtype"], ctx.cfg.seed, args["kmeans_iterations"])
+                             args["codebook_dtype"], kmeans_seed(args, ctx.cfg.seed),
+                             args["kmeans_iterations"])
 
     def finetune(ctx, net):
         if args["finetune_epochs"] == 0:
@@ -48,7 +58,19 @@ def codebook_stages(args: dict) -> list[Stage]:
                                  args["codebook_dtype"])
 
     return [Stage("cluster", cluster, key={k: args[k] for k in CLUSTER_KEYS}, skeleton=skeleton),
-            Stage("finetune", finetune, key={k: args[k] for k in FINETUNE_KEYS})]
+            Stage("finetune", finetune, key={k: args[k] for k in FINETUNE_KEYS}),
+            *index_coding_stages(args)]
+
+
+def index_coding_stages(args: dict) -> list[Stage]:
+    """Where `index_coding` is set, a last, lossless stage that stores the indices that way."""
+    from kanbench.methods.layers.codebook import code_indices
+
+    coding = args["index_coding"]
+    if coding is None:
+        return []
+    return [Stage("code_indices", lambda ctx, net: code_indices(net, coding),
+                  key={"index_coding": coding}, skeleton=lambda n: code_indices(n, coding))]
 
 
 @METHODS.register("metacluster")

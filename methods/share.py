@@ -6,12 +6,16 @@ post-training Gain-Shape-Bias vector quantization with one shape codebook per la
 from __future__ import annotations
 
 from kanbench.methods.dense import Dense
-from kanbench.suite.config import AT_LEAST_ONE
+from kanbench.methods.metacluster import index_coding_stages, kmeans_seed
+from kanbench.suite.config import AT_LEAST_ONE, SEED
 from kanbench.suite.interfaces import Claim, Stage
 from kanbench.suite.registry import METHODS
 
-SHARE_DEFAULTS = {"codebook_size": 256, "kmeans_iterations": 25}
-SHARE_RANGES = {"codebook_size": AT_LEAST_ONE, "kmeans_iterations": AT_LEAST_ONE}
+SHARE_DEFAULTS = {"codebook_size": 256, "kmeans_iterations": 25,
+                  "kmeans_seed": None,     # None: the cell's seed
+                  "index_coding": None}    # None: bit-packed; "ans": entropy-coded
+SHARE_RANGES = {"codebook_size": AT_LEAST_ONE, "kmeans_iterations": AT_LEAST_ONE,
+                "kmeans_seed": SEED}
 
 
 @METHODS.register("share_fp32")
@@ -20,6 +24,7 @@ class ShareFP32(Dense):
 
     defaults = dict(SHARE_DEFAULTS)
     ranges = dict(SHARE_RANGES)
+    choices = {"index_coding": ("ans",)}
     title = "SHARe-KAN FP32"
     colour = "#ff7f0e"
     size_arg = "codebook_size"
@@ -32,15 +37,16 @@ class ShareFP32(Dense):
         codes, iterations = args["codebook_size"], args["kmeans_iterations"]
 
         def vq(ctx, net):
-            return share.quantize_heads([net], codes, ctx.cfg.seed, iterations)[0]
+            return share.quantize_heads([net], codes, kmeans_seed(args, ctx.cfg.seed),
+                                        iterations)[0]
 
         stages = super().stages(args) + [
-            Stage("vq", vq, key=dict(args),
+            Stage("vq", vq, key={k: v for k, v in args.items() if k != "index_coding"},
                   skeleton=lambda n: share.share_skeleton(n, codes, "fp32"))]
         if "int8" in self.precisions:
             stages.append(Stage("int8", lambda ctx, net: share.to_int8(net),
                                 skeleton=lambda n: share.share_skeleton(n, codes, "int8")))
-        return stages
+        return stages + index_coding_stages(args)
 
     def serialize(self, net, path):
         from kanbench.methods.layers.files import save_compressed

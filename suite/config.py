@@ -4,7 +4,8 @@
 that section's defaults (the task's, the method's, or the suite's below), keep its type and,
 if numeric, lie in its declared `Range` (the task's, the method's, or the suite's below:
 every numeric setting has one, a test checks). The fully resolved args are stored in every
-record and hashed into the run_id.
+record and hashed into the run_id. An optional arg defaults to None ("unset"): unset, it is
+left out of the hash, so adding one to a plugin keeps the run_id of every earlier record.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Range:
     min_length: int = 0
     max_length: float = math.inf
     increasing: bool = False
+    integer: bool = False
 
     def __str__(self) -> str:
         low = f"{'(' if self.open_low or self.low == -math.inf else '['}{_number(self.low)}"
@@ -43,6 +45,7 @@ class Range:
             text = f"{self.min_length} values {text}"
         elif self.min_length:
             text = f"at least {self.min_length} value{'s' * (self.min_length > 1)} {text}"
+        text = f"an integer {text}" if self.integer else text
         return f"{text}, increasing" if self.increasing else text
 
     def check(self, where: str, value: Any) -> None:
@@ -56,6 +59,8 @@ class Range:
 
     def contains(self, v: Any) -> bool:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        if self.integer and not isinstance(v, int):
             return False
         above = v > self.low if self.open_low else v >= self.low
         below = v < self.high if self.open_high else v <= self.high
@@ -72,7 +77,7 @@ AT_LEAST_ONE = Range(1)                                   # counts, sizes, epoch
 NON_NEGATIVE = Range(0)                                   # weight decays, "0 = all" counts
 POSITIVE = Range(0, open_low=True)                        # learning rates
 FRACTION = Range(0, 1, open_low=True, open_high=True)     # held-out fractions
-SEED = Range(0, 2**32 - 1)                                # numpy's and Lightning's seed range
+SEED = Range(0, 2**32 - 1, integer=True)                  # numpy's and Lightning's seed range
 INTERVAL = Range(min_length=2, max_length=2, increasing=True)   # [lo, hi] of a grid range
 
 KAN_DEFAULTS = KANSpec().as_args()  # the layer library's KANSpec is their one source
@@ -104,7 +109,12 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        return content_hash(asdict(self))
+        """The hash of the config less its unset optional args (those at None): adding an
+        optional arg to a plugin keeps every earlier run_id, and its records stay valid."""
+        config = asdict(self)
+        config["args"] = {section: {k: v for k, v in args.items() if v is not None}
+                          for section, args in self.args.items()}
+        return content_hash(config)
 
     @property
     def label(self) -> str:
@@ -151,7 +161,7 @@ def merge(section: str, defaults: dict, given: dict, owner: str, ranges: dict) -
     out = {k: _coerce(f"{section}.{k}", defaults[k], given.get(k, defaults[k]))
            for k in defaults}
     for key, bounds in ranges.items():
-        if key in out:
+        if key in out and out[key] is not None:  # None: an optional arg left unset
             bounds.check(f"{section}.{key}", out[key])
     return out
 
@@ -163,7 +173,7 @@ def plugin_args(section: str, plugin, given: dict, owner: str, defaults: dict | 
     args = merge(section, plugin.defaults if defaults is None else defaults, given, owner,
                  plugin.ranges)
     for key, allowed in plugin.choices.items():
-        if args[key] not in allowed:
+        if args[key] is not None and args[key] not in allowed:  # None: left unset
             raise KanbenchError(f"{section}.{key}: {args[key]!r} is not one of "
                                 f"{', '.join(map(str, allowed))}")
     return args

@@ -2,7 +2,9 @@
 
 Every edge of a KAN layer carries one coefficient vector (its basis coefficients and its base
 weight). A codebook method replaces each vector by one of K shared codes and stores, per
-edge, only the index of that code: ceil(log2 K) bits, packed (the storage rule, docs/storage.md).
+edge, only the index of that code: ceil(log2 K) bits, packed (the storage rule, docs/storage.md),
+or, where the method's `index_coding` is "ans", entropy-coded by constriction's range ANS coder
+under the layer's own index histogram, which the file stores beside the stream.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 
+import constriction
 import faiss
 import numpy as np
 import torch
@@ -67,6 +70,64 @@ def entropy_bytes(indices: torch.Tensor, codes: int) -> float:
     counts = torch.bincount(indices.flatten().cpu(), minlength=codes).double()
     p = counts[counts > 0] / counts.sum()
     return max(0.0, float(-(p * p.log2()).sum() * indices.numel() / 8))
+
+
+INDEX_CODINGS = ("packed", "ans")
+COUNT_DTYPE = torch.int32     # the ANS coder's table: how often each code is used, 4 B a code
+
+
+def index_histogram(indices: torch.Tensor, codes: int) -> torch.Tensor:
+    """(K,) int32: how many of the indices point at each code (the ANS coder's table)."""
+    return torch.bincount(indices.flatten().cpu(), minlength=codes).to(COUNT_DTYPE)
+
+
+def _ans_model(counts: np.ndarray):
+    """The categorical model both ends build from the stored histogram: the same float64
+    frequencies give the same fixed-point model (constriction's, quantized without search)."""
+    return constriction.stream.model.Categorical(counts.astype(np.float64), perfect=False)
+
+
+def ans_encode(indices: torch.Tensor, codes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) indices in [0, K) -> (stream, counts): the range-ANS stream as (4 M,) uint8
+    (little-endian 32-bit words) and the (K,) int32 histogram it was coded under. Nothing
+    to code (N = 0, or a single code) leaves the stream empty."""
+    flat = indices.detach().cpu().flatten().numpy().astype(np.int32)
+    if flat.size and (flat.min() < 0 or flat.max() >= codes):
+        raise ValueError(f"indices must lie in [0, {codes})")
+    counts = index_histogram(indices, codes)
+    words = np.zeros(0, dtype="<u4")
+    if codes > 1 and flat.size:
+        coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(flat, _ans_model(counts.numpy()))
+        words = coder.get_compressed().astype("<u4")
+    return torch.from_numpy(words.view(np.uint8).copy()), counts
+
+
+def ans_decode(stream: torch.Tensor, counts: torch.Tensor, count: int, codes: int
+               ) -> torch.Tensor:
+    """Inverse of `ans_encode`: -> (N,) int64. A stream that does not decode to exactly
+    `count` indices under these counts, ending where it began, raises ValueError."""
+    if stream.dtype != torch.uint8 or stream.dim() != 1 or stream.numel() % 4:
+        raise ValueError("the stream must be whole 32-bit words of uint8")
+    if counts.dtype != COUNT_DTYPE or tuple(counts.shape) != (codes,) or \
+            bool((counts < 0).any()) or int(counts.sum()) != count:
+        raise ValueError(f"its table must count {count} indices over {codes} codes")
+    if codes == 1 or count == 0:
+        if stream.numel():
+            raise ValueError("a stream where there is nothing to code")
+        return torch.zeros(count, dtype=torch.int64)
+    words = np.frombuffer(stream.numpy().tobytes(), dtype="<u4").astype(np.uint32)
+    coder = constriction.stream.stack.AnsCoder(words)
+    try:
+        symbols = coder.decode(_ans_model(counts.numpy()), count)
+    except (ValueError, RuntimeError, AssertionError) as err:
+        raise ValueError(f"the stream does not decode ({err})") from None
+    if not coder.is_empty():
+        raise ValueError("the stream does not end where its indices do")
+    decoded = torch.from_numpy(symbols.astype(np.int64))
+    if not torch.equal(index_histogram(decoded, codes), counts):
+        raise ValueError("the decoded indices do not match the stored histogram")
+    return decoded
 
 
 def kmeans(vectors: torch.Tensor, codes: int, seed: int, iterations: int = 25,
@@ -146,7 +207,9 @@ class Codebook(nn.Module):
 
 class CodebookEdges:
     """What codebook layers share: per-edge `indices` into a (shared) `codebook` and their
-    bit-packed bytes."""
+    stored bytes, bit-packed or (`index_coding` "ans") entropy-coded with their table."""
+
+    index_coding = "packed"   # "ans": set by the method's entropy-coding stage or by a file
 
     def init_edges(self, codebook: Codebook, indices: torch.Tensor) -> None:
         assert indices.shape == self.edge_shape, (indices.shape, self.edge_shape)
@@ -156,7 +219,19 @@ class CodebookEdges:
     def edge_weights(self) -> torch.Tensor:
         return self.codebook.values()[self.indices]                   # (*edges, D)
 
+    def coded_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(stream, counts) of `ans_encode`, coded again only when the indices change."""
+        version = (self.indices._version, self.indices.data_ptr(), self.codebook.size)
+        if getattr(self, "_coded_version", None) != version:
+            self._coded = ans_encode(self.indices, self.codebook.size)
+            self._coded_version = version
+        return self._coded
+
     def storage(self) -> dict[str, int]:
+        if self.index_coding == "ans":
+            stream, counts = self.coded_indices()
+            return {"indices": stream.numel(),
+                    "index_tables": counts.numel() * counts.element_size()}
         return {"indices": packed_bytes(self.indices.numel(), self.codebook.size)}
 
     def entropy_bytes(self) -> float:
@@ -214,6 +289,16 @@ def codebook_layer(layer: KANLayer, codebook: Codebook, indices: torch.Tensor) -
                                  layer.stride, layer.padding, layer.spec, codebook, indices)
     return CodebookKANLinear(layer.in_features, layer.out_features, layer.spec, codebook,
                              indices)
+
+
+def code_indices(net: nn.Module, coding: str) -> nn.Module:
+    """Store every codebook layer's indices `coding` ("packed" or "ans"); lossless, in place."""
+    if coding not in INDEX_CODINGS:
+        raise ValueError(f"index coding must be one of {INDEX_CODINGS}, got {coding!r}")
+    for layer in kan_layers(net).values():
+        if isinstance(layer, CodebookEdges):
+            layer.index_coding = coding
+    return net
 
 
 def replace_layers(net: nn.Module, new: dict[str, nn.Module]) -> nn.Module:

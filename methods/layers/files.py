@@ -1,10 +1,12 @@
 """The compressed-model file: safetensors tensors plus a JSON header saying how to read them.
 
 Each codebook is stored once at its storage precision (with its scale when int8), each
-codebook layer's indices bit-packed, and every other tensor of the network (per-edge gains,
-biases, base weights, scales, non-KAN parameters) as the state dict holds it. Loading checks
-every name, shape, dtype and index range before anything is copied; safetensors never runs
-code from a file.
+codebook layer's indices bit-packed or, where the layer's `index_coding` is "ans", as a
+range-ANS stream with the histogram it was coded under (decoded at load), and every other
+tensor of the network (per-edge gains, biases, base weights, scales, non-KAN parameters) as
+the state dict holds it. Loading checks every name, shape, dtype and index range (and that an
+entropy-coded stream decodes exactly) before anything is copied; safetensors never runs code
+from a file.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from torch import nn
 
 from kanbench.methods.layers.codebook import (
     CODEBOOK_DTYPES,
+    COUNT_DTYPE,
+    INDEX_CODINGS,
     Codebook,
     CodebookEdges,
+    ans_decode,
     index_bits,
     pack_indices,
     packed_bytes,
@@ -79,10 +84,14 @@ def save_compressed(net: nn.Module, path: str | Path, method: str,
               "codebooks": [{"codes": b.size, "dim": b.codes.shape[1], "dtype": b.dtype}
                             for b in books], "layers": {}, **(extra or {})}
     for name, layer in layers.items():
-        tensors[f"{name}.indices"] = pack_indices(layer.indices, layer.codebook.size)
         header["layers"][name] = {"edges": list(layer.edge_shape),
                                   "codebook": book_index[id(layer.codebook)],
-                                  "bits": index_bits(layer.codebook.size)}
+                                  "bits": index_bits(layer.codebook.size),
+                                  "coding": layer.index_coding}
+        if layer.index_coding == "ans":
+            tensors[f"{name}.indices"], tensors[f"{name}.index_counts"] = layer.coded_indices()
+        else:
+            tensors[f"{name}.indices"] = pack_indices(layer.indices, layer.codebook.size)
     tensors |= {n: t.detach().contiguous() for n, t in plain_tensors(net, layers).items()}
     save_file(tensors, str(path), metadata={"kanbench": json.dumps(header)})
 
@@ -128,10 +137,12 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
     layers = codebook_layers(net)
     books = codebooks_of(layers)
 
-    def expect(name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+    def expect(name: str, shape: tuple | None, dtype: torch.dtype) -> torch.Tensor:
+        """The tensor, of this shape (None: any length, one dimension) and dtype."""
         if name not in tensors:
             raise KanbenchError(f"{where}: tensor {name!r} is missing")
         t = tensors.pop(name)
+        shape = (t.numel(),) if shape is None else shape
         if tuple(t.shape) != tuple(shape) or t.dtype != dtype:
             raise KanbenchError(f"{where}: {name} is {t.dtype} {tuple(t.shape)}, "
                                 f"expected {dtype} {tuple(shape)}")
@@ -145,11 +156,25 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
                             CODEBOOK_DTYPES[book.dtype]))
         if book.dtype == "int8":
             scales.append(expect(f"codebooks.{i}.scale", (1,), torch.float32))
-    indices = {}
+    indices, codings = {}, {}
     for name, layer in layers.items():
         size, count = layer.codebook.size, layer.indices.numel()
-        packed = expect(f"{name}.indices", (packed_bytes(count, size),), torch.uint8)
-        decoded = unpack_indices(packed, count, size)
+        entry = header["layers"][name]
+        codings[name] = entry.get("coding", "packed") if isinstance(entry, dict) else None
+        if codings[name] not in INDEX_CODINGS:
+            raise KanbenchError(f"{where}: layer {name}'s index coding must be one of "
+                                f"{', '.join(INDEX_CODINGS)}")
+        if codings[name] == "ans":
+            stream = expect(f"{name}.indices", None, torch.uint8)
+            counts = expect(f"{name}.index_counts", (size,), COUNT_DTYPE)
+            try:
+                decoded = ans_decode(stream, counts, count, size)
+            except ValueError as err:
+                raise KanbenchError(f"{where}: {name}'s entropy-coded indices are damaged "
+                                    f"({err})") from None
+        else:
+            packed = expect(f"{name}.indices", (packed_bytes(count, size),), torch.uint8)
+            decoded = unpack_indices(packed, count, size)
         if count and decoded.max() >= size:
             raise KanbenchError(f"{where}: {name} has an index {int(decoded.max())} outside "
                                 f"its codebook of {size} codes")
@@ -169,6 +194,7 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
                 book.codes.copy_(stored.float())
         for name, layer in layers.items():
             layer.indices.copy_(indices[name])
+            layer.index_coding = codings[name]
         net.load_state_dict(rest, strict=False)
     return net
 

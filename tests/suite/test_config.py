@@ -36,6 +36,23 @@ def test_bad_args_are_one_line_errors(given, message):
         resolve("g", "digits", "dense", 0, given)
 
 
+def test_an_unset_optional_arg_leaves_the_run_id_as_it_was_before_the_arg_existed():
+    from kanbench.suite.config import content_hash
+
+    cfg = resolve("g", "digits", "metacluster", 0, {})
+    assert cfg.args["method"]["kmeans_seed"] is None
+    without = cfg.to_dict()  # the config a record made before the optional args existed had
+    for key in ("kmeans_seed", "index_coding"):
+        del without["args"]["method"][key]
+    assert cfg.run_id == content_hash(without)
+    seeded = resolve("g", "digits", "metacluster", 0, {"method": {"kmeans_seed": 3}})
+    assert seeded.run_id not in (cfg.run_id, resolve("g", "digits", "metacluster", 0,
+                                                     {"method": {"kmeans_seed": 4}}).run_id)
+    for bad in (1.5, -1, "3"):
+        with pytest.raises(KanbenchError, match="method.kmeans_seed: .* out of range"):
+            resolve("g", "digits", "metacluster", 0, {"method": {"kmeans_seed": bad}})
+
+
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(KanbenchError, match="unknown task 'digitz'; valid: .*digits"):
         resolve("g", "digitz", "dense", 0, {})
@@ -104,6 +121,7 @@ def test_every_numeric_setting_declares_a_range_its_default_satisfies():
     (Range(min_length=2, max_length=2, increasing=True), [[-1.0, 1.0]],
      [[1.0, -1.0], [0.0, 0.0], [0.0], [0.0, 1.0, 2.0], [0.0, float("inf")]]),
     (Range(1, min_length=1), [[1], [1, 256]], [[], [0], [1, -3]]),
+    (Range(0, 10, integer=True), [0, 7, 10], [0.5, 3.0, -1, 11, True]),
 ])
 def test_ranges_accept_inside_and_refuse_outside(bounds, good, bad):
     for value in good:

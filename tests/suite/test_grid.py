@@ -53,7 +53,8 @@ def test_method_args_in_a_grid_reach_only_the_methods_that_have_them():
     by_method = {c.method: c.args["method"] for c in cells}
     assert by_method["dense"] == {}
     assert by_method["share_fp32"] == by_method["share_int8"] == \
-        {"codebook_size": 256, "kmeans_iterations": 25}
+        {"codebook_size": 256, "kmeans_iterations": 25, "kmeans_seed": None,
+         "index_coding": None}
     assert by_method["metakan"]["lr_prompt"] == by_method["metacluster"]["lr_prompt"] == 0.1
     assert "finetune_epochs" not in by_method["metakan"]
 

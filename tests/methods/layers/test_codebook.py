@@ -15,6 +15,7 @@ from kanbench.methods.layers.codebook import (
     Codebook,
     CodebookKANLinear,
     cluster_edges,
+    code_indices,
     codebook_skeleton,
     entropy_bytes,
     index_bits,
@@ -176,9 +177,10 @@ def test_file_round_trip_is_bit_exact_and_its_size_is_the_itemized_bytes(dtype, 
     torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=0)
 
 
-def corrupt(tmp_path, change):
-    """A good file, then `change(tensors, header)` applied and written back."""
-    net = cluster_edges(meta_net(), 5, "model", "fp32", seed=0)
+def corrupt(tmp_path, change, coding: str = "packed"):
+    """A good file (its indices stored `coding`), then `change(tensors, header)` applied and
+    written back."""
+    net = code_indices(cluster_edges(meta_net(), 5, "model", "fp32", seed=0), coding)
     good = tmp_path / "good.safetensors"
     save_compressed(net, good, method="metacluster")
     tensors = load_file(good)
