@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python scripts/bench_kan.py
 	$(BIN)/python scripts/bench_kmeans.py
 	$(BIN)/python scripts/bench_gather.py
+	$(BIN)/python scripts/bench_index_coding.py
 	$(BIN)/python scripts/bench_multihead.py
 	$(BIN)/python scripts/bench_multihead.py --arch detection --kmeans-iterations 2
 

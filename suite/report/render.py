@@ -14,7 +14,7 @@ import pandas as pd
 from kanbench.suite.errors import KanbenchError
 from kanbench.suite.report import plots, tables
 from kanbench.suite.report.site import write_site
-from kanbench.suite.report.variance import seed_variance
+from kanbench.suite.report.variance import seed_arg_spread, seed_variance
 from kanbench.suite.store import ResultsStore
 
 NOTES = {
@@ -37,6 +37,9 @@ NOTES = {
              "N heads MB: N such heads sharing their codebooks (the record's shared bytes "
              "once, the rest N times; dense heads share nothing). scripts/bench_multihead.py "
              "writes such heads to files (results/bench/multihead*.md).",
+    "seed_args": "The spread a seed-like method arg (e.g. kmeans_seed) causes alone: per "
+                 "training seed, the records that differ only in that arg (the unset one "
+                 "included); beside it the std over training seeds with the arg unset.",
 }
 
 
@@ -47,7 +50,7 @@ def all_tables(frame: pd.DataFrame, budget: float | None = None) -> dict[str, pd
             "metakan": tables.metakan_table(frame),
             "leaderboard": tables.leaderboard(frame, budget, summary),
             "detection": tables.detection(frame), "share": tables.share_table(frame),
-            "seed_variance": seed_variance(frame)}
+            "seed_variance": seed_variance(frame), "seed_args": seed_arg_spread(frame)}
     return {name: table for name, table in made.items() if not table.empty}
 
 

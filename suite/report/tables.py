@@ -25,25 +25,32 @@ def setup_label(df: pd.DataFrame) -> pd.Series:
     return _label(df, "task", SETUP_SECTIONS)
 
 
-def method_label(df: pd.DataFrame) -> pd.Series:
+def method_label(df: pd.DataFrame, leave_out: tuple[str, ...] = ()) -> pd.Series:
     """`method` plus the method args that vary among that method's records (of one setup),
-    e.g. `metacluster[codebook_size=16]`."""
-    return _label(df, "method", ("method",))
+    e.g. `metacluster[codebook_size=16]`, less the args named in `leave_out` (columns)."""
+    return _label(df, "method", ("method",), leave_out)
 
 
-def _label(df: pd.DataFrame, by: str, sections: tuple[str, ...]) -> pd.Series:
+def _label(df: pd.DataFrame, by: str, sections: tuple[str, ...],
+           leave_out: tuple[str, ...] = ()) -> pd.Series:
+    """An arg left unset (None) is not named: `metacluster[kmeans_seed=3]` beside
+    `metacluster`."""
     labels = df[by].copy()
-    arg_cols = [c for c in df.columns
-                if any(c.startswith(f"config.args.{s}.") for s in sections)]
+    arg_cols = [c for c in df.columns if c not in leave_out
+                and any(c.startswith(f"config.args.{s}.") for s in sections)]
     for name, rows in df.groupby(by):
-        varying = [c for c in arg_cols
-                   if rows[c].notna().any() and rows[c].astype(str).nunique() > 1]
+        varying = [c for c in arg_cols if rows[c].notna().any()
+                   and rows[c].astype(str).nunique(dropna=False) > 1]
         if varying:
             parts = rows[varying].apply(
-                lambda r: ",".join(f"{c.rsplit('.', 1)[1]}={_text(v)}" for c, v in r.items()),
-                axis=1)
-            labels.loc[rows.index] = name + "[" + parts + "]"
+                lambda r: ",".join(f"{c.rsplit('.', 1)[1]}={_text(v)}" for c, v in r.items()
+                                   if not _unset(v)), axis=1)
+            labels.loc[rows.index] = (name + "[" + parts + "]").str.replace("[]", "")
     return labels
+
+
+def _unset(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _text(value) -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from kanbench.suite.report.declared import baseline
-from kanbench.suite.report.tables import done_records
+from kanbench.suite.report.tables import done_records, method_label
 
 CONFIDENCE = 0.95
 MIN_SEEDS = 3
@@ -59,3 +59,32 @@ def seed_variance(df: pd.DataFrame) -> pd.DataFrame:
     columns = ["setup", "method", "metric", "seeds", "mean", "std", "ci95",
                f"gap vs {reference}", "welch t", f"p vs {reference}", "flags"]
     return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def seed_arg_spread(df: pd.DataFrame) -> pd.DataFrame:
+    """The spread a seed-like method arg (one whose name ends in `_seed`, e.g. a k-means seed)
+    causes alone: per setup, method (labelled without that arg), arg and training seed, over
+    the records that differ only in that arg (an unset one included), the count, mean, std,
+    min and max of the primary metric; beside it the std over training seeds of the same
+    method with the arg unset, the spread to compare it with."""
+    done = done_records(df)
+    seed_args = [c for c in done.columns
+                 if c.startswith("config.args.method.") and c.endswith("_seed")]
+    rows = []
+    for column in seed_args:
+        for setup, in_setup in done.groupby("setup", sort=True):
+            if in_setup[column].isna().all():
+                continue
+            base = method_label(in_setup, leave_out=(column,))
+            for (label, seed), group in in_setup.groupby([base, "seed"], sort=True):
+                if group[column].astype(str).nunique(dropna=False) < 2:
+                    continue
+                values = group["value"]
+                unset = in_setup[(base == label) & in_setup[column].isna()]["value"]
+                rows.append({"setup": setup, "method": label, "arg": column.rsplit(".", 1)[1],
+                             "seed": seed, "values": len(values), "mean": values.mean(),
+                             "std": values.std(ddof=1), "min": values.min(),
+                             "max": values.max(),
+                             "std over seeds, unset": unset.std(ddof=1) if len(unset) > 1
+                             else float("nan"), "seeds, unset": len(unset)})
+    return pd.DataFrame(rows)

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from kanbench.suite.report.variance import seed_variance
+from kanbench.suite.report.tables import done_records
+from kanbench.suite.report.variance import seed_arg_spread, seed_variance
 
 
 def record(method, seed, value, status="done"):
@@ -55,3 +56,34 @@ def test_flags_few_seeds_and_a_spread_wider_than_the_gap_and_skips_failed_runs()
 def test_no_done_records_give_an_empty_table():
     assert seed_variance(frame()[:0]).empty
     assert seed_variance(pd.DataFrame([record("dense", 0, 1.0, "failed")])).empty
+
+
+def clustered(seed, value, kmeans_seed=None, size=16):
+    return {**record("metacluster", seed, value), "config.args.method.kmeans_seed": kmeans_seed,
+            "config.args.method.codebook_size": size}
+
+
+def test_a_seed_arg_alone_gets_its_own_spread_beside_the_training_seeds_spread():
+    by_kmeans = [0.70, 0.72, 0.75, 0.71]                # training seed 0, k-means seeds 1 to 4
+    rows = [clustered(0, 0.74), clustered(1, 0.80), clustered(2, 0.77)]    # unset: 3 seeds
+    rows += [clustered(0, v, k) for k, v in enumerate(by_kmeans, start=1)]
+    rows += [clustered(0, 0.5, 1, size=8), clustered(0, 0.6, None, size=8)]  # another K
+    table = seed_arg_spread(frame(rows))
+    assert list(table["method"]) == ["metacluster[codebook_size=16]",
+                                     "metacluster[codebook_size=8]"]
+    first = table.iloc[0]
+    values = pd.Series([0.74, *by_kmeans])
+    assert first["arg"] == "kmeans_seed" and first["seed"] == 0 and first["values"] == 5
+    assert first["mean"] == pytest.approx(values.mean())
+    assert first["std"] == pytest.approx(values.std(ddof=1))
+    assert (first["min"], first["max"]) == (0.70, 0.75)
+    assert first["std over seeds, unset"] == pytest.approx(pd.Series([0.74, 0.80, 0.77]).std())
+    assert table.iloc[1]["values"] == 2 and math.isnan(table.iloc[1]["std over seeds, unset"])
+    # no seed arg varies: no table
+    assert seed_arg_spread(frame()).empty
+
+
+def test_labels_name_set_args_only():
+    rows = [clustered(0, 0.74), clustered(0, 0.71, 3)]
+    labels = set(done_records(frame(rows))["label"])
+    assert labels == {"dense", "metakan", "metacluster", "metacluster[kmeans_seed=3]"}
