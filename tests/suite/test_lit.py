@@ -144,3 +144,64 @@ def test_a_fit_takes_exactly_the_steps_of_a_plain_loop(whole_epochs):
                                  strict=True):
         assert torch.equal(got, want), name
     assert not all(torch.equal(initial[k], v) for k, v in net.state_dict().items())  # trained
+
+
+@pytest.mark.parametrize("method,args", [("dense", {}),
+                                         ("dense_kmeans", {"codebook_dtype": "fp16"}),
+                                         ("dense_kmeans", {"codebook_dtype": "fp32"})])
+def test_after_a_fit_the_layers_caches_hold_the_trained_weights(method, args):
+    """A fit validates between epochs (no gradient: a dense layer folds its scalers, a codebook
+    layer packs its kernel layout, each cached per parameter version) while fused AdamW
+    updates the weights in place; the evaluation after the fit must see the trained weights,
+    as a fresh copy of the network (nothing cached) does."""
+    from kanbench.methods.layers.codebook import cluster_edges
+
+    cfg = resolve("test", "feynman", method, 0, {"task": {"n_train": 64, "n_test": 16},
+                                                 "train": {"batch_size": 32, "lr": 0.05},
+                                                 "method": args})
+    task, m = TASKS.create("feynman"), METHODS.create(method)
+    torch.manual_seed(0)
+    net = task.build(cfg.args["task"], m.factory(cfg.args["kan"], cfg.args["method"]))
+    if method == "dense_kmeans":
+        net = cluster_edges(net, 4, "model", args["codebook_dtype"], seed=0)
+    data = task.datamodule(cfg.args["task"], "", 32, 0)
+    x = data.val_set.tensors[0]
+    with torch.inference_mode():
+        before = net(x)                                       # fills the caches
+    fit(StageContext(cfg, task, m, data).module(net, "train", cfg.args["train"]), 3,
+        datamodule=data)
+    copied = copy.deepcopy(net)
+    for module in copied.modules():                                   # nothing cached
+        if getattr(module, "_folded", None) is not None:
+            module._folded = None
+    copied.apply(lambda module: module.__dict__.pop("_packed_version", None))
+    with torch.inference_mode():
+        after, fresh = net(x), copied(x)
+    assert not torch.equal(after, before)
+    torch.testing.assert_close(after, fresh, rtol=0, atol=0)
+
+
+def test_fused_adamw_steps_are_marked_so_folded_scalers_follow_them():
+    """Fused AdamW leaves version counters as they were; `mark_updated` bumps them, so a dense
+    layer's scalers, folded at each no-grad forward, are folded again after every step."""
+    from kanbench.methods.layers.architectures import KAN
+    from kanbench.methods.layers.kan import DenseKANFactory, KANSpec
+    from kanbench.suite.lit import mark_updated
+
+    torch.manual_seed(0)
+    net = KAN([6, 5, 3], DenseKANFactory(KANSpec(spline_scaler=True)))
+    x = torch.randn(32, 6)
+    opt = adamw([{"params": list(net.parameters()), "lr": 0.05}], 0.0)
+    for _ in range(3):
+        with torch.no_grad():
+            net(x)                                                # folds the scalers
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+        mark_updated(opt)
+    with torch.no_grad():
+        cached = net(x)
+        for module in net.modules():
+            if getattr(module, "_folded", None) is not None:
+                module._folded = None
+        torch.testing.assert_close(cached, net(x), rtol=0, atol=0)
