@@ -1,0 +1,45 @@
+"""Magnitude pruning: the baseline SHARe-KAN argues against (its paper reports that pruning a
+Vision KAN's edges collapses its accuracy). Train the dense KAN (the dense method's own cached
+stage), then in every KAN layer remove the fraction `sparsity` of edges whose weight vectors
+(scaled coefficients and base weight) have the smallest L2 norms, then optionally fine-tune the
+kept edges (`finetune_epochs`, 0 for none). Bytes: the kept edges' vectors in fp32 plus a
+1-bit-per-edge mask (`methods.layers.prune`).
+"""
+
+from __future__ import annotations
+
+from kanbench.methods.dense import Dense
+from kanbench.methods.metacluster import FINETUNE_KEYS
+from kanbench.suite.config import NON_NEGATIVE, POSITIVE, Range
+from kanbench.suite.interfaces import Stage
+from kanbench.suite.registry import METHODS
+
+
+@METHODS.register("prune")
+class Prune(Dense):
+    defaults = {"sparsity": 0.5, "finetune_epochs": 2, "finetune_lr": 1e-3}
+    ranges = {"sparsity": Range(0, 1, open_high=True), "finetune_epochs": NON_NEGATIVE,
+              "finetune_lr": POSITIVE}
+    title = "Magnitude pruning"
+    colour = "#7f7f7f"
+
+    def stages(self, args):
+        from kanbench.methods.layers.prune import prune_edges, prune_skeleton
+
+        sparsity = args["sparsity"]
+
+        def finetune(ctx, net):
+            if args["finetune_epochs"] == 0:
+                return net
+            return ctx.fit(net, stage="finetune", max_epochs=args["finetune_epochs"],
+                           lr=args["finetune_lr"])
+
+        return super().stages(args) + [
+            Stage("prune", lambda ctx, net: prune_edges(net, sparsity),
+                  key={"sparsity": sparsity}, skeleton=lambda n: prune_skeleton(n, sparsity)),
+            Stage("finetune", finetune, key={k: args[k] for k in FINETUNE_KEYS})]
+
+    def serialize(self, net, path):
+        from kanbench.methods.layers.files import save_compressed
+
+        save_compressed(net, path, method=self.name)

@@ -1,0 +1,118 @@
+"""Magnitude-pruned KAN layers: the smallest edges go, the rest compute what the dense layer
+with those edges zeroed computes (float64 reference), and the file holds the itemized bytes."""
+
+import math
+
+import pytest
+import torch
+
+from kanbench.methods.layers.architectures import KAN, ConvKAN
+from kanbench.methods.layers.files import (
+    load_compressed,
+    safetensors_payload_bytes,
+    save_compressed,
+)
+from kanbench.methods.layers.kan import DenseKANFactory, KANSpec, kan_layers
+from kanbench.methods.layers.prune import (
+    kept_count,
+    pack_mask,
+    prune_edges,
+    prune_skeleton,
+    unpack_mask,
+)
+from kanbench.suite.config import resolve
+from kanbench.suite.errors import KanbenchError
+from kanbench.suite.measure import storage
+
+SPECS = {"bspline": KANSpec(5, 3), "rbf": KANSpec(basis="rbf", spline_scaler=False),
+         "gram": KANSpec(basis="gram", spline_scaler=False)}
+
+
+def dense(widths, spec, seed=0):
+    torch.manual_seed(seed)
+    return KAN(widths, DenseKANFactory(spec))
+
+
+@pytest.mark.parametrize("basis", list(SPECS))
+@pytest.mark.parametrize("widths", [[7, 5, 3], [1, 1], [13, 2]])
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.9])
+def test_pruned_layers_compute_the_dense_layer_with_the_small_edges_zeroed(basis, widths,
+                                                                          sparsity):
+    net = dense(widths, SPECS[basis])
+    reference = dense(widths, SPECS[basis]).double()
+    pruned = prune_edges(net, sparsity)
+    x = torch.randn(9, widths[0]) * 3                       # many inputs outside the grid
+    for layer, ref in zip(kan_layers(pruned).values(), kan_layers(reference).values(),
+                          strict=True):
+        edges = math.prod(layer.edge_shape)
+        with torch.no_grad():
+            vectors = ref.edge_weights().reshape(edges, -1)             # (E, D) float64
+        norms = vectors.norm(dim=1)
+        removed = edges - kept_count(edges, sparsity)
+        gone = ~unpack_mask(layer.mask, edges)
+        assert int(gone.sum()) == removed
+        if removed:                                         # the removed are the smallest
+            assert norms[gone].max() <= norms[~gone].min()
+        with torch.no_grad():                               # zero them in the reference
+            zeroed = ref.spline_weight.reshape(edges, -1)
+            zeroed[gone] = 0
+            ref.base_weight.reshape(-1)[gone] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x).double(), reference(x.double()), rtol=1e-5,
+                                   atol=1e-5)
+        torch.testing.assert_close(pruned(x[:1]).double(), reference(x[:1].double()),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_storage_is_the_kept_vectors_and_one_bit_per_edge():
+    net = prune_edges(dense([784, 64, 10], KANSpec(5, 3)), 0.9)
+    s = storage(net)
+    kept = kept_count(784 * 64, 0.9) + kept_count(64 * 10, 0.9)
+    assert s["itemized"] == {"coefficients": kept * 8 * 4, "base_weights": kept * 4,
+                             "indices": 784 * 64 // 8 + 640 // 8, "other": 0}
+    assert s["dense_kan_bytes"] == (784 * 64 + 640) * 10 * 4
+
+
+def test_a_fine_tune_moves_only_the_kept_edges():
+    net = prune_edges(dense([6, 4, 2], KANSpec(5, 3)), 0.5)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.1, weight_decay=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(16, 6)).square().mean().backward()
+        opt.step()
+    for layer in kan_layers(net).values():
+        edges = math.prod(layer.edge_shape)
+        gone = ~unpack_mask(layer.mask, edges)
+        assert (layer.edge_weights().reshape(edges, -1)[gone] == 0).all()
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["kan", "convkan"])
+def test_the_file_holds_the_itemized_bytes_and_loads_into_the_skeleton(conv, tmp_path):
+    factory = DenseKANFactory(KANSpec(5, 3))
+    make = (lambda: ConvKAN([4, 6], [1, 2], 3, 5, factory)) if conv else \
+        (lambda: KAN([12, 8, 3], factory))
+    torch.manual_seed(0)
+    net = prune_edges(make(), 0.7)
+    path = tmp_path / "pruned.safetensors"
+    save_compressed(net, path, method="prune")
+    assert safetensors_payload_bytes(path) == storage(net)["total_bytes"]
+    loaded = load_compressed(path, prune_skeleton(make(), 0.7))
+    x = torch.randn(2, 3, 8, 8) if conv else torch.randn(4, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=0)
+
+
+def test_a_mask_that_does_not_match_its_kept_edges_is_refused():
+    net = prune_edges(dense([12, 8, 3], KANSpec(5, 3)), 0.5)
+    layer = kan_layers(net)["0"]
+    layer.mask.copy_(pack_mask(torch.ones(96, dtype=torch.bool)))        # keeps all 96
+    with pytest.raises(ValueError, match="keeps 96 edges but 48 are stored"):
+        net(torch.randn(2, 12))
+    with pytest.raises(ValueError, match="past its last edge"):
+        unpack_mask(torch.tensor([0, 0b100], dtype=torch.uint8), 10)
+
+
+def test_sparsity_is_range_checked_in_one_line():
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(KanbenchError, match="method.sparsity: .* out of range"):
+            resolve("g", "digits", "prune", 0, {"method": {"sparsity": bad}})
