@@ -37,6 +37,10 @@ NOTES = {
              "N heads MB: N such heads sharing their codebooks (the record's shared bytes "
              "once, the rest N times; dense heads share nothing). scripts/bench_multihead.py "
              "writes such heads to files (results/bench/multihead*.md).",
+    "indices": "Codebook indices as stored (bit-packed at ceil(log2 K) bits, or entropy-coded "
+               "with `index_coding: ans`) against the empirical-entropy bound N H(p) / 8 of "
+               "the same indices; the coder's table is the K int32 counts per layer an "
+               "entropy-coded stream is decoded with. Means over seeds.",
     "seed_args": "The spread a seed-like method arg (e.g. kmeans_seed) causes alone: per "
                  "training seed, the records that differ only in that arg (the unset one "
                  "included); beside it the std over training seeds with the arg unset.",
@@ -50,7 +54,8 @@ def all_tables(frame: pd.DataFrame, budget: float | None = None) -> dict[str, pd
             "metakan": tables.metakan_table(frame),
             "leaderboard": tables.leaderboard(frame, budget, summary),
             "detection": tables.detection(frame), "share": tables.share_table(frame),
-            "seed_variance": seed_variance(frame), "seed_args": seed_arg_spread(frame)}
+            "indices": tables.index_storage(frame), "seed_variance": seed_variance(frame),
+            "seed_args": seed_arg_spread(frame)}
     return {name: table for name, table in made.items() if not table.empty}
 
 
@@ -87,8 +92,9 @@ def write_seed_variance(made: dict[str, pd.DataFrame], grid: str, out: Path,
     table.to_csv(base.with_suffix(".csv"), index=False, float_format="%.6g")
     base.with_suffix(".md").write_text(
         f"# Grid `{grid}`: seed variance\n\n{source}ci95: half-width of the 95% confidence "
-        "interval of the mean (t distribution). Welch's t-test against dense of the same "
-        "setup, two-sided. Flags: `few seeds` (< 3 on either side), `spread > gap` (a std "
+        "interval of the mean (t distribution); paired gap ci95: the same for the gap, from "
+        "the per-seed differences to dense of the same seed. Welch's t-test against dense of "
+        "the same setup, two-sided. Flags: `few seeds` (< 3 on either side), `spread > gap` (a std "
         "wider than the gap to dense).\n\n" + table.to_markdown(index=False, floatfmt=".4g")
         + "\n")
     return [base.with_suffix(".csv"), base.with_suffix(".md")]

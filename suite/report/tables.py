@@ -298,3 +298,26 @@ def rerun_comparison(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
                                                              table["before max"])
     table["within 1 std"] = table["change"].abs() <= table["before std"]
     return table.reset_index().rename(columns={"label": "method"})
+
+
+def index_storage(df: pd.DataFrame) -> pd.DataFrame:
+    """Codebook indices as stored against their empirical-entropy bound: per setup x method,
+    over the records that carry the bound (`storage.indices_entropy_bytes`), the mean stored
+    index bytes (bit-packed, or an entropy-coded stream), the coder's table bytes (0 when
+    packed), the bound, and stored / bound with and without the table on both sides."""
+    done = done_records(df)
+    if done.empty or "storage.indices_entropy_bytes" not in done:
+        return pd.DataFrame()
+    done = done[done["storage.indices_entropy_bytes"].notna()]
+    rows = []
+    for (setup, method), g in done.groupby(["setup", "label"], sort=True):
+        stored = g["storage.itemized.indices"].mean()
+        table = g["storage.itemized.index_tables"].fillna(0).mean() \
+            if "storage.itemized.index_tables" in g else 0.0
+        bound = g["storage.indices_entropy_bytes"].mean()
+        rows.append({"setup": setup, "method": method, "seeds": len(g), "index bytes": stored,
+                     "coder table bytes": table, "entropy bound": bound,
+                     "index / bound": stored / bound if bound else math.nan,
+                     "(index + table) / (bound + table)": (stored + table) / (bound + table)
+                     if bound + table else math.nan})
+    return pd.DataFrame(rows)

@@ -25,10 +25,11 @@ def confidence_half_width(values: pd.Series, confidence: float = CONFIDENCE) -> 
 
 def seed_variance(df: pd.DataFrame) -> pd.DataFrame:
     """One row per setup x method over the done records: seeds, mean, std, the 95% CI of the
-    mean, and against the baseline (dense) of the same setup the gap (mean - its mean), Welch's
-    t statistic
-    and two-sided p-value, and flags: `few seeds` (< 3 on either side) and `spread > gap`
-    (either side's std exceeds the gap, so the gap is within seed noise)."""
+    mean, and against the baseline (dense) of the same setup the gap (mean - its mean) with the
+    95% t interval's half-width of the per-seed gaps (the method minus the baseline of the
+    same seed, over the seeds both have), Welch's t statistic and two-sided p-value, and
+    flags: `few seeds` (< 3 on either side) and `spread > gap` (either side's std exceeds the
+    gap, so the gap is within seed noise)."""
     done = done_records(df)
     if done.empty:
         return pd.DataFrame()
@@ -40,13 +41,16 @@ def seed_variance(df: pd.DataFrame) -> pd.DataFrame:
                "seeds": len(values), "mean": values.mean(),
                "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
                "ci95": confidence_half_width(values)}
-        dense = done[(done["setup"] == setup) & (done["method"] == reference)]["value"]
+        dense_rows = done[(done["setup"] == setup) & (done["method"] == reference)]
+        dense = dense_rows["value"]
         flags = []
         if len(values) < MIN_SEEDS or len(dense) < MIN_SEEDS:
             flags.append("few seeds")
         if group["method"].iloc[0] != reference and len(dense):
             gap = values.mean() - dense.mean()
             row[f"gap vs {reference}"] = gap
+            by_seed = group.set_index("seed")["value"] - dense_rows.set_index("seed")["value"]
+            row["paired gap ci95"] = confidence_half_width(by_seed.dropna())
             if len(values) > 1 and len(dense) > 1:
                 test = stats.ttest_ind(values, dense, equal_var=False)
                 row["welch t"] = float(test.statistic)
@@ -57,7 +61,7 @@ def seed_variance(df: pd.DataFrame) -> pd.DataFrame:
         row["flags"] = ", ".join(flags)
         rows.append(row)
     columns = ["setup", "method", "metric", "seeds", "mean", "std", "ci95",
-               f"gap vs {reference}", "welch t", f"p vs {reference}", "flags"]
+               f"gap vs {reference}", "paired gap ci95", "welch t", f"p vs {reference}", "flags"]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 

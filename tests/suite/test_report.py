@@ -215,3 +215,25 @@ def test_claims_table_reads_only_the_claimed_setting_and_pairs_seeds():
     assert f"{key}={value}" in measured["kanbench setting"]
     rest = table.drop(claim.claim)
     assert (rest["seeds"] == 0).all() and rest["measured"].str.startswith("not run").all()
+
+
+def test_index_storage_sets_stored_indices_beside_their_entropy_bound():
+    from kanbench.suite.report.tables import index_storage
+
+    def coded(seed, coding, stored, bound, table=None):
+        r = row("digits", seed, 0.9) | {"method": "metacluster",
+                                        "config.args.method.index_coding": coding,
+                                        "storage.itemized.indices": stored,
+                                        "storage.indices_entropy_bytes": bound}
+        return r | ({"storage.itemized.index_tables": table} if table else {})
+
+    rows = [coded(0, None, 100, 70.0), coded(1, None, 100, 74.0),
+            coded(0, "ans", 72, 70.0, 64), coded(1, "ans", 76, 74.0, 64), row("digits", 0, 1.0)]
+    table = index_storage(pd.DataFrame(rows)).set_index("method")
+    assert list(table.index) == ["metacluster", "metacluster[index_coding=ans]"]  # no dense
+    packed, ans = table.loc["metacluster"], table.loc["metacluster[index_coding=ans]"]
+    assert (packed["index bytes"], packed["coder table bytes"]) == (100, 0)
+    assert packed["index / bound"] == pytest.approx(100 / 72)
+    assert ans["index / bound"] == pytest.approx(74 / 72)
+    assert ans["(index + table) / (bound + table)"] == pytest.approx(138 / 136)
+    assert index_storage(pd.DataFrame([row("digits", 0, 1.0)])).empty

@@ -87,3 +87,11 @@ def test_labels_name_set_args_only():
     rows = [clustered(0, 0.74), clustered(0, 0.71, 3)]
     labels = set(done_records(frame(rows))["label"])
     assert labels == {"dense", "metakan", "metacluster", "metacluster[kmeans_seed=3]"}
+
+
+def test_the_paired_gap_interval_is_the_t_interval_of_the_per_seed_differences():
+    table = seed_variance(frame([record("metakan", 3, 0.99)])).set_index("method")
+    diffs = pd.Series(META) - pd.Series(DENSE)                     # seed 3 has no dense
+    half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
+    assert table.loc["metakan", "paired gap ci95"] == pytest.approx(half)
+    assert math.isnan(table.loc["dense", "paired gap ci95"])
