@@ -21,7 +21,7 @@ class Prune(Dense):
     ranges = {"sparsity": Range(0, 1, open_high=True), "finetune_epochs": NON_NEGATIVE,
               "finetune_lr": POSITIVE}
     title = "Magnitude pruning"
-    colour = "#7f7f7f"
+    colour = "#9467bd"
 
     def stages(self, args):
         from kanbench.methods.layers.prune import prune_edges, prune_skeleton

@@ -73,8 +73,10 @@ def metric_vs_bytes(df: pd.DataFrame, setup: str) -> Figure:
     metric = rows["metrics.primary"].iloc[0]
     higher = bool(rows["metrics.higher_is_better"].iloc[0]) \
         if "metrics.higher_is_better" in rows else True
-    fig, ax = figure(7, 4.5)
     labels = sorted(rows["label"].unique(), key=natural)
+    below = len(labels) + 1 > LEGEND_ROWS          # a long legend goes under the axes
+    legend_rows = -(-(len(labels) + 1) // 2) if below else 0
+    fig, ax = figure(9 if below else 7, 4.5 + 0.15 * legend_rows)
     colours = shades(labels)
     means = rows.groupby("label").agg(bytes=("storage.kan_bytes", "median"),
                                       value=("value", "mean"))
@@ -92,8 +94,12 @@ def metric_vs_bytes(df: pd.DataFrame, setup: str) -> Figure:
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     title(ax, f"{setup}: {metric} against storage (dots: seeds; diamonds: method means)")
     ax.grid(True, which="both", alpha=0.3)
-    fig.legend(fontsize=7, loc="outside right upper")
+    fig.legend(fontsize=7, loc="outside lower center" if below else "outside right upper",
+               ncols=2 if below else 1)
     return fig
+
+
+LEGEND_ROWS = 24  # more legend entries than this go under the axes, in two columns
 
 
 def ratio_bars(df: pd.DataFrame, table: pd.DataFrame | None = None) -> Figure:
