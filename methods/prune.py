@@ -21,7 +21,7 @@ class Prune(Dense):
     ranges = {"sparsity": Range(0, 1, open_high=True), "finetune_epochs": NON_NEGATIVE,
               "finetune_lr": POSITIVE}
     title = "Magnitude pruning"
-    colour = "#9467bd"
+    colour = "#7570b3"
 
     def stages(self, args):
         from kanbench.methods.layers.prune import prune_edges, prune_skeleton
