@@ -30,16 +30,17 @@ CODEBOOK_CHOICES = {"codebook_scope": CODEBOOK_SCOPES, "codebook_dtype": ("fp32"
                     "index_coding": ("ans",)}
 CLUSTER_KEYS = ("codebook_size", "codebook_scope", "codebook_dtype", "kmeans_iterations",
                 "kmeans_seed")
+FINETUNE_KEYS = ("finetune_epochs", "finetune_lr")
 
 
 def kmeans_seed(args: dict, seed: int) -> int:
     """The k-means seed: the method's `kmeans_seed` where set, else the cell's seed."""
     return seed if args["kmeans_seed"] is None else args["kmeans_seed"]
-FINETUNE_KEYS = ("finetune_epochs", "finetune_lr")
 
 
 def codebook_stages(args: dict) -> list[Stage]:
-    """k-means of every KAN layer's edge vectors into a codebook, then its fine-tune."""
+    """k-means of every KAN layer's edge vectors into a codebook, its fine-tune, and where
+    `index_coding` is set the indices' coding."""
     from kanbench.methods.layers.codebook import cluster_edges, codebook_skeleton
 
     def cluster(ctx, net):
@@ -47,19 +48,24 @@ def codebook_stages(args: dict) -> list[Stage]:
                              args["codebook_dtype"], kmeans_seed(args, ctx.cfg.seed),
                              args["kmeans_iterations"])
 
+    def skeleton(net):
+        return codebook_skeleton(net, args["codebook_size"], args["codebook_scope"],
+                                 args["codebook_dtype"])
+
+    return [Stage("cluster", cluster, key={k: args[k] for k in CLUSTER_KEYS}, skeleton=skeleton),
+            finetune_stage(args), *index_coding_stages(args)]
+
+
+def finetune_stage(args: dict) -> Stage:
+    """`finetune_epochs` epochs at `finetune_lr` of whatever still trains (0: none)."""
+
     def finetune(ctx, net):
         if args["finetune_epochs"] == 0:
             return net
         return ctx.fit(net, stage="finetune", max_epochs=args["finetune_epochs"],
                        lr=args["finetune_lr"])
 
-    def skeleton(net):
-        return codebook_skeleton(net, args["codebook_size"], args["codebook_scope"],
-                                 args["codebook_dtype"])
-
-    return [Stage("cluster", cluster, key={k: args[k] for k in CLUSTER_KEYS}, skeleton=skeleton),
-            Stage("finetune", finetune, key={k: args[k] for k in FINETUNE_KEYS}),
-            *index_coding_stages(args)]
+    return Stage("finetune", finetune, key={k: args[k] for k in FINETUNE_KEYS})
 
 
 def index_coding_stages(args: dict) -> list[Stage]:

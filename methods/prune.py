@@ -9,7 +9,7 @@ kept edges (`finetune_epochs`, 0 for none). Bytes: the kept edges' vectors in fp
 from __future__ import annotations
 
 from kanbench.methods.dense import Dense
-from kanbench.methods.metacluster import FINETUNE_KEYS
+from kanbench.methods.metacluster import finetune_stage
 from kanbench.suite.config import NON_NEGATIVE, POSITIVE, Range
 from kanbench.suite.interfaces import Stage
 from kanbench.suite.registry import METHODS
@@ -27,17 +27,10 @@ class Prune(Dense):
         from kanbench.methods.layers.prune import prune_edges, prune_skeleton
 
         sparsity = args["sparsity"]
-
-        def finetune(ctx, net):
-            if args["finetune_epochs"] == 0:
-                return net
-            return ctx.fit(net, stage="finetune", max_epochs=args["finetune_epochs"],
-                           lr=args["finetune_lr"])
-
         return super().stages(args) + [
             Stage("prune", lambda ctx, net: prune_edges(net, sparsity),
                   key={"sparsity": sparsity}, skeleton=lambda n: prune_skeleton(n, sparsity)),
-            Stage("finetune", finetune, key={k: args[k] for k in FINETUNE_KEYS})]
+            finetune_stage(args)]
 
     def serialize(self, net, path):
         from kanbench.methods.layers.files import save_compressed
