@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         executors.start_early(args.executor, args.jobs)
     path, doc = grid.load(args.grid)
-    cells = grid.expand(path, doc, args.overrides, args.max_cells)
+    cells = grid.expand(path, doc, args.overrides, args.max_cells, args.sweep)
     check_writable_dir(Path(args.results), "--results")
     check_writable_dir(Path(args.cache), "--cache")
     wandb = tracking.Settings.from_args(args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from kanbench.methods.dense import Dense
 from kanbench.methods.metacluster import finetune_stage
-from kanbench.suite.config import NON_NEGATIVE, POSITIVE, Range
+from kanbench.suite.config import FRACTION, NON_NEGATIVE, POSITIVE
 from kanbench.suite.interfaces import Stage
 from kanbench.suite.registry import METHODS
 
@@ -18,8 +18,7 @@ from kanbench.suite.registry import METHODS
 @METHODS.register("prune")
 class Prune(Dense):
     defaults = {"sparsity": 0.5, "finetune_epochs": 2, "finetune_lr": 1e-3}
-    ranges = {"sparsity": Range(0, 1, open_high=True), "finetune_epochs": NON_NEGATIVE,
-              "finetune_lr": POSITIVE}
+    ranges = {"sparsity": FRACTION, "finetune_epochs": NON_NEGATIVE, "finetune_lr": POSITIVE}
     title = "Magnitude pruning"
     colour = "#7570b3"
 

@@ -55,9 +55,13 @@ class PrunedEdges:
     def init_pruned(self, mask: torch.Tensor, kept: torch.Tensor) -> None:
         edges = math.prod(self.edge_shape)
         assert mask.shape == (edges,) and kept.shape == (int(mask.sum()), self.spec.n_coef + 1)
-        self.register_buffer("mask", pack_mask(mask))
+        self.register_buffer("mask", pack_mask(mask).to(kept.device))   # (ceil(E / 8),)
         self.kept = nn.Parameter(kept.detach().float().clone())       # (kept, G+k+1)
         self._positions: tuple[tuple, torch.Tensor] | None = None
+
+    @property
+    def kept_edges(self) -> int:
+        return self.kept.shape[0]
 
     def positions(self) -> torch.Tensor:
         """(kept,) flat indices of the kept edges, unpacked again whenever the mask changes (or
@@ -79,7 +83,7 @@ class PrunedEdges:
         return dense.reshape(*self.edge_shape, dim)                    # (*edges, G+k+1)
 
     def storage(self) -> dict[str, int]:
-        kept = self.kept.shape[0]
+        kept = self.kept_edges
         return {"coefficients": kept * self.spec.n_coef * FP32_BYTES,
                 "base_weights": kept * FP32_BYTES, "indices": self.mask.numel()}
 
@@ -115,7 +119,7 @@ def prune_edges(net: nn.Module, sparsity: float) -> nn.Module:
         with torch.no_grad():
             vectors = layer.edge_weights().reshape(-1, layer.spec.n_coef + 1)   # (E, D)
         order = torch.sort(vectors.norm(dim=1), stable=True).indices          # smallest first
-        mask = torch.ones(len(vectors), dtype=torch.bool)
+        mask = torch.ones(len(vectors), dtype=torch.bool, device=vectors.device)
         mask[order[:len(vectors) - kept_count(len(vectors), sparsity)]] = False
         new[name] = pruned_layer(layer, mask, vectors[mask])
     return replace_layers(net, new)

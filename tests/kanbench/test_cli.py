@@ -62,6 +62,18 @@ def test_methods_can_be_added_and_settings_swept_from_the_command_line(capsys):
     assert "dense_kmeans" in added and plain <= added
 
 
+def test_run_runs_every_swept_value(tmp_path, capsys):
+    argv = ["run", "smoke", "tasks=[feynman]", "methods=[prune]", "--sweep",
+            "method.sparsity=[0.3, 0.9]", "--results", str(tmp_path), "--cache",
+            str(tmp_path / "c"), "--wandb", "off", "--no-reports", "measure.memory=false",
+            "measure.latency=false", "method.finetune_epochs=0"]
+    assert kanbench(["run", *argv[1:], "--dry-run"]) == 0
+    assert "2 cells, 0 already recorded, 2 to run" in capsys.readouterr().out
+    assert kanbench(argv) == 0
+    records = ResultsStore(tmp_path).records("smoke")
+    assert sorted(r["config"]["args"]["method"]["sparsity"] for r in records) == [0.3, 0.9]
+
+
 def test_bad_command_lines_are_one_line(capsys):
     for argv, message in (
             (["config", "smoke", "methods+=[nope]"], "unknown method 'nope'"),

@@ -1,6 +1,7 @@
 """Magnitude-pruned KAN layers: the smallest edges go, the rest compute what the dense layer
 with those edges zeroed computes (float64 reference), and the file holds the itemized bytes."""
 
+import copy
 import math
 
 import pytest
@@ -25,7 +26,9 @@ from kanbench.suite.errors import KanbenchError
 from kanbench.suite.measure import storage
 
 SPECS = {"bspline": KANSpec(5, 3), "rbf": KANSpec(basis="rbf", spline_scaler=False),
-         "gram": KANSpec(basis="gram", spline_scaler=False)}
+         "gram": KANSpec(basis="gram", spline_scaler=False),
+         "bspline_unscaled": KANSpec(5, 3, spline_scaler=False),
+         "rbf_scaled": KANSpec(basis="rbf", spline_scaler=True)}
 
 
 def dense(widths, spec, seed=0):
@@ -50,7 +53,7 @@ def test_pruned_layers_compute_the_dense_layer_with_the_small_edges_zeroed(basis
         norms = vectors.norm(dim=1)
         removed = edges - kept_count(edges, sparsity)
         gone = ~unpack_mask(layer.mask, edges)
-        assert int(gone.sum()) == removed
+        assert int(gone.sum()) == removed and layer.kept_edges == edges - removed
         if removed:                                         # the removed are the smallest
             assert norms[gone].max() <= norms[~gone].min()
         with torch.no_grad():                               # zero them in the reference
@@ -62,6 +65,57 @@ def test_pruned_layers_compute_the_dense_layer_with_the_small_edges_zeroed(basis
                                    atol=1e-5)
         torch.testing.assert_close(pruned(x[:1]).double(), reference(x[:1].double()),
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["kan", "convkan"])
+def test_the_pruned_edges_are_those_of_smallest_hand_computed_norm(conv):
+    """The norm of an edge: its coefficients (scaled) and its base weight, as the layer holds
+    them, computed by hand here."""
+    factory = DenseKANFactory(KANSpec(5, 3))
+    torch.manual_seed(0)
+    net = ConvKAN([4], [1], 2, 3, factory) if conv else KAN([5, 3], factory)
+    layer = next(iter(kan_layers(net).values()))
+    if conv:
+        out, c, kh, kw = layer.edge_shape
+        coef = layer.spline_conv.weight.reshape(out, c, 8, kh, kw).permute(0, 1, 3, 4, 2)
+        base = layer.base_conv.weight
+    else:
+        coef, base = layer.spline_weight * layer.spline_scaler[..., None], layer.base_weight
+    norms = (coef.square().sum(-1) + base.square()).sqrt().detach().flatten()    # (E,)
+    pruned = next(iter(kan_layers(prune_edges(net, 0.5)).values()))
+    gone = ~unpack_mask(pruned.mask, len(norms))
+    assert set(gone.nonzero()[:, 0].tolist()) == \
+        set(norms.argsort()[:len(norms) - kept_count(len(norms), 0.5)].tolist())
+
+
+@pytest.mark.parametrize("basis", ["bspline", "rbf"])
+def test_pruned_convolutions_compute_the_dense_ones_with_the_small_edges_zeroed(basis):
+    factory = DenseKANFactory(SPECS[basis])
+    torch.manual_seed(0)
+    net = ConvKAN([4, 5], [1, 2], 3, 2, factory).eval()
+    reference = copy.deepcopy(net).double()
+    pruned = prune_edges(net, 0.6)
+    for layer, ref in zip(kan_layers(pruned).values(), kan_layers(reference).values(),
+                          strict=True):
+        edges = math.prod(layer.edge_shape)
+        gone = ~unpack_mask(layer.mask, edges)
+        assert int(gone.sum()) == round(0.6 * edges)
+        with torch.no_grad():
+            norms = ref.edge_weights().norm(dim=-1).flatten()          # (E,)
+            kept = layer.edge_weights().norm(dim=-1).flatten().double()
+            torch.testing.assert_close(kept, norms * ~gone)             # the kept norms stay
+            if hasattr(ref, "base_conv"):
+                out, c, kh, kw = ref.edge_shape
+                keep = (~gone).double().reshape(out, c, 1, kh, kw)
+                ref.base_conv.weight.mul_(keep[:, :, 0])                  # (out, in, kh, kw)
+                ref.spline_conv.weight.view(out, c, -1, kh, kw).mul_(keep)  # (out, in, D, kh, kw)
+            else:
+                ref.spline_weight.reshape(edges, -1)[gone] = 0
+                ref.base_weight.reshape(-1)[gone] = 0
+    x = torch.randn(3, 3, 6, 6) * 3                      # many inputs outside the grid
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x).double(), reference(x.double()), rtol=1e-5,
+                                   atol=1e-5)
 
 
 def test_storage_is_the_kept_vectors_and_one_bit_per_edge():
@@ -113,6 +167,6 @@ def test_a_mask_that_does_not_match_its_kept_edges_is_refused():
 
 
 def test_sparsity_is_range_checked_in_one_line():
-    for bad in (1.0, -0.1, 1.5):
+    for bad in (0.0, 1.0, -0.1, 1.5):
         with pytest.raises(KanbenchError, match="method.sparsity: .* out of range"):
             resolve("g", "digits", "prune", 0, {"method": {"sparsity": bad}})
