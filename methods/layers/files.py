@@ -183,6 +183,12 @@ def load_compressed(path: str | Path, net: nn.Module) -> nn.Module:
             for n, t in plain_tensors(net, layers).items()}
     if tensors:
         raise KanbenchError(f"{where}: unexpected tensor {sorted(tensors)[0]!r}")
+    for name, layer in kan_layers(net).items():  # a layer's own checks of its stored form
+        check = getattr(layer, "state_problem", None)
+        own = {n[len(name) + 1:]: t for n, t in rest.items() if n.startswith(f"{name}.")}
+        problem = check(own) if check else None
+        if problem:
+            raise KanbenchError(f"{where}: layer {name}: {problem}")
 
     with torch.no_grad():
         scale_of = iter(scales)

@@ -63,6 +63,16 @@ class PrunedEdges:
     def kept_edges(self) -> int:
         return self.kept.shape[0]
 
+    def state_problem(self, state: dict[str, torch.Tensor]) -> str | None:
+        """What is wrong with a stored form of this layer (`mask`, `kept`), or None."""
+        try:
+            kept = int(unpack_mask(state["mask"], math.prod(self.edge_shape)).sum())
+        except ValueError as err:
+            return str(err)
+        if kept != state["kept"].shape[0]:
+            return f"its mask keeps {kept} edges but {state['kept'].shape[0]} are stored"
+        return None
+
     def positions(self) -> torch.Tensor:
         """(kept,) flat indices of the kept edges, unpacked again whenever the mask changes (or
         inference mode, whose tensors autograd refuses, comes or goes)."""

@@ -170,3 +170,32 @@ def test_sparsity_is_range_checked_in_one_line():
     for bad in (0.0, 1.0, -0.1, 1.5):
         with pytest.raises(KanbenchError, match="method.sparsity: .* out of range"):
             resolve("g", "digits", "prune", 0, {"method": {"sparsity": bad}})
+
+
+@pytest.mark.parametrize("damage", ["one more kept edge", "a bit past the last edge"])
+def test_a_file_whose_mask_does_not_fit_its_kept_edges_is_refused_in_one_line(damage,
+                                                                             tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    net = prune_edges(dense([7, 5, 3], KANSpec(5, 3)), 0.5)           # 15 edges in layer 1
+    good, bad = tmp_path / "good.safetensors", tmp_path / "bad.safetensors"
+    save_compressed(net, good, method="prune")
+    tensors = load_file(good)
+    with safe_open(str(good), framework="pt") as f:
+        metadata = f.metadata()
+    mask = tensors["1.mask"].clone()                                    # (2,) uint8
+    if damage == "one more kept edge":
+        kept = unpack_mask(mask, 15)
+        kept[int((~kept).nonzero()[0, 0])] = True
+        mask = pack_mask(kept)
+    else:
+        mask[-1] |= 0x80                                                # bit 15: no edge
+    tensors["1.mask"] = mask
+    save_file(tensors, bad, metadata=metadata)
+    skeleton = prune_skeleton(dense([7, 5, 3], KANSpec(5, 3)), 0.5)
+    before = {k: v.clone() for k, v in skeleton.state_dict().items()}
+    with pytest.raises(KanbenchError) as err:
+        load_compressed(bad, skeleton)
+    assert "layer 1:" in str(err.value) and "\n" not in str(err.value)
+    assert all(torch.equal(v, before[k]) for k, v in skeleton.state_dict().items())
