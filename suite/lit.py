@@ -129,7 +129,6 @@ class KanbenchModule(L.LightningModule):
                 self.clip_gradients(optimizer, gradient_clip_val=clip,
                                     gradient_clip_algorithm="norm")
             optimizer.step()
-            mark_updated(optimizer)
             if schedule is not None:
                 schedule.step()
             size = len(minibatch[0])
@@ -179,15 +178,6 @@ FUSED_ADAMW = True
 def adamw(groups: list[dict], weight_decay: float) -> torch.optim.AdamW:
     """The suite's optimizer over a method's parameter groups."""
     return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=FUSED_ADAMW or None)
-
-
-def mark_updated(optimizer: torch.optim.Optimizer) -> None:
-    """Bump the version counter of every parameter the optimizer updates. Fused AdamW writes
-    them in one kernel that leaves the counters as they were (torch 2.14), so a cache keyed on
-    a parameter's version (a KAN layer's folded scalers, a codebook layer's kernel layout)
-    would keep serving the weights of before the step."""
-    torch.autograd.graph.increment_version(
-        [p for group in optimizer.param_groups for p in group["params"]])
 
 
 # A fit validates after every epoch, or every max_epochs / 20 epochs when longer: the loop's

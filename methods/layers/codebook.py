@@ -241,7 +241,9 @@ class CodebookEdges:
 class GatherForward:
     """Inference through the suite's codebook kernels (methods.layers.kernels) for fully connected
     codebook layers; with gradients on (fine-tuning) the layer rebuilds its edge weights and
-    runs the dense path. The kernel layout is rebuilt whenever a source tensor changes."""
+    runs the dense path. The kernel layout is rebuilt whenever a source tensor changes (its
+    version or storage) and after any forward with gradients, which an optimizer step may
+    follow without bumping versions (fused AdamW)."""
 
     def kernel_layout(self):
         raise NotImplementedError
@@ -255,6 +257,7 @@ class GatherForward:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
+            self._packed_version = None
             return super().forward(x)
         return kernels.codebook_linear(x, self.packed(), self.spec, self.base_activation)
 

@@ -104,7 +104,9 @@ class KANLinear(nn.Module):
         """(out, in, G+k) coefficients with the standalone scaler folded in. Where no gradient
         can flow (no_grad, inference_mode, frozen weights) the product is made once and kept
         until either tensor changes (its version, storage, dtype or device), so inference
-        multiplies as a deployed layer with folded scalers would, not once per call."""
+        multiplies as a deployed layer with folded scalers would, not once per call. A forward
+        with gradients drops it (`forward`): an optimizer step may follow that leaves the
+        versions as they were (fused AdamW writes in place without bumping them)."""
         if self.spline_scaler is None:
             return self.spline_weight
         weight, scaler = self.spline_weight, self.spline_scaler
@@ -133,6 +135,7 @@ class KANLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._scaler_trains():  # the spline term applies the scaler inside its own autograd
             coef, scaler = self.spline_weight, self.spline_scaler
+            self._folded = None    # training: the weights may change without a new version
         else:
             coef, scaler = self.scaled_spline_weight(), None
         return kan_linear(x, self.base_weight, coef, self.spec, self.base_activation, scaler)

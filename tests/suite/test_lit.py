@@ -180,28 +180,3 @@ def test_after_a_fit_the_layers_caches_hold_the_trained_weights(method, args):
     assert not torch.equal(after, before)
     torch.testing.assert_close(after, fresh, rtol=0, atol=0)
 
-
-def test_fused_adamw_steps_are_marked_so_folded_scalers_follow_them():
-    """Fused AdamW leaves version counters as they were; `mark_updated` bumps them, so a dense
-    layer's scalers, folded at each no-grad forward, are folded again after every step."""
-    from kanbench.methods.layers.architectures import KAN
-    from kanbench.methods.layers.kan import DenseKANFactory, KANSpec
-    from kanbench.suite.lit import mark_updated
-
-    torch.manual_seed(0)
-    net = KAN([6, 5, 3], DenseKANFactory(KANSpec(spline_scaler=True)))
-    x = torch.randn(32, 6)
-    opt = adamw([{"params": list(net.parameters()), "lr": 0.05}], 0.0)
-    for _ in range(3):
-        with torch.no_grad():
-            net(x)                                                # folds the scalers
-        opt.zero_grad()
-        net(x).square().mean().backward()
-        opt.step()
-        mark_updated(opt)
-    with torch.no_grad():
-        cached = net(x)
-        for module in net.modules():
-            if getattr(module, "_folded", None) is not None:
-                module._folded = None
-        torch.testing.assert_close(cached, net(x), rtol=0, atol=0)

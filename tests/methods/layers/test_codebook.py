@@ -112,6 +112,29 @@ def test_the_kernel_layout_follows_fine_tuning_of_the_codebook():
     assert not torch.allclose(before, after)
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+def test_the_kernel_layout_follows_a_fused_adamw_step(dtype):
+    """Fused AdamW writes the codes in place without bumping their version: the training
+    forward before it drops the layout, so the next no-grad forward sees the new codes (an
+    fp16 codebook's layout is a copy, so a stale one would show)."""
+    torch.manual_seed(0)
+    layer = CodebookKANLinear(6, 3, SPEC, Codebook(torch.randn(4, SPEC.n_coef + 1), dtype),
+                              torch.randint(0, 4, (3, 6)))
+    x = torch.rand(5, 6)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1, fused=True)
+    for _ in range(2):
+        with torch.no_grad():
+            layer(x)                                                 # packs the layout
+        layer(x).square().sum().backward()
+        optimizer.step()
+    version = layer.codebook.codes._version
+    with torch.no_grad():
+        got = layer(x)
+    with torch.enable_grad():
+        torch.testing.assert_close(got, layer(x).detach(), rtol=1e-6, atol=1e-6)
+    assert layer.codebook.codes._version == version      # the step did not bump it
+
+
 def meta_net(conv: bool = False, seed: int = 0):
     torch.manual_seed(seed)
     factory = MetaKANFactory(SPEC, 1, 8)
