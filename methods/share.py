@@ -16,6 +16,7 @@ SHARE_DEFAULTS = {"codebook_size": 256, "kmeans_iterations": 25,
                   "index_coding": None}    # None: bit-packed; "ans": entropy-coded
 SHARE_RANGES = {"codebook_size": AT_LEAST_ONE, "kmeans_iterations": AT_LEAST_ONE,
                 "kmeans_seed": SEED}
+VQ_KEYS = ("codebook_size", "kmeans_iterations", "kmeans_seed")  # what the vq stage makes
 
 
 @METHODS.register("share_fp32")
@@ -41,7 +42,7 @@ class ShareFP32(Dense):
                                         iterations)[0]
 
         stages = super().stages(args) + [
-            Stage("vq", vq, key={k: v for k, v in args.items() if k != "index_coding"},
+            Stage("vq", vq, key={k: args[k] for k in VQ_KEYS},
                   skeleton=lambda n: share.share_skeleton(n, codes, "fp32"))]
         if "int8" in self.precisions:
             stages.append(Stage("int8", lambda ctx, net: share.to_int8(net),

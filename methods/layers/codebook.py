@@ -215,6 +215,7 @@ class CodebookEdges:
         assert indices.shape == self.edge_shape, (indices.shape, self.edge_shape)
         self.codebook = codebook
         self.register_buffer("indices", indices.long().clone())
+        self._coded_version: tuple | None = None        # what `coded_indices` last coded
 
     def edge_weights(self) -> torch.Tensor:
         return self.codebook.values()[self.indices]                   # (*edges, D)
@@ -222,7 +223,7 @@ class CodebookEdges:
     def coded_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(stream, counts) of `ans_encode`, coded again only when the indices change."""
         version = (self.indices._version, self.indices.data_ptr(), self.codebook.size)
-        if getattr(self, "_coded_version", None) != version:
+        if self._coded_version != version:
             self._coded = ans_encode(self.indices, self.codebook.size)
             self._coded_version = version
         return self._coded

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kanbench.methods.layers.codebook import replace_layers
+from kanbench.methods.layers.codebook import pack_indices, replace_layers
 from kanbench.methods.layers.kan import (
     FP32_BYTES,
     EdgeWeightsConv2d,
@@ -36,17 +36,20 @@ def kept_count(edges: int, sparsity: float) -> int:
 
 
 def pack_mask(mask: torch.Tensor) -> torch.Tensor:
-    """(E,) bool -> (ceil(E / 8),) uint8, least significant bit first."""
-    bits = mask.detach().cpu().numpy().astype(np.uint8)
-    return torch.from_numpy(np.packbits(bits, bitorder="little"))
+    """(E,) bool -> (ceil(E / 8),) uint8: one bit per edge, packed as 2-code indices are."""
+    return pack_indices(mask.long(), 2)
 
 
-def unpack_mask(packed: torch.Tensor, edges: int) -> torch.Tensor:
-    """Inverse of `pack_mask`: -> (E,) bool; bits past the last edge must be zero."""
-    bits = np.unpackbits(packed.detach().cpu().numpy(), bitorder="little")
+def kept_positions(packed: torch.Tensor, edges: int, stored: int) -> torch.Tensor:
+    """(stored,) flat indices of the edges a packed mask keeps; ValueError unless it keeps
+    exactly `stored` edges and sets no bit past the last one."""
+    bits = np.unpackbits(packed.numpy(), bitorder="little")            # (8 ceil(E / 8),)
     if bits[edges:].any():
         raise ValueError("the edge mask has bits set past its last edge")
-    return torch.from_numpy(bits[:edges].astype(bool))
+    flat = torch.from_numpy(np.flatnonzero(bits[:edges]))
+    if flat.numel() != stored:
+        raise ValueError(f"the mask keeps {flat.numel()} edges but {stored} are stored")
+    return flat
 
 
 class PrunedEdges:
@@ -66,11 +69,9 @@ class PrunedEdges:
     def state_problem(self, state: dict[str, torch.Tensor]) -> str | None:
         """What is wrong with a stored form of this layer (`mask`, `kept`), or None."""
         try:
-            kept = int(unpack_mask(state["mask"], math.prod(self.edge_shape)).sum())
+            kept_positions(state["mask"], math.prod(self.edge_shape), state["kept"].shape[0])
         except ValueError as err:
             return str(err)
-        if kept != state["kept"].shape[0]:
-            return f"its mask keeps {kept} edges but {state['kept'].shape[0]} are stored"
         return None
 
     def positions(self) -> torch.Tensor:
@@ -79,10 +80,7 @@ class PrunedEdges:
         key = (self.mask._version, self.mask.data_ptr(), self.kept.shape[0], self.kept.device,
                torch.is_inference_mode_enabled())
         if self._positions is None or self._positions[0] != key:
-            flat = unpack_mask(self.mask, math.prod(self.edge_shape)).nonzero()[:, 0]
-            if flat.numel() != self.kept.shape[0]:
-                raise ValueError(f"the mask keeps {flat.numel()} edges but "
-                                 f"{self.kept.shape[0]} are stored")
+            flat = kept_positions(self.mask.cpu(), math.prod(self.edge_shape), self.kept_edges)
             self._positions = (key, flat.to(self.kept.device))
         return self._positions[1]
 

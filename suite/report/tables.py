@@ -45,7 +45,7 @@ def _label(df: pd.DataFrame, by: str, sections: tuple[str, ...],
             parts = rows[varying].apply(
                 lambda r: ",".join(f"{c.rsplit('.', 1)[1]}={_text(v)}" for c, v in r.items()
                                    if not _unset(v)), axis=1)
-            labels.loc[rows.index] = (name + "[" + parts + "]").str.replace("[]", "")
+            labels.loc[rows.index] = [f"{name}[{p}]" if p else name for p in parts]
     return labels
 
 

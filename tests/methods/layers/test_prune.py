@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from kanbench.methods.layers.architectures import KAN, ConvKAN
+from kanbench.methods.layers.codebook import unpack_indices
 from kanbench.methods.layers.files import (
     load_compressed,
     safetensors_payload_bytes,
@@ -16,10 +17,10 @@ from kanbench.methods.layers.files import (
 from kanbench.methods.layers.kan import DenseKANFactory, KANSpec, kan_layers
 from kanbench.methods.layers.prune import (
     kept_count,
+    kept_positions,
     pack_mask,
     prune_edges,
     prune_skeleton,
-    unpack_mask,
 )
 from kanbench.suite.config import resolve
 from kanbench.suite.errors import KanbenchError
@@ -52,7 +53,7 @@ def test_pruned_layers_compute_the_dense_layer_with_the_small_edges_zeroed(basis
             vectors = ref.edge_weights().reshape(edges, -1)             # (E, D) float64
         norms = vectors.norm(dim=1)
         removed = edges - kept_count(edges, sparsity)
-        gone = ~unpack_mask(layer.mask, edges)
+        gone = ~unpack_indices(layer.mask, edges, 2).bool()
         assert int(gone.sum()) == removed and layer.kept_edges == edges - removed
         if removed:                                         # the removed are the smallest
             assert norms[gone].max() <= norms[~gone].min()
@@ -83,7 +84,7 @@ def test_the_pruned_edges_are_those_of_smallest_hand_computed_norm(conv):
         coef, base = layer.spline_weight * layer.spline_scaler[..., None], layer.base_weight
     norms = (coef.square().sum(-1) + base.square()).sqrt().detach().flatten()    # (E,)
     pruned = next(iter(kan_layers(prune_edges(net, 0.5)).values()))
-    gone = ~unpack_mask(pruned.mask, len(norms))
+    gone = ~unpack_indices(pruned.mask, len(norms), 2).bool()
     assert set(gone.nonzero()[:, 0].tolist()) == \
         set(norms.argsort()[:len(norms) - kept_count(len(norms), 0.5)].tolist())
 
@@ -98,7 +99,7 @@ def test_pruned_convolutions_compute_the_dense_ones_with_the_small_edges_zeroed(
     for layer, ref in zip(kan_layers(pruned).values(), kan_layers(reference).values(),
                           strict=True):
         edges = math.prod(layer.edge_shape)
-        gone = ~unpack_mask(layer.mask, edges)
+        gone = ~unpack_indices(layer.mask, edges, 2).bool()
         assert int(gone.sum()) == round(0.6 * edges)
         with torch.no_grad():
             norms = ref.edge_weights().norm(dim=-1).flatten()          # (E,)
@@ -136,7 +137,7 @@ def test_a_fine_tune_moves_only_the_kept_edges():
         opt.step()
     for layer in kan_layers(net).values():
         edges = math.prod(layer.edge_shape)
-        gone = ~unpack_mask(layer.mask, edges)
+        gone = ~unpack_indices(layer.mask, edges, 2).bool()
         assert (layer.edge_weights().reshape(edges, -1)[gone] == 0).all()
 
 
@@ -163,7 +164,7 @@ def test_a_mask_that_does_not_match_its_kept_edges_is_refused():
     with pytest.raises(ValueError, match="keeps 96 edges but 48 are stored"):
         net(torch.randn(2, 12))
     with pytest.raises(ValueError, match="past its last edge"):
-        unpack_mask(torch.tensor([0, 0b100], dtype=torch.uint8), 10)
+        kept_positions(torch.tensor([0, 0b100], dtype=torch.uint8), 10, 1)
 
 
 def test_sparsity_is_range_checked_in_one_line():
@@ -186,7 +187,7 @@ def test_a_file_whose_mask_does_not_fit_its_kept_edges_is_refused_in_one_line(da
         metadata = f.metadata()
     mask = tensors["1.mask"].clone()                                    # (2,) uint8
     if damage == "one more kept edge":
-        kept = unpack_mask(mask, 15)
+        kept = unpack_indices(mask, 15, 2).bool()
         kept[int((~kept).nonzero()[0, 0])] = True
         mask = pack_mask(kept)
     else:
