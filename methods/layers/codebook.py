@@ -43,13 +43,19 @@ def packed_bytes(count: int, codes: int) -> int:
     return math.ceil(count * index_bits(codes) / 8)
 
 
+def flat_indices(indices: torch.Tensor, codes: int) -> np.ndarray:
+    """The indices as a flat numpy array, checked to lie in [0, K)."""
+    flat = indices.detach().cpu().flatten().numpy()
+    if flat.size and (flat.min() < 0 or flat.max() >= codes):
+        raise ValueError(f"indices must lie in [0, {codes})")
+    return flat
+
+
 def pack_indices(indices: torch.Tensor, codes: int) -> torch.Tensor:
     """(N,) integer indices in [0, K) -> (packed_bytes(N, K),) uint8, least significant bit
     first, index after index."""
     bits = index_bits(codes)
-    flat = indices.detach().cpu().flatten().numpy().astype(np.int64)
-    if flat.size and (flat.min() < 0 or flat.max() >= codes):
-        raise ValueError(f"indices must lie in [0, {codes})")
+    flat = flat_indices(indices, codes).astype(np.int64)
     planes = (flat[:, None] >> np.arange(bits)) & 1                  # (N, bits)
     return torch.from_numpy(np.packbits(planes.astype(np.uint8).ravel(), bitorder="little"))
 
@@ -91,9 +97,7 @@ def ans_encode(indices: torch.Tensor, codes: int) -> tuple[torch.Tensor, torch.T
     """(N,) indices in [0, K) -> (stream, counts): the range-ANS stream as (4 M,) uint8
     (little-endian 32-bit words) and the (K,) int32 histogram it was coded under. Nothing
     to code (N = 0, or a single code) leaves the stream empty."""
-    flat = indices.detach().cpu().flatten().numpy().astype(np.int32)
-    if flat.size and (flat.min() < 0 or flat.max() >= codes):
-        raise ValueError(f"indices must lie in [0, {codes})")
+    flat = flat_indices(indices, codes).astype(np.int32)
     counts = index_histogram(indices, codes)
     words = np.zeros(0, dtype="<u4")
     if codes > 1 and flat.size:
