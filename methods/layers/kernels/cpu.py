@@ -1,9 +1,11 @@
 """The CPU codebook forward.
 
 Compiled (gather.cpp), in the order that suits the batch, neither rebuilding a weight:
-- small batches (the outputs order): the table T[b, i, c] = B(x_bi) . codes[c] for every
-  (b, i), then per input one pass along the outputs, reading the uint8 indices and int8/fp32
-  per-edge numbers once for the whole batch;
+- small batches (the outputs order): the inputs in chunks, one thread per chunk; per input
+  the table T[b, i, c] = B(x_bi) . codes[c] of every batch row, made in L1, then one pass
+  along the outputs reading the uint8 indices and int8/fp32 per-edge numbers once for the
+  whole batch (AVX-512 gathers where the CPU has them); the chunks' partial sums are added
+  in order, so a result does not depend on the thread count;
 - larger ones (the batch order): blocks of batch rows whose tables are made in cache, a few
   inputs at a time, every edge adding one scaled table row to its output (vectorized over
   the batch).
@@ -27,7 +29,7 @@ from kanbench.methods.layers.kan import layer_bases
 from kanbench.methods.layers.kernels import build
 from kanbench.methods.layers.splines import inference_bases
 
-BATCH_ORDER_FROM = 8
+BATCH_ORDER_FROM = 16
 CODES_ONLY_BATCH_ORDER_FROM = 4
 COMPILED_MAX_BASES = 64  # gather.cpp's kMaxDim: longer codes go through PyTorch
 GATHER_MAX_BATCH = 16
@@ -59,16 +61,18 @@ def basis_inputs(x: torch.Tensor, layer, spec, activation):
     return bases, sums, acts
 
 
-def compiled_forward(x, layer, spec, activation, batch_order: bool) -> torch.Tensor:
+def compiled_forward(x, layer, spec, activation, batch_order: bool,
+                     portable: bool = False) -> torch.Tensor:
     """gather.cpp in the order asked for: x (batch, in) -> (batch, out). The kernel takes the
-    bases and act(x) apart and sums the bases itself."""
+    bases and act(x) apart and sums the bases itself; `portable` keeps the outputs order off
+    its AVX-512 path where the CPU has one (tests check both)."""
     bases = inference_layer_bases(x, spec)                            # (batch, in, n_coef)
     with torch.no_grad():
         acts = activation(x).contiguous()                             # (batch, in)
     parts = (layer.gains, layer.biases, layer.base)
     return compiled().forward(bases, acts, layer.codes, layer.indices,
                               *(p.data if p else None for p in parts),
-                              *(p.scale if p else 1.0 for p in parts), batch_order)
+                              *(p.scale if p else 1.0 for p in parts), batch_order, portable)
 
 
 def torch_gather(x, layer, spec, activation) -> torch.Tensor:

@@ -92,9 +92,41 @@ def test_both_compiled_orders_match_the_reference_and_each_other(spec, codes, fo
     got = {order: cpu.ORDERS[order](x, layer, SPECS[spec], nn.SiLU())
            for order in ("outputs", "batch")}
     torch.testing.assert_close(got["outputs"], want, rtol=1e-5, atol=1e-4)
-    # the same sums in the same order, with or without fused multiply-adds (gather.cpp):
+    # the same terms, the outputs order summing them in chunks of inputs (gather.cpp):
     # switching order at BATCH_ORDER_FROM moves an output by rounding only
     torch.testing.assert_close(got["batch"], got["outputs"], rtol=1e-6, atol=1e-5)
+
+
+# the outputs order's two edge loops: AVX-512 gathers (where the CPU has them) and portable
+# C++; 16-output steps with a masked tail (out 37, 5, 1) and fewer inputs than chunks (n_in 3)
+@pytest.mark.parametrize("shape", [{"out": 37, "n_in": 53}, {"out": 5, "n_in": 3},
+                                   {"out": 1, "n_in": 20}, {"out": 32, "n_in": 1}])
+@pytest.mark.parametrize("batch", [1, 3, 9])
+@pytest.mark.parametrize("form", ["carry", "fp32", "int8"])
+@pytest.mark.parametrize("codes", [1, 16, 300])
+def test_the_outputs_orders_edge_loops_match_the_reference(codes, form, batch, shape):
+    spec = SPECS["cubic"]
+    layer = random_layer(spec, codes, form, **shape)
+    x = inputs(batch, layer.in_features)
+    want = kernels.codebook_linear(x, layer, spec, nn.SiLU(), "reference")
+    for portable in (False, True):
+        got = cpu.compiled_forward(x, layer, spec, nn.SiLU(), batch_order=False,
+                                   portable=portable)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_the_outputs_order_does_not_depend_on_the_thread_count():
+    layer = random_layer(SPECS["cubic"], 300, "int8", out=70, n_in=101)
+    x = inputs(3, layer.in_features)
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            runs.append(cpu.ORDERS["outputs"](x, layer, SPECS["cubic"], nn.SiLU()))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(run, runs[0]) for run in runs[1:])
 
 
 def test_the_order_switches_at_the_measured_batch():
