@@ -33,15 +33,15 @@
 // Compiled for AVX-512 (x86-64-v4), AVX2 and baseline x86-64, picked at run time by the CPU
 // (GCC function multiversioning). The v4 version lets GCC contract a * b + c into one fused
 // multiply-add, which AVX2 alone and the baseline lack, so a result's last bits depend on
-// the CPU. The portable edge loop keeps to AVX2 (OUTPUTS_CLONES): as compiler-vectorized
+// the CPU. The portable edge loop keeps to AVX2 (PORTABLE_CLONES): as compiler-vectorized
 // AVX-512 code its per-edge scalar table loads ran slower on the Xeon this was tuned on;
 // where the CPU has AVX-512 the outputs order uses edges_avx512's gathers instead.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define KANBENCH_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#define OUTPUTS_CLONES __attribute__((target_clones("avx2", "default")))
+#define PORTABLE_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define KANBENCH_CLONES
-#define OUTPUTS_CLONES
+#define PORTABLE_CLONES
 #endif
 
 namespace {
@@ -112,7 +112,7 @@ KANBENCH_CLONES void input_tables(const Inputs& in, const float* __restrict__ co
 
 // Input i's edges, portable: acc (batch, out) += every edge's term for every batch row.
 template <typename Index, typename Value, bool GAINS, bool BIASES, bool BASE>
-OUTPUTS_CLONES void edges_portable(const Inputs& in, const Streams<Index, Value>& s, int64_t i,
+PORTABLE_CLONES void edges_portable(const Inputs& in, const Streams<Index, Value>& s, int64_t i,
                                    const float* __restrict__ table,
                                    const float* __restrict__ sums,
                                    const float* __restrict__ acts, float* __restrict__ acc) {
