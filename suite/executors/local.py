@@ -9,6 +9,7 @@ import select
 import signal
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,32 @@ def start_forkserver() -> None:
     `Processes.map` starts it where nobody has."""
     mp.get_context("forkserver").set_forkserver_preload(PRELOAD)
     multiprocessing.forkserver.ensure_running()
+
+
+@contextmanager
+def signals_held(*signums: int):
+    """Run the block with these signals' Python handlers held back, then run them for any that
+    came. Starting a worker is a conversation with the forkserver (connect, then send the
+    pipes); a Ctrl-C between the two made the forkserver die of an EOFError traceback on the
+    terminal after the driver's last line. Only the main thread sets handlers: elsewhere the
+    block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came = []
+    handlers = {signum: signal.signal(signum, lambda n, frame: came.append((n, frame)))
+                for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum, frame in came:
+            handler = handlers[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def worker(work: CellWork, cfg: RunConfig, conn, memory_probe: str | None) -> None:
@@ -98,9 +125,10 @@ class Processes:
                     receive, send = ctx.Pipe(duplex=False)
                     process = ctx.Process(target=worker, args=(work, cfg, send, memory_probe),
                                           name=f"kanbench-{cfg.label}", daemon=True)
-                    process.start()
-                    send.close()
-                    running[receive] = (cfg, process)
+                    with signals_held(signal.SIGINT, signal.SIGTERM):  # then `finally` kills it
+                        process.start()
+                        send.close()
+                        running[receive] = (cfg, process)
                 if not running:
                     return
                 for receive in wait(list(running)):  # a record, or EOF when a worker died

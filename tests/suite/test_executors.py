@@ -16,7 +16,7 @@ import pytest
 from kanbench.suite import executors
 from kanbench.suite.config import RunConfig
 from kanbench.suite.executors import available_cores
-from kanbench.suite.executors.local import Processes
+from kanbench.suite.executors.local import Processes, signals_held
 from kanbench.suite.measure import MEMORY_PROBE, SHARED_PROBE
 from kanbench.suite.runner import CellWork
 from kanbench.suite.store import ResultsStore
@@ -118,6 +118,36 @@ class DiesOnSeedOne(CellWork):
         if cfg.seed == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         return {"run_id": cfg.run_id, "status": "done"}
+
+
+def test_signals_held_run_their_handlers_after_the_block_not_in_it():
+    seen = []
+
+    def note(signum, frame):
+        seen.append(signum)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, h) for s, h in ((signal.SIGUSR1, note), (signal.SIGINT, stop))}
+    try:
+        with signals_held(signal.SIGUSR1):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            for _ in range(1000):          # bytecode boundaries, where a handler would run
+                pass
+            assert seen == []
+        assert seen == [signal.SIGUSR1] and signal.getsignal(signal.SIGUSR1) is note
+        reached = False
+        with pytest.raises(KeyboardInterrupt):  # a Ctrl-C's exception, after the block
+            with signals_held(signal.SIGINT):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):
+                    pass
+                reached = True
+        assert reached and signal.getsignal(signal.SIGINT) is stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def test_a_worker_that_dies_is_a_failed_record_and_the_others_go_on(tmp_path):
