@@ -176,9 +176,11 @@ KANBENCH_AVX512 void edges_avx512(const Inputs& in, const Streams<Index, Value>&
   }
 }
 
-bool cpu_has_avx512() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl");
+bool cpu_has_avx512() {  // asked once per process
+  static const bool has = __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl");
+  return has;
 }
 #else
 bool cpu_has_avx512() { return false; }
