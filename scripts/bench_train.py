@@ -24,7 +24,7 @@ Paths (module settings and the training loader, nothing in any config):
             around the tensor path's BLAS products above that (methods.layers.splines.BASES_KERNEL),
             MetaKAN's activations kept for layers under 2^17 edges
             (methods.layers.metakan.CHECKPOINT_MIN_EDGES), AdamW's fused CPU step
-            (suite.lit.FUSED_ADAMW), and whole in-memory epochs per Lightning step
+            (suite.lit.FUSED_ADAM), and whole in-memory epochs per Lightning step
             (suite.lit.Epoch).
 
 Writes results/bench/train_step.{csv,md}.
@@ -60,10 +60,10 @@ REPO = Path(__file__).resolve().parent.parent
 NETWORKS = [("feynman", ["task.equation=I.6.20b"]), ("highdim", []), ("digits", []),
             ("fashion_mnist", [])]
 OWNERS = {"FUSED_MAX_EDGES": splines, "BASES_KERNEL": splines,
-          "CHECKPOINT_MIN_EDGES": metakan, "FUSED_ADAMW": lit}
+          "CHECKPOINT_MIN_EDGES": metakan, "FUSED_ADAM": lit}
 PATHS = {
     "before": {"FUSED_MAX_EDGES": 0, "BASES_KERNEL": False, "CHECKPOINT_MIN_EDGES": 0,
-               "FUSED_ADAMW": False},
+               "FUSED_ADAM": False},
     "after": {key: getattr(owner, key) for key, owner in OWNERS.items()},  # the defaults
 }
 WHOLE_EPOCHS = {"before": False, "after": True}
@@ -130,8 +130,8 @@ class Setup:
     def step_ms(self, repeats: int, warmup: int = 3) -> float:
         self.reset()
         args = self.cfg.args
-        opt = lit.adamw(self.method.param_groups(self.net, args["train"], args["method"]),
-                        args["train"]["weight_decay"])
+        opt = lit.optimizer(self.method.param_groups(self.net, args["train"], args["method"]),
+                            args["train"]["weight_decay"], args["train"]["optimizer"])
 
         def step():
             opt.zero_grad()

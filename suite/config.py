@@ -81,16 +81,24 @@ SEED = Range(0, 2**32 - 1, integer=True)                  # numpy's and Lightnin
 INTERVAL = Range(min_length=2, max_length=2, increasing=True)   # [lo, hi] of a grid range
 
 KAN_DEFAULTS = KANSpec().as_args()  # the layer library's KANSpec is their one source
+# optimizer None: AdamW (decoupled weight decay); "adam": Adam with the weight decay added
+# to the gradient (L2), as the MetaKAN authors' KAN baseline trains. scheduler "exponential"
+# multiplies every learning rate by lr_gamma after each epoch (their ExponentialLR); init
+# None: each layer's own initialization; "metakan_authors": the dense KAN layers drawn as
+# their KAN baseline draws them (methods.layers.kan.init_as_metakan_authors).
 TRAIN_DEFAULTS = {"max_epochs": 10, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4,
-                  "scheduler": "cosine", "gradient_clip": 0.0}
+                  "scheduler": "cosine", "gradient_clip": 0.0, "optimizer": None,
+                  "lr_gamma": None, "init": None}
 MEASURE_DEFAULTS = {"latency": True, "latency_batches": [1, 256], "memory": True}
 KAN_RANGES = {"grid_size": AT_LEAST_ONE, "spline_order": NON_NEGATIVE, "grid_range": INTERVAL,
               "rbf_centers": AT_LEAST_ONE, "rbf_range": INTERVAL, "gram_degree": NON_NEGATIVE}
 TRAIN_RANGES = {"max_epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
-                "weight_decay": NON_NEGATIVE, "gradient_clip": NON_NEGATIVE}
+                "weight_decay": NON_NEGATIVE, "gradient_clip": NON_NEGATIVE,
+                "lr_gamma": Range(0, 1, open_low=True)}
 MEASURE_RANGES = {"latency_batches": Range(1, min_length=1)}
 SECTIONS = ("task", "method", "kan", "train", "measure")
-CHOICES = {"train.scheduler": ("cosine", "none"),
+CHOICES = {"train.scheduler": ("cosine", "none", "exponential"),
+           "train.optimizer": ("adamw", "adam"), "train.init": ("metakan_authors",),
            "kan.base_activation": tuple(ACTIVATIONS), "kan.basis": BASIS_NAMES}
 
 
@@ -126,7 +134,11 @@ class RunConfig:
 
 def _coerce(where: str, default: Any, value: Any) -> Any:
     """Check `value` against the type of `default`; ints are accepted where floats are."""
-    if default is None or value is None:
+    if value is None:
+        return value
+    if default is None:  # an optional setting: its choices, or a number where it has a range
+        if where in CHOICES and value not in CHOICES[where]:
+            raise KanbenchError(f"{where}: {value!r} is not one of {', '.join(CHOICES[where])}")
         return value
     if isinstance(default, bool) or isinstance(value, bool):
         ok = isinstance(default, bool) and isinstance(value, bool)
@@ -202,7 +214,20 @@ def resolve(grid: str, task: str, method: str, seed: int, given: dict) -> RunCon
                          "the measure settings", MEASURE_RANGES),
     }
     t.check_args(args["task"])
+    check_train(args["train"])
     return RunConfig(grid, task, method, seed, args)
+
+
+def check_train(train: dict) -> None:
+    """Train settings that pass their ranges but not together: an exponential schedule
+    needs its lr_gamma, and an lr_gamma needs that schedule (else it would be ignored)."""
+    exponential = train["scheduler"] == "exponential"
+    if exponential and train["lr_gamma"] is None:
+        raise KanbenchError("train.scheduler: 'exponential' needs train.lr_gamma (the factor "
+                            "applied to the learning rate after each epoch, e.g. 0.7)")
+    if not exponential and train["lr_gamma"] is not None:
+        raise KanbenchError(f"train.lr_gamma: set, but train.scheduler is "
+                            f"{train['scheduler']!r}; it applies only to 'exponential'")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -129,7 +129,7 @@ class KanbenchModule(L.LightningModule):
                 self.clip_gradients(optimizer, gradient_clip_val=clip,
                                     gradient_clip_algorithm="norm")
             optimizer.step()
-            if schedule is not None:
+            if schedule is not None and self.train_args["scheduler"] == "cosine":
                 schedule.step()
             size = len(minibatch[0])
             total, examples = total + loss.detach() * size, examples + size
@@ -154,11 +154,21 @@ class KanbenchModule(L.LightningModule):
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
+    def on_train_epoch_end(self):
+        """An epoch-wise schedule (`exponential`) steps here; the cosine one steps per step."""
+        schedule = self.lr_schedulers()
+        if schedule is not None and self.train_args["scheduler"] == "exponential":
+            schedule.step()
+
     def configure_optimizers(self):
-        groups = self.param_groups(self.net, self.train_args)
-        opt = adamw(groups, self.train_args["weight_decay"])
-        if self.train_args["scheduler"] == "none":
+        train = self.train_args
+        opt = optimizer(self.param_groups(self.net, train), train["weight_decay"],
+                        train["optimizer"])
+        if train["scheduler"] == "none":
             return opt
+        if train["scheduler"] == "exponential":
+            sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=train["lr_gamma"])
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         steps = int(self.trainer.estimated_stepping_batches)  # loader batches (sets it up)
         steps *= getattr(self.trainer.train_dataloader.sampler, "steps_per_epoch", 1)
         steps = max(1, steps)
@@ -170,14 +180,17 @@ def all_parameters(net: nn.Module, train: dict) -> list[dict]:
     return [{"params": [p for p in net.parameters() if p.requires_grad], "lr": train["lr"]}]
 
 
-# AdamW's fused CPU kernel: one call per step instead of a dozen small operations per
+# Adam's fused CPU kernel: one call per step instead of a dozen small operations per
 # parameter (scripts/bench_train.py).
-FUSED_ADAMW = True
+FUSED_ADAM = True
 
 
-def adamw(groups: list[dict], weight_decay: float) -> torch.optim.AdamW:
-    """The suite's optimizer over a method's parameter groups."""
-    return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=FUSED_ADAMW or None)
+def optimizer(groups: list[dict], weight_decay: float, name: str | None
+              ) -> torch.optim.Optimizer:
+    """The suite's optimizer over a method's parameter groups: AdamW (`name` None or
+    "adamw"), or Adam with the weight decay added to the gradient (`"adam"`)."""
+    kind = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    return kind(groups, weight_decay=weight_decay, fused=FUSED_ADAM or None)
 
 
 # A fit validates after every epoch, or every max_epochs / 20 epochs when longer: the loop's

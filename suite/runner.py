@@ -20,6 +20,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from kanbench.methods.layers import files
+from kanbench.methods.layers.kan import INITS
 from kanbench.suite import measure, tracking
 from kanbench.suite.cache import ContentCache
 from kanbench.suite.config import RunConfig, content_hash
@@ -177,6 +178,8 @@ def run_method(cfg: RunConfig, logger, cache_dir: Path, data_root: str,
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # init must not depend on the data
     factory = method.factory(args["kan"], args["method"])
     net = method.prepare(task.build(args["task"], factory), factory, args["method"], cfg.seed)
+    if args["train"]["init"] is not None:
+        INITS[args["train"]["init"]](net)
 
     ctx = StageContext(cfg, task, method, datamodule, logger)
     cache = stage_cache(cache_dir, recompute_damaged)

@@ -28,6 +28,7 @@ from torchvision.datasets import CocoDetection, VOCDetection
 from torchvision.models.detection import FasterRCNN
 from torchvision.transforms.functional import pil_to_tensor
 
+from kanbench.suite.config import TRAIN_DEFAULTS
 from kanbench.suite.errors import KanbenchError, regular_file
 from kanbench.suite.lit import KanbenchModule, fit
 from kanbench.tasks.common import TensorDataModule
@@ -139,7 +140,8 @@ def train_trunk(trunk: FasterRCNN, train: list[Example], epochs: int, batch_size
     checkpoint each epoch in `checkpoint_dir` to resume from."""
     loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(seed))
-    settings = {"lr": lr, "weight_decay": 1e-4, "scheduler": "cosine", "gradient_clip": 10.0}
+    settings = {**TRAIN_DEFAULTS, "lr": lr, "weight_decay": 1e-4, "scheduler": "cosine",
+                "gradient_clip": 10.0}
     module = KanbenchModule(trunk, settings, "trunk", loss=trunk_loss)
     fit(module, epochs, checkpoint_dir=checkpoint_dir, train_dataloaders=loader)
     return trunk.eval()

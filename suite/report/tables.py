@@ -20,9 +20,11 @@ def machines(df: pd.DataFrame) -> str:
 
 
 def setup_label(df: pd.DataFrame) -> pd.Series:
-    """`task` plus the task, kan and train args that vary among that task's records, e.g.
-    `feynman[equation=I.9.18]`, so different setups of one task get their own rows."""
-    return _label(df, "task", SETUP_SECTIONS)
+    """`task` plus the task, kan and train args that vary among one method's records of that
+    task, e.g. `feynman[equation=I.9.18]`, so different setups of one task get their own
+    rows. An arg that differs only between methods (each method's own recipe, as in the
+    authors' presets) is the method's, not the setup's."""
+    return _label(df, "task", SETUP_SECTIONS, within="method")
 
 
 def method_label(df: pd.DataFrame, leave_out: tuple[str, ...] = ()) -> pd.Series:
@@ -32,15 +34,20 @@ def method_label(df: pd.DataFrame, leave_out: tuple[str, ...] = ()) -> pd.Series
 
 
 def _label(df: pd.DataFrame, by: str, sections: tuple[str, ...],
-           leave_out: tuple[str, ...] = ()) -> pd.Series:
+           leave_out: tuple[str, ...] = (), within: str | None = None) -> pd.Series:
     """An arg left unset (None) is not named: `metacluster[kmeans_seed=3]` beside
-    `metacluster`."""
+    `metacluster`. With `within`, an arg is named only where it varies inside one group of
+    that column."""
     labels = df[by].copy()
     arg_cols = [c for c in df.columns if c not in leave_out
                 and any(c.startswith(f"config.args.{s}.") for s in sections)]
+
+    def varies(rows: pd.DataFrame, column: str) -> bool:
+        return rows[column].notna().any() and rows[column].astype(str).nunique(dropna=False) > 1
+
     for name, rows in df.groupby(by):
-        varying = [c for c in arg_cols if rows[c].notna().any()
-                   and rows[c].astype(str).nunique(dropna=False) > 1]
+        groups = [g for _, g in rows.groupby(within)] if within else [rows]
+        varying = [c for c in arg_cols if any(varies(g, c) for g in groups)]
         if varying:
             parts = rows[varying].apply(
                 lambda r: ",".join(f"{c.rsplit('.', 1)[1]}={_text(v)}" for c, v in r.items()

@@ -29,7 +29,7 @@ def test_the_before_path_differs_in_every_setting_and_the_switch_restores_the_de
     assert all(bench.PATHS["before"][key] != value for key, value in defaults.items())
     with bench.training_path("before"):
         assert splines.FUSED_MAX_EDGES == 0 and metakan.CHECKPOINT_MIN_EDGES == 0
-        assert not lit.FUSED_ADAMW
+        assert not lit.FUSED_ADAM
         assert not splines.use_fused(torch.rand(4, 3), torch.randn(2, 3, 8))
     assert {key: getattr(bench.OWNERS[key], key) for key in defaults} == defaults
     assert splines.use_fused(torch.rand(4, 3), torch.randn(2, 3, 8))

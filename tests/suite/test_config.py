@@ -44,6 +44,8 @@ def test_an_unset_optional_arg_leaves_the_run_id_as_it_was_before_the_arg_existe
     without = cfg.to_dict()  # the config a record made before the optional args existed had
     for key in ("kmeans_seed", "index_coding"):
         del without["args"]["method"][key]
+    for key in ("optimizer", "lr_gamma", "init"):
+        del without["args"]["train"][key]
     assert cfg.run_id == content_hash(without)
     seeded = resolve("g", "digits", "metacluster", 0, {"method": {"kmeans_seed": 3}})
     assert seeded.run_id not in (cfg.run_id, resolve("g", "digits", "metacluster", 0,
@@ -51,6 +53,22 @@ def test_an_unset_optional_arg_leaves_the_run_id_as_it_was_before_the_arg_existe
     for bad in (1.5, -1, "3"):
         with pytest.raises(KanbenchError, match="method.kmeans_seed: .* out of range"):
             resolve("g", "digits", "metacluster", 0, {"method": {"kmeans_seed": bad}})
+
+
+def test_the_authors_training_recipe_is_checked_as_one():
+    recipe = {"optimizer": "adam", "scheduler": "exponential", "lr_gamma": 0.7,
+              "init": "metakan_authors"}
+    cfg = resolve("g", "digits", "dense", 0, {"train": recipe})
+    assert {k: cfg.args["train"][k] for k in recipe} == recipe
+    assert cfg.run_id != resolve("g", "digits", "dense", 0, {}).run_id
+    for given, message in (({"optimizer": "sgd"}, "train.optimizer: 'sgd' is not one of"),
+                           ({"init": "kaiming"}, "train.init: 'kaiming' is not one of"),
+                           ({"scheduler": "exponential"}, "needs train.lr_gamma"),
+                           ({"lr_gamma": 0.7}, "applies only to 'exponential'"),
+                           ({"scheduler": "exponential", "lr_gamma": 1.5}, "out of range"),
+                           ({"scheduler": "exponential", "lr_gamma": 0}, "out of range")):
+        with pytest.raises(KanbenchError, match=message):
+            resolve("g", "digits", "dense", 0, {"train": given})
 
 
 def test_unknown_names_list_the_valid_ones():

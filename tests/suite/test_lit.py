@@ -14,18 +14,18 @@ from kanbench.suite.lit import (
     Epoch,
     KanbenchModule,
     StageContext,
-    adamw,
     fit,
     last_checkpoint,
     make_trainer,
+    optimizer,
 )
 from kanbench.suite.registry import METHODS, TASKS
 from kanbench.tasks.common import ResumableShuffle
 
 
-def module_and_data(fails_at_epoch=None):
+def module_and_data(fails_at_epoch=None, **train):
     cfg = resolve("test", "feynman", "dense", 0, {"task": {"n_train": 64, "n_test": 16},
-                                                  "train": {"batch_size": 32}})
+                                                  "train": {"batch_size": 32, **train}})
     task, method = TASKS.create("feynman"), METHODS.create("dense")
     net = task.build(cfg.args["task"], method.factory(cfg.args["kan"], cfg.args["method"]))
 
@@ -55,6 +55,21 @@ def test_a_fit_interrupted_at_epoch_2_resumes_there(tmp_path):
     assert module.epochs_run == 2                                    # epochs 2 and 3 only
     assert module.trainer.current_epoch == 4 and module.trainer.global_step == 4 * 2
     assert not checkpoints.exists()                                  # removed once done
+
+
+def test_the_exponential_schedule_steps_once_an_epoch_and_adam_adds_l2_decay():
+    """The MetaKAN authors' KAN recipe: Adam with the decay in the gradient, the learning
+    rate times lr_gamma after each epoch (two minibatches an epoch here)."""
+    module, data = module_and_data(optimizer="adam", scheduler="exponential", lr_gamma=0.5,
+                                   lr=0.01, weight_decay=5e-4)
+    fit(module, 3, datamodule=data)
+    opt = module.optimizers().optimizer
+    assert type(opt) is torch.optim.Adam and opt.defaults["weight_decay"] == 5e-4
+    assert module.trainer.global_step == 3 * 2
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 3)
+    module, data = module_and_data(lr=0.01)                          # the default: AdamW
+    fit(module, 1, datamodule=data)
+    assert type(module.optimizers().optimizer) is torch.optim.AdamW
 
 
 class Exploit:
@@ -105,7 +120,7 @@ def reference_fit(net, task, data, epochs: int, lr: float, clip: float) -> None:
     order = torch.utils.data.RandomSampler(range(len(x)),
                                            generator=torch.Generator().manual_seed(data.seed))
     steps_per_epoch = -(-len(x) // data.batch_size)
-    opt = adamw([{"params": list(net.parameters()), "lr": lr}], 0.0)
+    opt = optimizer([{"params": list(net.parameters()), "lr": lr}], 0.0, None)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     for _ in range(epochs):
         for index in torch.tensor(list(order)).split(data.batch_size):

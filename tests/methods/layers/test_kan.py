@@ -13,6 +13,7 @@ from kanbench.methods.layers.kan import (
     KANLayer,
     KANLinear,
     KANSpec,
+    init_as_metakan_authors,
     kan_layers,
 )
 from kanbench.methods.layers.splines import dense_bases
@@ -211,3 +212,29 @@ def test_kan_layers_are_the_outermost_modules_keeping_the_protocol():
     assert list(kan_layers(wrapped)) == ["0.0", "0.1"]
     assert all(isinstance(m, KANLayer) for m in kan_layers(wrapped).values())
     assert not isinstance(torch.nn.Linear(2, 2), KANLayer)
+
+
+def test_the_metakan_authors_init_draws_their_distributions():
+    """Their KAN baseline's draws (image_classification/models/kan.py): base weights uniform
+    in +-1/sqrt(in), coefficients N(0, 0.01/sqrt(in)/sqrt(G+k)), scalers N(1, 0.1)."""
+    torch.manual_seed(0)
+    net = init_as_metakan_authors(KAN([784, 32, 10], DenseKANFactory(KANSpec())))
+    first = net[0]
+    bound = 1 / math.sqrt(784)
+    assert first.base_weight.abs().max() <= bound
+    assert first.base_weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)
+    assert first.spline_weight.mean().abs() < 1e-5
+    assert first.spline_weight.std().item() == pytest.approx(0.01 / 28 / math.sqrt(8), rel=0.02)
+    assert first.spline_scaler.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert first.spline_scaler.std().item() == pytest.approx(0.1, rel=0.03)
+    second = net[1]                            # each layer by its own fan-in
+    assert second.base_weight.abs().max() <= 1 / math.sqrt(32)
+    assert second.base_weight.abs().max() > 0.9 / math.sqrt(32)
+
+
+def test_the_metakan_authors_init_refuses_layers_it_says_nothing_about():
+    with pytest.raises(KanbenchError, match="KANLinear layers only; this network has KANConv2d"):
+        init_as_metakan_authors(ConvKAN.preset("conv4_quarter", 1, 10,
+                                               DenseKANFactory(KANSpec())))
+    with pytest.raises(KanbenchError, match="no KAN layer"):
+        init_as_metakan_authors(torch.nn.Linear(3, 2))
