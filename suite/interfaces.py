@@ -96,18 +96,43 @@ class Stage:
 
 @dataclass(frozen=True)
 class Claim:
-    """A paper's headline claim about a method, and where kanbench measures it: the claims
-    table (suite/report/paper_claims.py) sets each beside what the records show."""
+    """A paper's headline claim about a method, where kanbench measures it and how that
+    setting relates to the paper's: the claims table (suite/report/paper_claims.py) sets
+    each beside what the records show and gives a verdict by a stated rule.
+
+    `figure` is the paper's number the measure is checked against, as the paper prints it
+    (its decimals are the precision of the comparison); `margin` is how much worse than
+    dense the compressed model may be and still be "without loss" / "comparable", in the
+    measure's units. What each measure reads and checks:
+        params              trainable parameters at most 1/figure of dense's; accuracy gap
+                            (points) at least -margin
+        ratio               KAN ratio at least figure; metric gap (points) at least -margin
+        rmse_ratio          KAN ratio at least figure; RMSE over dense's at most 1 + margin
+        map_gap             KAN ratio at least figure; mAP50 gap (points) at least -margin
+        transfer_retention  transfer mAP50 over dense's at least figure
+        heads               50 heads' bytes, dense over compressed, at least figure
+        int8_cost           transfer retention of share_fp32 minus share_int8's (points) at
+                            most figure
+        collapse            the method loses at least figure points against dense
+        memory              the method's training-step peak below dense's at the largest
+                            grid size measured (figure unused)
+    `unmeasurable`: why the claim cannot be measured on this machine at all (the verdict
+    then says so instead of "not run")."""
 
     paper: str
     arxiv: str       # the paper's arXiv number: the claims table lists papers in its order
-    claim: str       # the paper's words, with its figure
+    claim: str       # the paper's words, with its figure and its own setting
     grid: str        # where kanbench measures it
     task: str
-    measure: str     # "params", "ratio", "rmse_ratio", "map_gap", "transfer_retention",
-    #                  "heads"
+    measure: str
     where: tuple[tuple[str, object], ...] = ()   # (method arg, value): which of the method's
     #                                              settings in that grid the claim reads
+    setting: tuple[str, ...] = ("same",)   # how kanbench's setting relates to the paper's:
+    #                                        "same", "authors' code", "stand-in: X for Y",
+    #                                        "smaller network: ..."
+    figure: str = ""
+    margin: float = 0.0
+    unmeasurable: str = ""
 
 
 class Method:

@@ -66,3 +66,10 @@ def test_readme_kernel_table_is_the_benchmark_summary():
     summary = (REPO / "results" / "bench" / "gather_summary.md").read_text()
     table = summary[summary.index("|"):]
     assert table in README
+
+
+def test_readme_claims_table_is_the_committed_one():
+    """README shows results/tables/claims.md's table as scripts/claims_table.py wrote it."""
+    claims = (REPO / "results" / "tables" / "claims.md").read_text()
+    table = claims[claims.index("| paper |"):claims.index("\n\nVerdict:")]
+    assert table in README

@@ -1,15 +1,17 @@
 """The papers' headline claims beside what kanbench measures: a pure function of the records.
 
 Each method declares its paper's claims (`Method.claims`), each naming the kanbench setting
-closest to it (a grid, a task, that method's settings) and what to measure there;
-`claims_table` computes that from whatever records the grids hold and says "not run" where
-they hold none. Gaps are paired by seed (method minus the baseline, dense, of the same setup
-and seed) with a 95% t interval of their mean; ratios are means over seeds.
+closest to it (a grid, a task, that method's settings), how that setting relates to the
+paper's, the paper's figure and what to measure there; `claims_table` computes that from
+whatever records the grids hold and gives a verdict by `VERDICT_RULE` (printed under the
+table). Gaps are paired by seed (method minus the baseline, dense, of the same setup and
+seed) with a 95% t interval of their mean; ratios are means over seeds.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -18,6 +20,23 @@ from kanbench.suite.report.declared import baseline, claims
 from kanbench.suite.report.variance import confidence_half_width
 
 HEADS = 50
+MET, NOT_MET, OPEN = "met", "not met", "inconclusive"
+VERDICT_RULE = (
+    "Verdict: a figure (ratio, fraction of parameters) is reached when the measured mean, "
+    "rounded to the decimals the paper prints, is at least the paper's; a quality check (a gap "
+    "no worse than the margin the paper's words allow, stated in the row) holds when the whole "
+    "95% interval is on the claimed side, fails when the whole interval is on the other side, "
+    "and is inconclusive when it straddles the margin. Any check failed: not reproduced; else "
+    "any inconclusive: inconclusive; else reproduced.")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What kanbench measured for a claim, in words with numbers, and each check of it:
+    (what was checked, MET | NOT_MET | OPEN)."""
+
+    text: str
+    checks: tuple[tuple[str, str], ...]
 
 
 def paired(method: pd.DataFrame, dense: pd.DataFrame, column: str
@@ -44,63 +63,190 @@ def interval(values: pd.Series, scale: float = 1.0, digits: int = 2) -> str:
            f"{mean + half * scale:+.{digits}f}]"
 
 
-def measured(claim: Claim, method: pd.DataFrame, dense: pd.DataFrame) -> str:
-    """What kanbench measured for `claim`, in words with numbers."""
+def at_least(values: pd.Series, bound: float) -> str:
+    """Whether the mean of `values` is at least `bound`, judged by its 95% t interval."""
+    mean, half = values.mean(), confidence_half_width(values)
+    if math.isnan(half):
+        return OPEN
+    return MET if mean - half >= bound else NOT_MET if mean + half < bound else OPEN
+
+
+def at_most(values: pd.Series, bound: float) -> str:
+    return at_least(-values, -bound)
+
+
+def reaches(value: float, figure: str) -> str:
+    """`value` rounded to the decimals of the paper's `figure` is at least that figure."""
+    decimals = len(figure.partition(".")[2])
+    return MET if round(value, decimals) >= float(figure) else NOT_MET
+
+
+def _points(x: float) -> str:
+    return f"{x:g}"
+
+
+def measure_params(claim, method, dense, done) -> Measured:
+    primary = method["metrics.primary"].iloc[0]
+    ratio = dense["trainable_params"].median() / method["trainable_params"].median()
+    diff = gap(method, dense, f"metrics.{primary}")
+    text = (f"{int(method['trainable_params'].median()):,} vs "
+            f"{int(dense['trainable_params'].median()):,} parameters (1/{ratio:.1f}); "
+            f"accuracy {method[f'metrics.{primary}'].mean():.2%} vs "
+            f"{dense[f'metrics.{primary}'].mean():.2%}, gap {interval(diff, 100)} points")
+    return Measured(text, ((f"parameters <= 1/{claim.figure}", reaches(ratio, claim.figure)),
+                           (f"gap >= -{_points(claim.margin)} points",
+                            at_least(100 * diff, -claim.margin))))
+
+
+def measure_ratio(claim, method, dense, done) -> Measured:
     primary = method["metrics.primary"].iloc[0]
     kan_ratio = method["storage.kan_ratio"].mean()
-    if claim.measure == "params":
-        ratio = dense["trainable_params"].median() / method["trainable_params"].median()
-        diff = gap(method, dense, f"metrics.{primary}")
-        return (f"{int(method['trainable_params'].median()):,} vs "
-                f"{int(dense['trainable_params'].median()):,} parameters (1/{ratio:.1f}); "
-                f"accuracy {method[f'metrics.{primary}'].mean():.2%} vs "
-                f"{dense[f'metrics.{primary}'].mean():.2%}, gap {interval(diff, 100)} points")
-    if claim.measure == "ratio":
-        diff = gap(method, dense, f"metrics.{primary}")
-        return f"{kan_ratio:.1f}x on the KAN layers; accuracy gap {interval(diff, 100)} points"
-    if claim.measure == "rmse_ratio":
-        m, d = paired(method, dense, "metrics.rmse")
-        ratio = m / d
-        return (f"{kan_ratio:.1f}x on the KAN layers; RMSE {method['metrics.rmse'].mean():.4g} "
-                f"vs dense {dense['metrics.rmse'].mean():.4g} (ratio {ratio.mean():.2f} mean "
-                "over seeds)")
-    if claim.measure == "map_gap":
-        diff = gap(method, dense, "metrics.map50")
-        return f"{kan_ratio:.1f}x on the head; mAP50 gap {interval(diff, 100)} points"
-    if claim.measure == "transfer_retention":
-        m, d = paired(method, dense, "metrics.transfer_map50")
-        retention = m / d
-        half = confidence_half_width(retention)
-        return f"{100 * retention.mean():.1f}% (± {100 * half:.1f}) of dense transfer mAP50"
-    if claim.measure == "heads":
-        head, shared = method["storage.kan_bytes"].median(), method["storage.shared_bytes"].median()
-        compressed = shared + HEADS * (head - shared)
-        full = HEADS * dense["storage.kan_bytes"].median()
-        return (f"{HEADS} heads {full / 1e6:.4g} MB -> {compressed / 1e6:.4g} MB "
-                f"({full / compressed:.1f}x)")
-    raise ValueError(f"unknown measure {claim.measure!r}")
+    diff = gap(method, dense, f"metrics.{primary}")
+    return Measured(f"{kan_ratio:.1f}x on the KAN layers; {primary} gap "
+                    f"{interval(diff, 100)} points",
+                    ((f"ratio >= {claim.figure}x", reaches(kan_ratio, claim.figure)),
+                     (f"gap >= -{_points(claim.margin)} points",
+                      at_least(100 * diff, -claim.margin))))
+
+
+def measure_rmse_ratio(claim, method, dense, done) -> Measured:
+    kan_ratio = method["storage.kan_ratio"].mean()
+    m, d = paired(method, dense, "metrics.rmse")
+    ratio = m / d
+    half = confidence_half_width(ratio)
+    spread = "" if math.isnan(half) else f" ± {half:.2f}"
+    return Measured(f"{kan_ratio:.1f}x on the KAN layers; RMSE "
+                    f"{method['metrics.rmse'].mean():.4g} vs dense "
+                    f"{dense['metrics.rmse'].mean():.4g} (ratio {ratio.mean():.2f}{spread})",
+                    ((f"ratio >= {claim.figure}x", reaches(kan_ratio, claim.figure)),
+                     (f"RMSE <= {_points(1 + claim.margin)}x dense's",
+                      at_most(ratio, 1 + claim.margin))))
+
+
+def measure_map_gap(claim, method, dense, done) -> Measured:
+    kan_ratio = method["storage.kan_ratio"].mean()
+    diff = gap(method, dense, "metrics.map50")
+    return Measured(f"{kan_ratio:.1f}x on the head; mAP50 gap {interval(diff, 100)} points",
+                    ((f"ratio >= {claim.figure}x", reaches(kan_ratio, claim.figure)),
+                     (f"gap >= -{_points(claim.margin)} points",
+                      at_least(100 * diff, -claim.margin))))
+
+
+def transfer_retention(method: pd.DataFrame, dense: pd.DataFrame) -> pd.Series:
+    m, d = paired(method, dense, "metrics.transfer_map50")
+    return m / d
+
+
+def measure_transfer_retention(claim, method, dense, done) -> Measured:
+    retention = transfer_retention(method, dense)
+    half = confidence_half_width(retention)
+    return Measured(f"{100 * retention.mean():.1f}% (± {100 * half:.1f}) of dense transfer mAP50",
+                    ((f"retention >= {100 * float(claim.figure):g}%",
+                      at_least(retention, float(claim.figure))),))
+
+
+def measure_heads(claim, method, dense, done) -> Measured:
+    head, shared = method["storage.kan_bytes"].median(), method["storage.shared_bytes"].median()
+    compressed = shared + HEADS * (head - shared)
+    full = HEADS * dense["storage.kan_bytes"].median()
+    ratio = full / compressed
+    return Measured(f"{HEADS} heads {full / 1e6:.4g} MB -> {compressed / 1e6:.4g} MB "
+                    f"({ratio:.1f}x)",
+                    ((f"ratio >= {claim.figure}x", reaches(ratio, claim.figure)),))
+
+
+def measure_int8_cost(claim, method, dense, done) -> Measured:
+    fp32 = done[(done["method"] == "share_fp32")]
+    cost = 100 * (transfer_retention(fp32, dense) - transfer_retention(method, dense)).dropna()
+    return Measured(f"FP32 -> Int8 costs {interval(cost)} retention points "
+                    f"({len(cost)} seeds)",
+                    ((f"cost <= {claim.figure} points", at_most(cost, float(claim.figure))),))
+
+
+def measure_collapse(claim, method, dense, done) -> Measured:
+    primary = method["metrics.primary"].iloc[0]
+    diff = 100 * gap(method, dense, f"metrics.{primary}")
+    return Measured(f"{primary} {method[f'metrics.{primary}'].mean():.2%} vs dense "
+                    f"{dense[f'metrics.{primary}'].mean():.2%}, gap {interval(diff)} points",
+                    ((f"loss >= {claim.figure} points",
+                      at_most(diff, -float(claim.figure))),))
+
+
+def measure_memory(claim, method, dense, done) -> Measured:
+    """Per width and grid size, the method's training-step peak over dense's (medians over
+    seeds); checked at the largest grid size of every width."""
+    width, grid = "config.args.task.widths", "config.args.kan.grid_size"
+    rows, checks = [], []
+    for widths, group in done.assign(w=done[width].astype(str)).groupby("w", sort=False):
+        ratios = {}
+        for size, cells in group.groupby(grid):
+            m = cells.loc[cells["method"] == method["method"].iloc[0], "memory.step_bytes"]
+            d = cells.loc[cells["method"] == dense["method"].iloc[0], "memory.step_bytes"]
+            if len(m) and len(d):
+                ratios[int(size)] = m.median() / d.median()
+        if not ratios:
+            continue
+        below = [g for g, r in ratios.items() if r < 1]
+        rows.append(f"{widths}: {ratios[min(ratios)]:.2f}x dense's at G={min(ratios)}, "
+                    f"{ratios[max(ratios)]:.2f}x at G={max(ratios)}; "
+                    + (f"below dense's from G={min(below)}" if below else
+                       f"never below dense's up to G={max(ratios)}"))
+        checks.append((f"{widths}: below dense's at G={max(ratios)}",
+                       MET if ratios[max(ratios)] < 1 else NOT_MET))
+    return Measured("training-step peak " + "; ".join(rows), tuple(checks))
+
+
+MEASURES = {"params": measure_params, "ratio": measure_ratio, "rmse_ratio": measure_rmse_ratio,
+            "map_gap": measure_map_gap, "transfer_retention": measure_transfer_retention,
+            "heads": measure_heads, "int8_cost": measure_int8_cost,
+            "collapse": measure_collapse, "memory": measure_memory}
+
+
+def verdict(measured: Measured) -> str:
+    """The rule of `VERDICT_RULE` over the claim's checks, each named with its outcome:
+    `not reproduced (fails: ratio >= 80x; open: gap >= -0.5 points)`."""
+    if not measured.checks:
+        return "not run (nothing to compare)"
+    by_status = {status: [what for what, s in measured.checks if s == status]
+                 for status in (NOT_MET, OPEN, MET)}
+    word = "not reproduced" if by_status[NOT_MET] else \
+        "inconclusive" if by_status[OPEN] else "reproduced"
+    reasons = "; ".join(f"{label}: {', '.join(by_status[status])}" for status, label in
+                        ((NOT_MET, "fails"), (OPEN, "open"), (MET, "holds"))
+                        if by_status[status])
+    return f"{word} ({reasons})"
+
+
+def claim_rows(claim: Claim, frame: pd.DataFrame, method: str, reference: str) -> dict:
+    """The claim's measured value, seeds and verdict from its grid's records."""
+    done = frame[(frame["status"] == "done") & (frame["task"] == claim.task)] \
+        if not frame.empty else frame
+    rows = done[done["method"] == method] if not done.empty else done
+    for key, value in claim.where:
+        column = f"config.args.method.{key}"
+        rows = rows[rows[column] == value] if column in rows else rows.iloc[:0]
+    dense = done[done["method"] == reference] if not done.empty else done
+    if rows.empty or dense.empty:
+        why = claim.unmeasurable
+        return {"seeds": 0, "measured": f"not run (no records of grid {claim.grid})",
+                "verdict": f"not measurable here: {why}" if why else "not run"}
+    measured = MEASURES[claim.measure](claim, rows, dense, done)
+    return {"seeds": rows["seed"].nunique(), "measured": measured.text,
+            "verdict": verdict(measured)}
 
 
 def claims_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per claim; `frames` maps a grid name to its records' frame (absent: not run)."""
+    if unknown := sorted({c.measure for _, c in claims()} - set(MEASURES)):
+        raise ValueError(f"unknown claim measure {unknown[0]!r}")
     reference = baseline()
     rows = []
     for name, claim in claims():
         settings = "".join(f", {k}={v}" for k, v in claim.where)
-        row = {"paper": claim.paper, "claim": claim.claim,
-               "kanbench setting": f"{claim.grid}: {claim.task}, {name}{settings} "
-                                   f"vs {reference}"}
-        frame = frames.get(claim.grid, pd.DataFrame())
-        done = frame[(frame["status"] == "done") & (frame["task"] == claim.task)] \
-            if not frame.empty else frame
-        method = done[done["method"] == name] if not done.empty else done
-        for key, value in claim.where:
-            column = f"config.args.method.{key}"
-            method = method[method[column] == value] if column in method else method.iloc[:0]
-        dense = done[done["method"] == reference] if not done.empty else done
-        if method.empty or dense.empty:
-            row.update({"seeds": 0, "measured": f"not run (no records of grid {claim.grid})"})
-        else:
-            row.update({"seeds": len(method), "measured": measured(claim, method, dense)})
-        rows.append(row)
+        rows.append({"paper": claim.paper, "claim": claim.claim,
+                     "kanbench setting": f"{claim.grid}: {claim.task}, {name}{settings} "
+                                         f"vs {reference}",
+                     "relation to the paper's setting": "; ".join(claim.setting),
+                     **claim_rows(claim, frames.get(claim.grid, pd.DataFrame()), name,
+                                  reference)})
     return pd.DataFrame(rows)
