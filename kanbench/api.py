@@ -27,7 +27,7 @@ from kanbench.methods.layers.convert import from_efficient_kan, from_pykan
 from kanbench.methods.layers.kan import DenseKANFactory, kan_layers
 from kanbench.methods.layers.spec import KANSpec
 from kanbench.suite import measure as measuring
-from kanbench.suite.config import RunConfig, plugin_args, resolve
+from kanbench.suite.config import TRAIN_DEFAULTS, RunConfig, plugin_args, resolve
 from kanbench.suite.errors import KanbenchError, regular_file
 from kanbench.suite.registry import METHODS, TASKS
 
@@ -140,7 +140,8 @@ def measure(model: nn.Module, input_shape: tuple[int, ...], *, batches: tuple[in
             memory: bool = True) -> dict[str, Any]:
     """Storage (itemized bytes, KAN and model ratios), forward latency (ms per batch size)
     and, for a model with trainable parameters, a training step's peak memory at the last
-    batch size: what a grid's record holds. `input_shape`: one input's, e.g. (64,)."""
+    batch size, with the steady-state training peak under the suite's default optimizer
+    (AdamW): what a grid's record holds. `input_shape`: one input's, e.g. (64,)."""
     check_kan(model)
 
     def make_input(batch: int) -> torch.Tensor:
@@ -149,7 +150,11 @@ def measure(model: nn.Module, input_shape: tuple[int, ...], *, batches: tuple[in
     result = {"storage": measuring.storage(model),
               "latency": measuring.latency(model, make_input, list(batches))}
     if memory and any(p.requires_grad for p in model.parameters()):
-        result["memory"] = measuring.peak_memory(model, make_input(batches[-1]))
+        from kanbench.suite.lit import all_parameters, optimizer
+
+        result["memory"] = measuring.training_memory(
+            model, make_input(batches[-1]), lambda m: optimizer(
+                all_parameters(m, TRAIN_DEFAULTS), TRAIN_DEFAULTS["weight_decay"], None))
     return result
 
 

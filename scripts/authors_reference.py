@@ -56,6 +56,15 @@ PATCHES = {
     # 94e7f1d) defines as HyperWavKAN: every script of that folder fails at import without it
     "metawavkan-name": ("models/metawavkan.py", "class HyperWavKAN(nn.Module):",
                         "\nMetaWavKAN = HyperWavKAN  # kanbench: the name utils.py imports\n"),
+    # models/metakan.py builds each meta-learner as MetaNet(args.input_dim, ...), which
+    # train_meta.py (at 94e7f1d) never sets: the meta-learner's input is the prompt, of
+    # embedding_dim numbers (scripts/authors_memory.py passes the same)
+    "metakan-input-dim": ("models/metakan.py", "MetaNet(args.input_dim, args.hidden_dim",
+                          "\n\n_their_init = MetaKAN.__init__  # kanbench: input_dim unset\n"
+                          "def _init(self, args):\n"
+                          "    args.input_dim = getattr(args, 'input_dim', args.embedding_dim)\n"
+                          "    _their_init(self, args)\n"
+                          "MetaKAN.__init__ = _init\n"),
 }
 
 
@@ -83,6 +92,18 @@ def commit_of(checkout: Path) -> str:
     out = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"],
                          capture_output=True, text=True)
     return out.stdout.strip() if out.returncode == 0 else "unknown (not a git checkout)"
+
+
+def write_result(results: Path, name: str, text: str, frame) -> None:
+    """results/authors/<name>.md (`text`) and .csv (`frame`), each written whole under a
+    temporary name and renamed."""
+    out = results / "authors"
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix, body in (("md", text), ("csv", frame.to_csv(index=False))):
+        tmp = out / f".{name}.{suffix}.tmp"
+        tmp.write_text(body)
+        tmp.replace(out / f"{name}.{suffix}")
+    print(f"written {out}/{name}.md")
 
 
 def stage_data(data_root: Path, into: Path) -> None:
@@ -155,8 +176,6 @@ def main(argv=None) -> int:
         print(f"seed {seed}: last epoch {accuracies[-1]:.2%}, best {max(accuracies):.2%}, "
               f"{run['parameters']:,} parameters, {run['seconds']:.0f} s", flush=True)
     frame = pd.DataFrame(rows)
-    out = Path(args.results) / "authors"
-    out.mkdir(parents=True, exist_ok=True)
     command = "python scripts/authors_reference.py " + shlex.join(argv)
     last = frame["last_test_accuracy"]
     text = (f"# {args.name}: the MetaKAN authors' code, run here\n\n"
@@ -167,11 +186,7 @@ def main(argv=None) -> int:
             f"test accuracy over {len(frame)} seeds: mean {last.mean():.2%}, std "
             f"{last.std(ddof=1) if len(frame) > 1 else float('nan'):.2%}.\n\n"
             + frame.to_markdown(index=False) + "\n")
-    for suffix, body in (("md", text), ("csv", frame.to_csv(index=False))):
-        tmp = out / f".{args.name}.{suffix}.tmp"
-        tmp.write_text(body)
-        tmp.replace(out / f"{args.name}.{suffix}")
-    print(f"written {out}/{args.name}.md")
+    write_result(Path(args.results), args.name, text, frame)
     return 0
 
 

@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
+    import pandas as pd
+
     from kanbench.suite.report.declared import claims
     from kanbench.suite.report.paper_claims import VERDICT_RULE, claims_table
     from kanbench.suite.report.tables import machines
@@ -41,7 +43,9 @@ def main(argv=None) -> int:
     frames = {g: store.to_frame(g) for g in grids}
     store.report_skipped()
     frames = {g: f for g, f in frames.items() if not f.empty}
-    table = claims_table(frames)
+    authors = {path.stem: pd.read_csv(path)
+               for path in sorted((Path(args.results) / "authors").glob("*.csv"))}
+    table = claims_table(frames, authors)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
     ran = "; ".join(f"`{args.results}/runs/{g}/` ({len(f)} records, {machines(f)})"

@@ -117,7 +117,10 @@ class Claim:
         memory              the method's training-step peak below dense's at the largest
                             grid size measured (figure unused)
     `unmeasurable`: why the claim cannot be measured on this machine at all (the verdict
-    then says so instead of "not run")."""
+    then says so instead of "not run"). `authors`: the names of results/authors/<name>.csv,
+    the authors' own code run here at the same setting (scripts/authors_*.py), set beside
+    kanbench's figure: for `params` their dense and method runs, for `memory` their memory
+    table."""
 
     paper: str
     arxiv: str       # the paper's arXiv number: the claims table lists papers in its order
@@ -133,6 +136,7 @@ class Claim:
     figure: str = ""
     margin: float = 0.0
     unmeasurable: str = ""
+    authors: tuple[str, ...] = ()
 
 
 class Method:

@@ -100,6 +100,45 @@ def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
             "batch": example.shape[0]}
 
 
+def optimizer_state_bytes(model: nn.Module, make_optimizer) -> int:
+    """Bytes of the state `make_optimizer(model)` keeps once it has stepped (Adam's two
+    moments per parameter, ...), measured on a copy after one step on zero gradients."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    trainable = [p for p in twin.parameters() if p.requires_grad]
+    if not trainable:
+        return 0
+    optimizer = make_optimizer(twin)
+    for p in trainable:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    return sum(t.nbytes for state in optimizer.state.values() for t in state.values()
+               if isinstance(t, torch.Tensor))
+
+
+def training_memory(model: nn.Module, example: torch.Tensor, make_optimizer) -> dict:
+    """`peak_memory`'s training step, and what a training iteration holds at its peak in
+    steady state: the model, the optimizer's state and the step's own allocations
+    (`train_peak_bytes`), itemized: parameters (and buffers), optimizer state, gradients
+    (one per trainable parameter, made by the backward), generated weights (a MetaKAN
+    layer's edge weights, made by its forward and kept for the backward) and the rest of the
+    step (activations, their gradients, workspace: the measured step less those two)."""
+    from kanbench.methods.layers.metakan import generated_bytes
+
+    memory = peak_memory(model, example)
+    model_bytes = sum(t.nbytes for t in [*model.parameters(), *model.buffers()])
+    gradients = sum(p.nbytes for p in model.parameters() if p.requires_grad)
+    generated = generated_bytes(model)
+    state = optimizer_state_bytes(model, make_optimizer)
+    memory["itemized"] = {"parameters": model_bytes, "optimizer_state": state,
+                          "gradients": gradients, "generated_weights": generated,
+                          "activations_and_workspace": memory["step_bytes"] - gradients
+                          - generated}
+    memory["train_peak_bytes"] = model_bytes + state + memory["step_bytes"]
+    return memory
+
+
 # Names the Unix socket where a shared probe server listens (set by `MemoryProbe.share`)
 SHARED_PROBE = "KANBENCH_MEMORY_PROBE"
 

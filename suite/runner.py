@@ -27,7 +27,7 @@ from kanbench.suite.config import RunConfig, content_hash
 from kanbench.suite.errors import KanbenchError, first_line
 from kanbench.suite.executors import available_cores
 from kanbench.suite.interfaces import Method, Stage, Task
-from kanbench.suite.lit import StageContext, last_checkpoint
+from kanbench.suite.lit import StageContext, last_checkpoint, optimizer
 from kanbench.suite.registry import METHODS, TASKS
 
 STAGE_FORMAT = 3  # in every stage key: bump when what a stage's meta holds changes
@@ -130,7 +130,10 @@ def measure_model(net: nn.Module, task: Task, method: Method, args: dict,
               "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)}
     if args["measure"]["memory"] and result["trainable_params"]:  # a training step's memory
         example = make_input(args["train"]["batch_size"]).to(device)
-        result["memory"] = measure.peak_memory(net, example)
+        train = args["train"]
+        result["memory"] = measure.training_memory(net, example, lambda model: optimizer(
+            method.param_groups(model, train, args["method"]), train["weight_decay"],
+            train["optimizer"]))
     if args["measure"]["latency"]:
         result["latency"] = measure.latency(net, make_input, args["measure"]["latency_batches"])
     return result

@@ -68,14 +68,16 @@ class DetectionTask(Task):
     defaults = {"backbone": "small", "backbone_weights": "", "head_width": 128,
                 "image_size": 128, "detections_per_img": 20, "n_train": 0, "n_test": 0,
                 "voc_variant": "area", "trunk_epochs": 14, "trunk_batch_size": 16,
-                "trunk_lr": 4e-3, "trunk_seed": 0, "n_val": 100, "split_seed": 0}
+                "trunk_lr": 4e-3, "trunk_seed": 0, "n_val": 100, "split_seed": 0,
+                "predictor": None}   # None: cls_score and bbox_pred are KAN layers too
     ranges = {"head_width": AT_LEAST_ONE, "image_size": Range(32),
               "detections_per_img": AT_LEAST_ONE, "n_train": NON_NEGATIVE,
               "n_test": NON_NEGATIVE, "n_transfer": NON_NEGATIVE,
               "trunk_epochs": AT_LEAST_ONE, "trunk_batch_size": AT_LEAST_ONE,
               "trunk_lr": POSITIVE, "trunk_seed": SEED, "n_val": AT_LEAST_ONE,
               "split_seed": SEED}
-    choices = {"backbone": tuple(BACKBONES), "voc_variant": tuple(VOC_VARIANTS)}
+    choices = {"backbone": tuple(BACKBONES), "voc_variant": tuple(VOC_VARIANTS),
+               "predictor": ("linear",)}
     train_defaults = {"max_epochs": 4, "batch_size": 256, "lr": 4e-3}
 
     # --- data: subclasses say where it is and how to read it ------------------------------
@@ -141,7 +143,8 @@ class DetectionTask(Task):
         first use (made every time without a cache_dir): (tensors by name, timing)."""
         if cache_dir is None:
             return self.prepare(args, data_root)
-        key = content_hash({"task": self.name, "args": args, "version": TRUNK_VERSION,
+        made_from = {k: v for k, v in args.items() if v is not None}  # unset: as before it was
+        key = content_hash({"task": self.name, "args": made_from, "version": TRUNK_VERSION,
                             "shapes": shapes.VERSION, "data_root": str(data_root.resolve())},
                            length=24)
         cache = ContentCache(cache_dir, "detection", "detection trunk cache")
@@ -182,7 +185,8 @@ class DetectionTask(Task):
 
     def build(self, args, factory):
         self.check_args(args)
-        return KANHead(args["head_width"], len(self.classes), factory)
+        return KANHead(args["head_width"], len(self.classes), factory,
+                       linear_predictor=args["predictor"] == "linear")
 
     def loss(self, output, target):
         """torchvision's Fast R-CNN loss; target (rois, 5): label, then the box deltas."""
@@ -233,13 +237,14 @@ def check_voc(name: str, root: Path, year: str, image_set: str) -> None:
 class VOC(DetectionTask):
     """PASCAL VOC under the data root: train on VOC2007 trainval (+ VOC2012 trainval when
     present), test on VOC2007 test; with `transfer`, zero-shot on COCO val2017 (data_root/coco)
-    over the 20 VOC classes. Defaults are the paper preset: ResNet-50 FPN, 1024-wide head."""
+    over the 20 VOC classes. Defaults are the paper preset: ResNet-50 FPN, a 1024-wide KAN fc7
+    under a linear predictor (the head whose dense bytes are SHARe-KAN's 58.67 MB)."""
 
     classes = VOC_CLASSES
     defaults = {**DetectionTask.defaults, "backbone": "resnet50_fpn",
                 "backbone_weights": "imagenet", "head_width": 1024, "image_size": 800,
                 "detections_per_img": 100, "trunk_epochs": 12, "trunk_batch_size": 2,
-                "trunk_lr": 1e-4, "transfer": False, "n_transfer": 0}
+                "trunk_lr": 1e-4, "transfer": False, "n_transfer": 0, "predictor": "linear"}
     # a one-epoch trunk on 8 images with the small backbone
     presets = {"smoke": {"task": {"backbone": "small", "backbone_weights": "", "image_size": 128,
                                   "head_width": 16, "detections_per_img": 20, "n_train": 8,

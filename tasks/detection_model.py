@@ -39,14 +39,17 @@ BACKBONES = ("small", "resnet50_fpn")
 
 class KANHead(nn.Module):
     """fc6 features (rois, width) -> (rois, (classes+1) + 4 (classes+1)): class logits, then
-    per-class box deltas. fc7, cls_score and bbox_pred are the factory's KAN layers."""
+    per-class box deltas. fc7 is the factory's KAN layer; cls_score and bbox_pred are too, or
+    torchvision's linear predictor with `linear_predictor` (SHARe-KAN's head, whose storage
+    counts the 1024 x 1024 KAN layer alone)."""
 
-    def __init__(self, width: int, num_classes: int, factory):
+    def __init__(self, width: int, num_classes: int, factory, linear_predictor: bool = False):
         super().__init__()
         self.num_classes = num_classes                                 # without background
         self.fc7 = factory.linear(width, width)
-        self.cls_score = factory.linear(width, num_classes + 1)
-        self.bbox_pred = factory.linear(width, 4 * (num_classes + 1))
+        predictor = nn.Linear if linear_predictor else factory.linear
+        self.cls_score = predictor(width, num_classes + 1)
+        self.bbox_pred = predictor(width, 4 * (num_classes + 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.fc7(x)                                           # (rois, width)

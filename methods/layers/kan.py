@@ -280,9 +280,16 @@ class EdgeWeightsLinear(nn.Module):
     def edge_weights(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def edge_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(coefficients (out, in, G+k), base weights (out, in)); a subclass that makes them
+        apart gives them contiguous, so a training step's backward never assembles the
+        gradient of the whole (out, in, G+k+1) tensor from slices."""
         w = self.edge_weights()                                          # (out, in, G+k+1)
-        return kan_linear(x, w[..., -1], w[..., :-1], self.spec, self.base_activation)
+        return w[..., :-1], w[..., -1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coef, base = self.edge_parts()
+        return kan_linear(x, base, coef, self.spec, self.base_activation)
 
     def dense_bytes(self) -> int:
         """fp32 bytes of the dense layer this one stands for (its scaler included)."""
@@ -312,11 +319,17 @@ class EdgeWeightsConv2d(nn.Module):
     def edge_weights(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def edge_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(coefficients (out, in, kh, kw, G+k), base kernel (out, in, kh, kw)), as
+        `EdgeWeightsLinear.edge_parts`."""
         w = self.edge_weights()                                    # (out, in, kh, kw, G+k+1)
-        out, c, kh, kw, _ = w.shape
-        spline = w[..., :-1].permute(0, 1, 4, 2, 3).reshape(out, c * self.spec.n_coef, kh, kw)
-        return kan_conv2d(x, w[..., -1], spline, self.spec, self.base_activation, self.stride,
+        return w[..., :-1], w[..., -1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coef, base = self.edge_parts()
+        out, c, kh, kw, _ = coef.shape
+        spline = coef.permute(0, 1, 4, 2, 3).reshape(out, c * self.spec.n_coef, kh, kw)
+        return kan_conv2d(x, base, spline, self.spec, self.base_activation, self.stride,
                           self.padding)
 
     def dense_bytes(self) -> int:

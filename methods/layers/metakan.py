@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -50,6 +51,15 @@ class MetaLearner(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
 
+    def parts(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`'s output as (coefficients (..., G+k), base weights (...,)), each made by
+        its own rows of W2, so both are contiguous: the same numbers without a slice."""
+        hidden = self.net[1](self.net[0](z))                         # (..., hidden)
+        last = self.net[2]
+        coef = F.linear(hidden, last.weight[:-1], last.bias[:-1])     # (..., G+k)
+        base = F.linear(hidden, last.weight[-1:], last.bias[-1:])     # (..., 1)
+        return coef, base.squeeze(-1)
+
     def shared_storage(self) -> dict[str, int]:
         return {"meta_learner": sum(p.numel() for p in self.parameters()) * FP32_BYTES}
 
@@ -62,17 +72,27 @@ def new_prompts(edge_shape: tuple[int, ...], emb_dim: int) -> nn.Parameter:
     return nn.Parameter(prompts.reshape(*edge_shape, emb_dim))
 
 
-def generate(meta: MetaLearner, prompts: torch.Tensor) -> torch.Tensor:
-    """Edge weights from prompts: (..., emb_dim) -> (..., G+k+1), in chunks of edges."""
+def generate(meta: MetaLearner, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge weights from prompts, in chunks of edges: (..., emb_dim) -> coefficients
+    (..., G+k) and base weights (...,), each contiguous."""
     flat = prompts.reshape(-1, prompts.shape[-1])                    # (edges, emb_dim)
     recompute = torch.is_grad_enabled() and flat.shape[0] >= CHECKPOINT_MIN_EDGES
-    pieces = []
+    coefs, bases = [], []
     for start in range(0, flat.shape[0], GENERATE_EDGES):
         chunk = flat[start:start + GENERATE_EDGES]
-        pieces.append(checkpoint(meta, chunk, use_reentrant=False) if recompute
-                      else meta(chunk))
-    weights = torch.cat(pieces)                                      # (edges, G+k+1)
-    return weights.reshape(*prompts.shape[:-1], weights.shape[-1])
+        coef, base = checkpoint(meta.parts, chunk, use_reentrant=False) if recompute \
+            else meta.parts(chunk)
+        coefs.append(coef)
+        bases.append(base)
+    coef, base = torch.cat(coefs), torch.cat(bases)                  # (edges, G+k), (edges,)
+    edges = prompts.shape[:-1]
+    return coef.reshape(*edges, coef.shape[-1]), base.reshape(edges)
+
+
+def joined(parts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """(coefficients (..., G+k), base weights (...,)) -> (..., G+k+1)."""
+    coef, base = parts
+    return torch.cat([coef, base.unsqueeze(-1)], -1)
 
 
 class MetaKANLinear(EdgeWeightsLinear):
@@ -85,7 +105,10 @@ class MetaKANLinear(EdgeWeightsLinear):
         self.meta = meta
 
     def edge_weights(self) -> torch.Tensor:
-        return generate(self.meta, self.prompts)                      # (out, in, G+k+1)
+        return joined(self.edge_parts())                              # (out, in, G+k+1)
+
+    def edge_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return generate(self.meta, self.prompts)                      # (out, in, G+k), (out, in)
 
     def storage(self) -> dict[str, int]:
         return {"prompts": self.prompts.numel() * FP32_BYTES}
@@ -101,7 +124,10 @@ class MetaKANConv2d(EdgeWeightsConv2d):
         self.meta = meta
 
     def edge_weights(self) -> torch.Tensor:
-        return generate(self.meta, self.prompts)               # (out, in, kh, kw, G+k+1)
+        return joined(self.edge_parts())                       # (out, in, kh, kw, G+k+1)
+
+    def edge_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return generate(self.meta, self.prompts)               # (..., G+k), (out, in, kh, kw)
 
     def storage(self) -> dict[str, int]:
         return {"prompts": self.prompts.numel() * FP32_BYTES}
@@ -129,6 +155,13 @@ class MetaKANFactory:
 def meta_layers(net: nn.Module) -> list[nn.Module]:
     """The KAN layers of `net` generated from prompts, in network order."""
     return [m for m in kan_layers(net).values() if isinstance(m, (MetaKANLinear, MetaKANConv2d))]
+
+
+def generated_bytes(net: nn.Module) -> int:
+    """Bytes of the edge weights `net`'s meta layers generate in a forward (fp32, every
+    edge's G+k coefficients and base weight), which a training step keeps for its backward."""
+    return sum(math.prod(m.edge_shape) * (m.spec.n_coef + 1) * FP32_BYTES
+               for m in meta_layers(net))
 
 
 def assign_meta_learners(net: nn.Module, factory: MetaKANFactory, clusters: int,

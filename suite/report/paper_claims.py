@@ -173,33 +173,61 @@ def measure_collapse(claim, method, dense, done) -> Measured:
 
 
 def measure_memory(claim, method, dense, done) -> Measured:
-    """Per width and grid size, the method's training-step peak over dense's (medians over
-    seeds); checked at the largest grid size of every width."""
+    """Per width and grid size, the method's steady-state training peak over dense's
+    (medians over seeds); checked at the largest grid size of every width."""
     width, grid = "config.args.task.widths", "config.args.kan.grid_size"
-    rows, checks = [], []
+    parts, checks = [], []
     for widths, group in done.assign(w=done[width].astype(str)).groupby("w", sort=False):
-        ratios = {}
+        ratios, dense_mib = {}, {}
         for size, cells in group.groupby(grid):
-            m = cells.loc[cells["method"] == method["method"].iloc[0], "memory.step_bytes"]
-            d = cells.loc[cells["method"] == dense["method"].iloc[0], "memory.step_bytes"]
+            m = cells.loc[cells["method"] == method["method"].iloc[0], "memory.train_peak_bytes"]
+            d = cells.loc[cells["method"] == dense["method"].iloc[0], "memory.train_peak_bytes"]
             if len(m) and len(d):
                 ratios[int(size)] = m.median() / d.median()
+                dense_mib[int(size)] = d.median() / 2**20
         if not ratios:
             continue
-        below = [g for g, r in ratios.items() if r < 1]
-        rows.append(f"{widths}: {ratios[min(ratios)]:.2f}x dense's at G={min(ratios)}, "
-                    f"{ratios[max(ratios)]:.2f}x at G={max(ratios)}; "
-                    + (f"below dense's from G={min(below)}" if below else
-                       f"never below dense's up to G={max(ratios)}"))
+        below = [str(g) for g, r in ratios.items() if r < 1]
+        top = max(ratios)
+        parts.append(f"{widths}: " + ", ".join(f"{r:.2f}x at G={g}" for g, r in ratios.items())
+                     + f", below at G={', '.join(below)}" * bool(below)
+                     + f" (dense: {dense_mib[top]:.0f} MiB at G={top})")
         checks.append((f"{widths}: below dense's at G={max(ratios)}",
                        MET if ratios[max(ratios)] < 1 else NOT_MET))
-    return Measured("training-step peak " + "; ".join(rows), tuple(checks))
+    return Measured("training peak over dense's: " + "; ".join(parts), tuple(checks))
 
 
 MEASURES = {"params": measure_params, "ratio": measure_ratio, "rmse_ratio": measure_rmse_ratio,
             "map_gap": measure_map_gap, "transfer_retention": measure_transfer_retention,
             "heads": measure_heads, "int8_cost": measure_int8_cost,
             "collapse": measure_collapse, "memory": measure_memory}
+
+
+def authors_measured(claim: Claim, tables: dict[str, pd.DataFrame]) -> str:
+    """What the authors' own code gave here at the claim's setting (results/authors/)."""
+    if not claim.authors:
+        return ""
+    missing = [name for name in claim.authors if name not in tables]
+    if missing:
+        return f"not run (no results/authors/{missing[0]}.csv)"
+    if claim.measure == "params":
+        dense, method = (tables[name].set_index("seed") for name in claim.authors)
+        diff = (method["last_test_accuracy"] - dense["last_test_accuracy"]).dropna()
+        return (f"{int(method['parameters'].median()):,} vs {int(dense['parameters'].median()):,}"
+                f" parameters; accuracy {method['last_test_accuracy'].mean():.2%} vs "
+                f"{dense['last_test_accuracy'].mean():.2%}, gap {interval(diff, 100)} points "
+                f"(last epoch, {len(diff)} seeds)")
+    if claim.measure == "memory":
+        table = tables[claim.authors[0]]
+        parts = []
+        for widths, group in table.groupby("widths", sort=False):
+            peak = group.pivot_table("train_peak_MiB", "grid_size", "model")
+            ratios = peak["MetaKAN"] / peak["KAN"]
+            parts.append(f"{widths}: " + ", ".join(f"{r:.2f}x at G={g}"
+                                                   for g, r in ratios.items())
+                         + f" (KAN: {peak['KAN'].iloc[-1]:.0f} MiB at G={ratios.index[-1]})")
+        return "their MetaKAN's training peak over their KAN's: " + "; ".join(parts)
+    raise ValueError(f"no authors' figure for measure {claim.measure!r}")
 
 
 def verdict(measured: Measured) -> str:
@@ -235,8 +263,10 @@ def claim_rows(claim: Claim, frame: pd.DataFrame, method: str, reference: str) -
             "verdict": verdict(measured)}
 
 
-def claims_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per claim; `frames` maps a grid name to its records' frame (absent: not run)."""
+def claims_table(frames: dict[str, pd.DataFrame],
+                 authors: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per claim; `frames` maps a grid name to its records' frame (absent: not run),
+    `authors` a results/authors/ name to its table (the authors' code run here)."""
     if unknown := sorted({c.measure for _, c in claims()} - set(MEASURES)):
         raise ValueError(f"unknown claim measure {unknown[0]!r}")
     reference = baseline()
@@ -248,5 +278,6 @@ def claims_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
                                          f"vs {reference}",
                      "relation to the paper's setting": "; ".join(claim.setting),
                      **claim_rows(claim, frames.get(claim.grid, pd.DataFrame()), name,
-                                  reference)})
+                                  reference),
+                     "authors' code here": authors_measured(claim, authors or {})})
     return pd.DataFrame(rows)

@@ -23,8 +23,10 @@ NOTES = {
     "compression": "Each method's metric is mean ± std over seeds, to the precision the spread "
                    "supports; KAN kB: the KAN layers' storage (1e3 B); ratio: dense fp32 KAN "
                    "bytes over the method's.",
-    "metakan": "Training step peak: memory of one forward+backward at the training batch "
-               "(median over seeds); s / epoch: the train stage's seconds over its epochs.",
+    "metakan": "Training step peak: memory of one forward+backward at the training batch; "
+               "training peak (where recorded): the model, the optimizer's state and that "
+               "step together (medians over seeds); s / epoch: the train stage's seconds over "
+               "its epochs.",
     "leaderboard": "Ranked by the mean primary metric (best first); pareto: no other method "
                    "of the setup is both smaller (KAN bytes) and better.",
     "detection": "mAP50 is VOC mAP@0.5 (the task's voc_variant, area by default), in-domain "

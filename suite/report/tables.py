@@ -245,6 +245,9 @@ def metakan_table(df: pd.DataFrame) -> pd.DataFrame:
     done["epoch seconds"] = done["timing.train.seconds"] / epochs
     memory = done["memory.step_bytes"] if "memory.step_bytes" in done else float("nan")
     done["step MiB"] = memory / 2**20
+    # records since the steady-state training peak was measured (model + optimizer + step)
+    peak = done.get("memory.train_peak_bytes")
+    with_peak = peak is not None and peak.notna().any()
     rows = []
     for (setup, method), g in done.groupby(["setup", "method"], sort=True):
         rows.append({"setup": setup, "method": method, "metric": g["metrics.primary"].iloc[0],
@@ -252,6 +255,8 @@ def metakan_table(df: pd.DataFrame) -> pd.DataFrame:
                                             g["value"].std(ddof=1) if len(g) > 1 else math.nan),
                      "trainable params": int(g["trainable_params"].median()),
                      "train step peak (MiB)": round(g["step MiB"].median(), 2),
+                     **({"training peak (MiB)": round(
+                         g["memory.train_peak_bytes"].median() / 2**20, 2)} if with_peak else {}),
                      "s / epoch": round(g["epoch seconds"].median(), 3)})
     return pd.DataFrame(rows)
 

@@ -113,3 +113,15 @@ def test_the_lazy_package_and_the_api_module_list_the_same_names():
 
     assert kanbench.__all__ == api.__all__
     assert all(callable(getattr(kanbench, name)) for name in kanbench.__all__)
+
+
+def test_measure_gives_the_training_peak_with_the_optimizers_state():
+    """A dense model: AdamW's two moments per parameter beside the weights and the step."""
+    model = dense()
+    weights = sum(p.numel() for p in model.parameters()) * 4
+    memory = kanbench.measure(model, (64,), batches=(1, 16))["memory"]
+    assert memory["batch"] == 16
+    assert memory["itemized"]["parameters"] == weights == memory["itemized"]["gradients"]
+    assert 2 * weights <= memory["itemized"]["optimizer_state"] <= 2 * weights + 1024
+    assert memory["train_peak_bytes"] == weights + memory["itemized"]["optimizer_state"] \
+        + memory["step_bytes"]

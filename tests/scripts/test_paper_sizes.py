@@ -34,3 +34,13 @@ def test_the_paper_grid_runs_every_method_on_every_task():
     tasks = {c.task for c in cells}
     for task in tasks:
         assert {c.method for c in cells if c.task == task} == set(METHODS.names())
+
+
+def test_the_paper_head_is_share_kans_dense_head():
+    """SHARe-KAN's 58.67 MB dense head: a 1024 x 1024 KAN layer at G=10, k=3 without spline
+    scalers (13 coefficients + a base weight = 56 B an edge) under a linear predictor."""
+    (cfg,) = grid.cells("paper", ["tasks=[voc]", "methods=[dense]", "seeds=[0]"])
+    sizes = cell_sizes(cfg)
+    assert sizes["kan_bytes"] == 1024 * 1024 * 14 * 4
+    assert abs(sizes["kan_bytes"] / 58.67e6 - 1) < 0.005
+    assert sizes["itemized"]["other"] == (1024 * 21 + 21 + 1024 * 84 + 84) * 4  # the predictor

@@ -66,6 +66,35 @@ def test_peak_memory_counts_the_tensor_path_s_basis_tensor():
     assert probe["step_bytes"] > 1024 * width * 8 * 4
 
 
+@pytest.mark.parametrize("kind", ["dense", "metakan"])
+def test_training_memory_itemizes_the_model_the_optimizer_state_and_the_step(kind):
+    """Adam keeps two moments per trainable parameter; a MetaKAN layer's forward makes every
+    edge's G+k+1 weights; the parts add up to the steady-state training peak."""
+    from kanbench.methods.layers.metakan import MetaKANFactory, assign_meta_learners
+    from kanbench.suite.lit import optimizer
+
+    spec = KANSpec(grid_size=7)                                       # G+k+1 = 11
+    if kind == "dense":
+        net = KAN([12, 6, 3], DenseKANFactory(spec))
+    else:
+        factory = MetaKANFactory(spec, emb_dim=1, hidden_dim=4)
+        net = KAN([12, 6, 3], factory)
+        assign_meta_learners(net, factory, 0, 0)
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad) * 4
+    memory = measure.training_memory(
+        net, torch.rand(8, 12) * 2 - 1,
+        lambda n: optimizer([{"params": list(n.parameters()), "lr": 1e-3}], 0.0, "adam"))
+    parts = memory["itemized"]
+    assert parts["parameters"] == trainable and parts["gradients"] == trainable
+    assert parts["optimizer_state"] >= 2 * trainable                 # + one step count each
+    assert parts["optimizer_state"] <= 2 * trainable + 8 * len(list(net.parameters()))
+    assert parts["generated_weights"] == (0 if kind == "dense" else (12 * 6 + 6 * 3) * 11 * 4)
+    assert memory["train_peak_bytes"] == \
+        parts["parameters"] + parts["optimizer_state"] + memory["step_bytes"]
+    assert sum(v for k, v in parts.items() if k not in ("parameters", "optimizer_state")) == \
+        memory["step_bytes"]
+
+
 def test_the_memory_probe_server_is_restarted_and_reports_a_failing_step(monkeypatch):
     monkeypatch.delenv(measure.SHARED_PROBE, raising=False)    # this process's own server
     net = KAN([16, 4], DenseKANFactory(KANSpec()))

@@ -121,9 +121,9 @@ def test_collapse_asks_for_a_loss_of_at_least_the_papers_points():
 
 
 def test_memory_compares_median_training_peaks_per_width_and_grid_size():
-    def cells(method, widths, grid, step):
-        return records(method, "memory.step_bytes", step, **{
-            "config.args.task.widths": [widths] * len(step), "config.args.kan.grid_size": grid})
+    def cells(method, widths, grid, peak):
+        return records(method, "memory.train_peak_bytes", peak, **{
+            "config.args.task.widths": [widths] * len(peak), "config.args.kan.grid_size": grid})
 
     done = pd.concat([cells("dense", [8, 4], 5, [100, 120, 110]),     # median 110
                       cells("meta", [8, 4], 5, [330, 330, 330]),      # 3.00x
@@ -131,11 +131,12 @@ def test_memory_compares_median_training_peaks_per_width_and_grid_size():
                       cells("meta", [8, 4], 50, [150, 150]),          # 0.75x
                       cells("dense", [16, 4], 5, [100]),
                       cells("meta", [16, 4], 5, [200])])              # 2.00x
+    done["memory.train_peak_bytes"] *= 2**20                          # the numbers above: MiB
     got = measure("memory", done[done["method"] == "meta"], done[done["method"] == "dense"],
                   done)
-    assert got.text == ("training-step peak [8, 4]: 3.00x dense's at G=5, 0.75x at G=50; "
-                        "below dense's from G=50; [16, 4]: 2.00x dense's at G=5, 2.00x at G=5; "
-                        "never below dense's up to G=5")
+    assert got.text == ("training peak over dense's: [8, 4]: 3.00x at G=5, 0.75x at G=50, "
+                        "below at G=50 (dense: 200 MiB at G=50); [16, 4]: 2.00x at G=5 "
+                        "(dense: 100 MiB at G=5)")
     assert got.checks == (("[8, 4]: below dense's at G=50", MET),
                           ("[16, 4]: below dense's at G=5", NOT_MET))
 
@@ -179,3 +180,28 @@ def test_every_claim_names_its_relation_and_each_dataset_it_was_not_run_on_is_a_
             if named and claim.task not in tasks:
                 assert f" for {name}" in stand_ins or f"and {name}" in stand_ins, \
                     (claim.claim, claim.task, claim.setting)
+
+
+def test_the_authors_code_is_set_beside_as_its_own_tables_say():
+    from kanbench.suite.report.paper_claims import authors_measured
+
+    def runs(accuracies, parameters):
+        return pd.DataFrame({"seed": [0, 1, 2], "last_test_accuracy": accuracies,
+                             "parameters": parameters})
+
+    params = Claim("P", "1", "c", "g", "t", "params", figure="3",
+                   authors=("their_kan", "their_meta"))
+    tables = {"their_kan": runs([0.86, 0.87, 0.85], 1000),
+              "their_meta": runs([0.87, 0.87, 0.87], 100)}           # gaps +1, 0, +2 points
+    assert authors_measured(params, tables) == (
+        "100 vs 1,000 parameters; accuracy 87.00% vs 86.00%, gap +1.00 "
+        f"[{1 - HALF3:+.2f}, {1 + HALF3:+.2f}] points (last epoch, 3 seeds)")
+    assert authors_measured(params, {}) == "not run (no results/authors/their_kan.csv)"
+    memory = Claim("P", "1", "c", "g", "t", "memory", authors=("memory",))
+    table = pd.DataFrame({"model": ["KAN", "MetaKAN"] * 2, "widths": ["[8, 4]"] * 4,
+                          "grid_size": [5, 5, 100, 100],
+                          "train_peak_MiB": [10.0, 12.0, 200.0, 150.0]})
+    assert authors_measured(memory, {"memory": table}) == (
+        "their MetaKAN's training peak over their KAN's: [8, 4]: 1.20x at G=5, 0.75x at G=100 "
+        "(KAN: 200 MiB at G=100)")
+    assert authors_measured(Claim("P", "1", "c", "g", "t", "ratio"), tables) == ""

@@ -93,8 +93,11 @@ def test_both_compiled_orders_match_the_reference_and_each_other(spec, codes, fo
            for order in ("outputs", "batch")}
     torch.testing.assert_close(got["outputs"], want, rtol=1e-5, atol=1e-4)
     # the same terms, the outputs order summing them in chunks of inputs (gather.cpp):
-    # switching order at BATCH_ORDER_FROM moves an output by rounding only
-    torch.testing.assert_close(got["batch"], got["outputs"], rtol=1e-6, atol=1e-5)
+    # switching order at BATCH_ORDER_FROM moves an output by rounding only, at most about one
+    # float32 rounding per input's partial sum (the portable loop of a CPU without AVX-512
+    # reaches 4e-6 relative at an output of 3.2)
+    rounding = layer.in_features * torch.finfo(torch.float32).eps * want.abs().max().item()
+    torch.testing.assert_close(got["batch"], got["outputs"], rtol=0, atol=rounding)
 
 
 # the outputs order's two edge loops: AVX-512 gathers (where the CPU has them) and portable
