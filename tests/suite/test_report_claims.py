@@ -137,8 +137,13 @@ def test_memory_compares_median_training_peaks_per_width_and_grid_size():
     assert got.text == ("training peak over dense's: [8, 4]: 3.00x at G=5, 0.75x at G=50, "
                         "below at G=50 (dense: 200 MiB at G=50); [16, 4]: 2.00x at G=5 "
                         "(dense: 100 MiB at G=5)")
+    # at the largest G the per-seed ratios decide: 0.75 and 0.75 hold; one seed is open
     assert got.checks == (("[8, 4]: below dense's at G=50", MET),
-                          ("[16, 4]: below dense's at G=5", NOT_MET))
+                          ("[16, 4]: below dense's at G=5", OPEN))
+    done.loc[(done["method"] == "meta") & (done["config.args.kan.grid_size"] == 50),
+             "memory.train_peak_bytes"] = [190 * 2**20, 260 * 2**20]        # 0.95x, 1.30x
+    assert measure("memory", done[done["method"] == "meta"], done[done["method"] == "dense"],
+                   done).checks[0] == ("[8, 4]: below dense's at G=50", OPEN)
 
 
 def test_figures_are_compared_at_the_precision_the_paper_prints():
