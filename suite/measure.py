@@ -9,6 +9,7 @@ and any `frozen` parts the task deploys beside the network (a detection trunk) t
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -103,8 +104,6 @@ def peak_memory(model: nn.Module, example: torch.Tensor) -> dict:
 def optimizer_state_bytes(model: nn.Module, make_optimizer) -> int:
     """Bytes of the state `make_optimizer(model)` keeps once it has stepped (Adam's two
     moments per parameter, ...), measured on a copy after one step on zero gradients."""
-    import copy
-
     twin = copy.deepcopy(model)
     trainable = [p for p in twin.parameters() if p.requires_grad]
     if not trainable:
