@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -48,34 +49,107 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
              "t10k-labels-idx1-ubyte")
 
 
-# name -> (file relative to the script's folder, text it must hold, text appended to it).
-# A patch fails loudly where that text is missing, so another commit of their code is never
-# patched blindly.
+@dataclass(frozen=True)
+class Patch:
+    """A named change to one of their files: `text` appended to `file` (relative to the
+    script's folder), or with `replace`, put in place of every occurrence of `anchor`. The
+    file must hold `anchor` either way, so another commit of their code is never patched
+    blindly."""
+
+    file: str
+    anchor: str
+    text: str
+    replace: bool = False
+
+
+CONV_FASHION_MNIST = """    if args.dataset == 'FashionMNIST':  # kanbench: MNIST's transform_test
+        transform_train = transform_test = v2.Compose([v2.ToTensor(),
+                                                       v2.Normalize((0.5,), (0.5,))])
+        trainset = torchvision.datasets.FashionMNIST(root="../dataset", train=True,
+                                                     transform=transform_train)
+        valset = torchvision.datasets.FashionMNIST(root="../dataset", train=False,
+                                                   transform=transform_test)
+        input_channels = 1
+        num_classes = 10
+    elif args.dataset == 'MNIST':"""
+# kanbench's `fashion_mnist` with n_train=10000: 10% of the training set held out for
+# validation (stratified, split_seed 0: tasks/common.py stratified_holdout), then the first
+# 10,000 of the rest in their original order
+AFTER_FASHION_MNIST = "        num_classes = 10\n    elif args.dataset == 'MNIST':"
+KANBENCH_10K = """        num_classes = 10
+        import numpy as _np  # kanbench: the 10,000 images kanbench's n_train=10000 sees
+        from sklearn.model_selection import train_test_split as _split
+        _keep, _ = _split(_np.arange(len(trainset)), test_size=0.1,
+                          stratify=trainset.targets.numpy(), random_state=0)
+        trainset = torch.utils.data.Subset(trainset, _np.sort(_keep)[:10000])
+    elif args.dataset == 'MNIST':"""
+CPU_MEMORY = """def _reset_peak(device):  # kanbench: their CUDA memory calls are skipped on a CPU
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def log_memory_usage(device, stage=""):
+    if not torch.cuda.is_available():  # kanbench: nothing to log on a CPU
+        return"""
+
+# name -> the change. Applied in the order `--patch` names them.
 PATCHES = {
     # image_classification/utils.py imports MetaWavKAN, which models/metawavkan.py (at
     # 94e7f1d) defines as HyperWavKAN: every script of that folder fails at import without it
-    "metawavkan-name": ("models/metawavkan.py", "class HyperWavKAN(nn.Module):",
-                        "\nMetaWavKAN = HyperWavKAN  # kanbench: the name utils.py imports\n"),
+    "metawavkan-name": Patch("models/metawavkan.py", "class HyperWavKAN(nn.Module):",
+                             "\nMetaWavKAN = HyperWavKAN  # kanbench: the name utils.py "
+                             "imports\n"),
     # models/metakan.py builds each meta-learner as MetaNet(args.input_dim, ...), which
     # train_meta.py (at 94e7f1d) never sets: the meta-learner's input is the prompt, of
     # embedding_dim numbers (scripts/authors_memory.py passes the same)
-    "metakan-input-dim": ("models/metakan.py", "MetaNet(args.input_dim, args.hidden_dim",
-                          "\n\n_their_init = MetaKAN.__init__  # kanbench: input_dim unset\n"
-                          "def _init(self, args):\n"
-                          "    args.input_dim = getattr(args, 'input_dim', args.embedding_dim)\n"
-                          "    _their_init(self, args)\n"
-                          "MetaKAN.__init__ = _init\n"),
+    "metakan-input-dim": Patch("models/metakan.py", "MetaNet(args.input_dim, args.hidden_dim",
+                               "\n\n_their_init = MetaKAN.__init__  # kanbench: input_dim unset\n"
+                               "def _init(self, args):\n"
+                               "    args.input_dim = getattr(args, 'input_dim', "
+                               "args.embedding_dim)\n"
+                               "    _their_init(self, args)\n"
+                               "MetaKAN.__init__ = _init\n"),
+    # image_classification_conv/train.py imports SimpleConvWavKAN and EightSimpleConvWavKAN,
+    # which its models package (at 94e7f1d) does not export
+    "conv-no-wavkan": Patch("train.py", "SimpleConvWavKAN, EightSimpleConvWavKAN,", "",
+                            replace=True),
+    # train.py logs CUDA memory at every step: torch.cuda calls that fail without a GPU
+    "conv-cpu-memory-calls": Patch("train.py", "torch.cuda.reset_peak_memory_stats(",
+                                   "_reset_peak(", replace=True),
+    "conv-cpu-memory-log": Patch("train.py", 'def log_memory_usage(device, stage=""):',
+                                 CPU_MEMORY, replace=True),
+    # their conv scripts read MNIST and CIFAR only: a Fashion-MNIST branch for
+    # `--dataset FashionMNIST` (either script), at their MNIST branch's normalization
+    # (x - 0.5) / 0.5 and without its training augmentation (as their MLP scripts read
+    # Fashion-MNIST, and as kanbench does)
+    "conv-fashion-mnist-train": Patch("train.py", "    if args.dataset == 'MNIST':",
+                                      CONV_FASHION_MNIST, replace=True),
+    "conv-fashion-mnist-meta": Patch("train_meta.py", "    if args.dataset == 'MNIST':",
+                                     CONV_FASHION_MNIST, replace=True),
+    # after the Fashion-MNIST branch: train on the 10,000 images kanbench's n_train=10000 does
+    "conv-10k-train": Patch("train.py", AFTER_FASHION_MNIST, KANBENCH_10K, replace=True),
+    "conv-10k-meta": Patch("train_meta.py", AFTER_FASHION_MNIST, KANBENCH_10K, replace=True),
+    # their SimpleConvKAN / SimpleMetaConvKAN at a quarter of their widths (32, 64, 128, 256
+    # -> 8, 16, 32, 64), what a 2-core CPU trains in minutes; kanbench's preset
+    # metakan_conv4_quarter
+    "conv-quarter-width-train": Patch("train.py",
+                                      "SimpleConvKAN([8 * 4, 16 * 4, 32 * 4, 64 * 4]",
+                                      "SimpleConvKAN([8, 16, 32, 64]", replace=True),
+    "conv-quarter-width-meta": Patch("train_meta.py",
+                                     "SimpleMetaConvKAN([8 * 4, 16 * 4, 32 * 4, 64 * 4]",
+                                     "SimpleMetaConvKAN([8, 16, 32, 64]", replace=True),
 }
 
 
 def apply_patch(work: Path, name: str) -> None:
-    relative, anchor, tail = PATCHES[name]
-    path = work / relative
+    patch = PATCHES[name]
+    path = work / patch.file
     text = path.read_text() if path.is_file() else ""
-    if anchor not in text:
-        raise KanbenchError(f"--patch {name}: {relative} lacks {anchor!r} (another commit of "
-                            "their code?)")
-    path.write_text(text + tail)
+    if patch.anchor not in text:
+        raise KanbenchError(f"--patch {name}: {patch.file} lacks {patch.anchor!r} (another "
+                            "commit of their code, or a patch it needs first?)")
+    path.write_text(text.replace(patch.anchor, patch.text) if patch.replace
+                    else text + patch.text)
 
 
 def parse_log(text: str) -> dict:

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from kanbench.suite.report.declared import claims
-    from kanbench.suite.report.paper_claims import VERDICT_RULE, claims_table
+    from kanbench.suite.report.paper_claims import CHOICE_RULE, VERDICT_RULE, claims_table
     from kanbench.suite.report.tables import machines
     from kanbench.suite.store import ResultsStore
 
@@ -45,11 +45,16 @@ def main(argv=None) -> int:
     frames = {g: f for g, f in frames.items() if not f.empty}
     authors = {path.stem: pd.read_csv(path)
                for path in sorted((Path(args.results) / "authors").glob("*.csv"))}
-    table = claims_table(frames, authors)
+    sized = sorted({claim.grid for _, claim in claims() if claim.sizes})
+    sizes = {g: pd.read_csv(path) for g in sized
+             if (path := Path(args.results) / "tables" / f"{g}_sizes.csv").is_file()}
+    table = claims_table(frames, authors, sizes)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    ran = "; ".join(f"`{args.results}/runs/{g}/` ({len(f)} records, {machines(f)})"
-                    for g, f in frames.items()) or "no records"
+    ran = "; ".join([f"`{args.results}/runs/{g}/` ({len(f)} records, {machines(f)})"
+                     for g, f in frames.items()]
+                    + [f"`{args.results}/tables/{g}_sizes.csv` (models built without training, "
+                       "`python scripts/paper_sizes.py`)" for g in sizes]) or "no records"
     (out / "claims.md").write_text(
         "# The papers' claims and what kanbench measures\n\n"
         f"Made by `python scripts/claims_table.py` from {ran}. Test-split metrics of the "
@@ -57,7 +62,7 @@ def main(argv=None) -> int:
         "dense of the same seed, mean and 95% t interval over seeds. The relation column says "
         "how each kanbench setting departs from the paper's; a row at the paper's own setting "
         "that this machine cannot run says why.\n\n"
-        + compact_markdown(table) + "\n\n" + VERDICT_RULE + "\n")
+        + compact_markdown(table) + "\n\n" + VERDICT_RULE + "\n\n" + CHOICE_RULE + "\n")
     table.to_csv(out / "claims.csv", index=False)
     print(f"claims table written to {out}/claims.md ({len(frames)} grids with records)")
     return 0

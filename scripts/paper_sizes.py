@@ -60,6 +60,7 @@ def main(argv=None) -> int:
         rows.append({"setup": setup, "method": cfg.method,
                      "trainable params": sizes["trainable_params"],
                      "KAN bytes": sizes["kan_bytes"], "dense KAN bytes": sizes["dense_kan_bytes"],
+                     "shared bytes": sizes["shared_bytes"],
                      "KAN ratio": round(sizes["kan_ratio"], 2),
                      "paper": PAPER_FIGURES.get((setup, cfg.method), ""),
                      "KAN bytes / paper's": round(sizes["kan_bytes"]
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
         f"Made by `python scripts/paper_sizes.py --grid {args.grid}`: each setup's final "
         "model per method, built from its stages' skeletons (no data, no training); bytes "
         "depend only on shapes. KAN bytes as every record counts them (README: storage "
-        "accounting); trainable params: of the final model (for SHARe, which trains "
+        "accounting); shared bytes: those of the KAN bytes that several layers or heads "
+        "share (codebooks); trainable params: of the final model (for SHARe, which trains "
         "nothing after its dense stage, only the non-KAN ones such as BatchNorm's).\n\n"
         + table.to_markdown(index=False) + "\n")
     print(f"{len(table)} rows written to {out}/{args.grid}_sizes.md")

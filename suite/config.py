@@ -85,7 +85,7 @@ KAN_DEFAULTS = KANSpec().as_args()  # the layer library's KANSpec is their one s
 # to the gradient (L2), as the MetaKAN authors' KAN baseline trains. scheduler "exponential"
 # multiplies every learning rate by lr_gamma after each epoch (their ExponentialLR); init
 # None: each layer's own initialization; "metakan_authors": the dense KAN layers drawn as
-# their KAN baseline draws them (methods.layers.kan.init_as_metakan_authors).
+# their KAN baseline draws them (methods.layers.inits.init_as_metakan_authors).
 TRAIN_DEFAULTS = {"max_epochs": 10, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4,
                   "scheduler": "cosine", "gradient_clip": 0.0, "optimizer": None,
                   "lr_gamma": None, "init": None}

@@ -116,6 +116,12 @@ class Claim:
         collapse            the method loses at least figure points against dense
         memory              the method's training-step peak below dense's at the largest
                             grid size measured (figure unused)
+    `chosen`: the claim reads the one of the method's settings in the grid (those left by
+    `where`) that `paper_claims.CHOICE_RULE` picks on the validation split (measures
+    `ratio` and `rmse_ratio`); unset, it reads all of them as one.
+    `sizes`: the claim depends on bytes alone (measure `heads`), so it reads the grid's
+    models built without data or training (results/tables/<grid>_sizes.csv, by
+    scripts/paper_sizes.py) instead of its records.
     `unmeasurable`: why the claim cannot be measured on this machine at all (the verdict
     then says so instead of "not run"). `authors`: the names of results/authors/<name>.csv,
     the authors' own code run here at the same setting (scripts/authors_*.py), set beside
@@ -136,6 +142,8 @@ class Claim:
     figure: str = ""
     margin: float = 0.0
     unmeasurable: str = ""
+    chosen: bool = False
+    sizes: bool = False
     authors: tuple[str, ...] = ()
 
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from kanbench.methods.layers import files
-from kanbench.methods.layers.kan import INITS
+from kanbench.methods.layers.inits import INITS
 from kanbench.suite import measure, tracking
 from kanbench.suite.cache import ContentCache
 from kanbench.suite.config import RunConfig, content_hash

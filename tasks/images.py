@@ -21,7 +21,7 @@ import torchmetrics
 from torchvision import datasets
 from torchvision.datasets.utils import download_and_extract_archive
 
-from kanbench.methods.layers.architectures import CONV_PRESETS, KAN, ConvKAN
+from kanbench.methods.layers.architectures import CONV_PRESETS, KAN, NORMS, ConvKAN
 from kanbench.suite.config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, SEED
 from kanbench.suite.errors import KanbenchError, regular_file
 from kanbench.suite.interfaces import Task
@@ -133,15 +133,16 @@ class IDXImages(MLPClassification):
     mapped to [-1, 1] (`normalize: range`) or standardized with the dataset's mean and std
     (`normalize: standard`, as the MetaKAN authors' code does). `arch: mlp` is a KAN MLP of
     `widths` on flattened images; a ConvKAN preset name (methods.layers.architectures.CONV_PRESETS)
-    sees (1, 28, 28) images."""
+    sees (1, 28, 28) images, its convolutions followed by `conv_norm` (unset: batch)."""
 
     reader: type = datasets.MNIST
     mean_std: tuple[float, float] = (0.5, 0.5)
     defaults = {"widths": [784, 64, 10], "n_train": 0, "n_test": 0, "val_fraction": 0.1,
-                "split_seed": 0, "normalize": "range", "arch": "mlp"}
+                "split_seed": 0, "normalize": "range", "arch": "mlp", "conv_norm": None}
     ranges = {"widths": AT_LEAST_ONE, "n_train": NON_NEGATIVE, "n_test": NON_NEGATIVE,
               "val_fraction": FRACTION, "split_seed": SEED}
-    choices = {"normalize": ("range", "standard"), "arch": ("mlp", *CONV_PRESETS)}
+    choices = {"normalize": ("range", "standard"), "arch": ("mlp", *CONV_PRESETS),
+               "conv_norm": tuple(NORMS)}
     train_defaults = {"max_epochs": 5, "batch_size": 128, "lr": 2e-3}
     presets = {"smoke": {"task": {"n_train": 64, "n_test": 32}, "train": {"batch_size": 32}}}
     how = ""
@@ -149,6 +150,8 @@ class IDXImages(MLPClassification):
     def check_args(self, args):
         if args["arch"] == "mlp":
             super().check_args(args)
+            if args["conv_norm"] is not None:
+                raise KanbenchError("task.conv_norm applies to ConvKAN archs, not arch 'mlp'")
 
     def idx_files(self, data_root) -> tuple[Path, list[str]]:
         """The raw folder and the four unpacked file names: train images and labels, then
@@ -200,7 +203,8 @@ class IDXImages(MLPClassification):
     def build(self, args, factory):
         if args["arch"] == "mlp":
             return super().build(args, factory)
-        return ConvKAN.preset(args["arch"], 1, self.num_classes, factory)
+        return ConvKAN.preset(args["arch"], 1, self.num_classes, factory,
+                              args["conv_norm"] or "batch")
 
     def example_input(self, args, batch):
         if args["arch"] == "mlp":
@@ -235,14 +239,15 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 class CIFAR(ClassificationTask):
-    """CIFAR in torchvision's layout (<data_root>/cifar-10-batches-py/, cifar-100-python/)."""
+    """CIFAR in torchvision's layout (<data_root>/cifar-10-batches-py/, cifar-100-python/),
+    through a ConvKAN preset whose convolutions are followed by `conv_norm` (unset: batch)."""
 
     reader: type = datasets.CIFAR10
     defaults = {"arch": "conv4", "n_train": 0, "n_test": 0, "val_fraction": 0.1,
-                "split_seed": 0}
+                "split_seed": 0, "conv_norm": None}
     ranges = {"n_train": NON_NEGATIVE, "n_test": NON_NEGATIVE, "val_fraction": FRACTION,
               "split_seed": SEED}
-    choices = {"arch": tuple(CONV_PRESETS)}
+    choices = {"arch": tuple(CONV_PRESETS), "conv_norm": tuple(NORMS)}
     train_defaults = {"max_epochs": 30, "batch_size": 128, "lr": 1e-3}
     # the quarter-width conv4 (grid `conv`'s), whose codebooks take a second, not ten
     presets = {"smoke": {"task": {"arch": "conv4_quarter", "n_train": 16, "n_test": 8},
@@ -251,7 +256,8 @@ class CIFAR(ClassificationTask):
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
     def build(self, args, factory):
-        return ConvKAN.preset(args["arch"], 3, self.num_classes, factory)
+        return ConvKAN.preset(args["arch"], 3, self.num_classes, factory,
+                              args["conv_norm"] or "batch")
 
     def example_input(self, args, batch):
         return torch.randn(batch, 3, 32, 32)

@@ -349,32 +349,3 @@ class DenseKANFactory:
     def conv2d(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                padding: int = 0) -> nn.Module:
         return KANConv2d(in_channels, out_channels, kernel_size, stride, padding, self.spec)
-
-
-@torch.no_grad()
-def init_as_metakan_authors(net: nn.Module) -> nn.Module:
-    """Redraw every `KANLinear` of `net` as the MetaKAN authors' KAN baseline draws its
-    layers (github.com/Murphyzc/MetaKAN @ 94e7f1d, image_classification/models/kan.py, at
-    their scale_noise 0.01, scale_base 1, scale_spline 1):
-        base_weight   ~ U(-1, 1) / sqrt(in)
-        spline_weight ~ N(0, (0.01 / sqrt(in) / sqrt(G+k))^2)
-        spline_scaler ~ N(1, 0.1^2)
-    A network with another kind of KAN layer (convolutions, generated or codebook edges) is
-    refused: their scheme says nothing about those."""
-    from kanbench.suite.errors import KanbenchError
-
-    layers = kan_layers(net)
-    others = sorted({type(m).__name__ for m in layers.values() if type(m) is not KANLinear})
-    if not layers or others:
-        raise KanbenchError("train.init 'metakan_authors' draws dense KANLinear layers only; "
-                            f"this network has {', '.join(others) or 'no KAN layer'}")
-    for layer in layers.values():
-        fan_in, n_coef = layer.in_features, layer.spec.n_coef
-        layer.base_weight.uniform_(-1, 1).div_(math.sqrt(fan_in))
-        layer.spline_weight.normal_(0.0, 0.01 / math.sqrt(fan_in) / math.sqrt(n_coef))
-        if layer.spline_scaler is not None:
-            layer.spline_scaler.normal_(1.0, 0.1)
-    return net
-
-
-INITS = {"metakan_authors": init_as_metakan_authors}  # train.init -> what draws the network

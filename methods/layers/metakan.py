@@ -24,8 +24,10 @@ from kanbench.methods.layers.kan import (
     EdgeWeightsConv2d,
     EdgeWeightsLinear,
     KANSpec,
+    kan_conv2d,
     kan_layers,
 )
+from kanbench.methods.layers.spec import META_CONV_LAYOUTS
 
 # Edges generated per chunk: the meta-learner's (chunk, hidden) activations are recomputed in
 # backward instead of kept, so training memory does not grow with edges x hidden. Layers of
@@ -115,19 +117,50 @@ class MetaKANLinear(EdgeWeightsLinear):
 
 
 class MetaKANConv2d(EdgeWeightsConv2d):
-    """A KAN convolution whose (out, in, kh, kw) edges are generated from their prompts."""
+    """A KAN convolution whose weights are generated from (out, in, kh, kw) prompts.
+
+    `layout` None (kanbench's): each prompt is one edge's, and the meta-learner's G+k+1
+    outputs are that edge's coefficients and base weight. `layout="kernel_slices"` (the
+    MetaKAN authors' ConvKAN, image_classification_conv/models/metaconvkan.py): the outputs
+    of all prompts, flattened in order, are read as the layer's (out, in*(G+k+1), kh, kw)
+    kernel, whose first in*(G+k) channels (channel c*(G+k) + j: basis j of input c) are the
+    spline kernel and last `in` the base kernel; at G+k+1 = kh*kw each prompt makes one kh x kw
+    slice of one channel. Both store the same prompts and meta-learner."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, spec: KANSpec, meta: MetaLearner, emb_dim: int):
+                 padding: int, spec: KANSpec, meta: MetaLearner, emb_dim: int,
+                 layout: str | None = None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, spec)
+        if layout not in (None, *META_CONV_LAYOUTS):
+            raise ValueError(f"unknown MetaKANConv2d layout {layout!r}")
         self.prompts = new_prompts(self.edge_shape, emb_dim)   # (out, in, kh, kw, emb_dim)
-        self.meta = meta
+        self.meta, self.layout = meta, layout
 
     def edge_weights(self) -> torch.Tensor:
         return joined(self.edge_parts())                       # (out, in, kh, kw, G+k+1)
 
     def edge_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return generate(self.meta, self.prompts)               # (..., G+k), (out, in, kh, kw)
+        if self.layout is None:
+            return generate(self.meta, self.prompts)           # (..., G+k), (out, in, kh, kw)
+        base, spline = self.kernels()
+        out, c, kh, kw = base.shape
+        coef = spline.reshape(out, c, self.spec.n_coef, kh, kw).permute(0, 1, 3, 4, 2)
+        return coef, base                                      # (..., G+k), (out, in, kh, kw)
+
+    def kernels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`kernel_slices`: (base kernel (out, in, kh, kw), spline kernel
+        (out, in*(G+k), kh, kw)) read from the flattened generated weights."""
+        out, c, kh, kw = self.edge_shape
+        kernel = joined(generate(self.meta, self.prompts))     # (out, in, kh, kw, G+k+1)
+        kernel = kernel.reshape(out, c * (self.spec.n_coef + 1), kh, kw)
+        return kernel[:, c * self.spec.n_coef:], kernel[:, :c * self.spec.n_coef]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout is None:
+            return super().forward(x)
+        base, spline = self.kernels()
+        return kan_conv2d(x, base, spline, self.spec, self.base_activation, self.stride,
+                          self.padding)
 
     def storage(self) -> dict[str, int]:
         return {"prompts": self.prompts.numel() * FP32_BYTES}
@@ -136,8 +169,10 @@ class MetaKANConv2d(EdgeWeightsConv2d):
 class MetaKANFactory:
     """Meta-learned layers; all share one meta-learner until `assign_meta_learners` runs."""
 
-    def __init__(self, spec: KANSpec, emb_dim: int, hidden_dim: int):
+    def __init__(self, spec: KANSpec, emb_dim: int, hidden_dim: int,
+                 conv_layout: str | None = None):
         self.spec, self.emb_dim, self.hidden_dim = spec, emb_dim, hidden_dim
+        self.conv_layout = conv_layout
         self.meta = self.new_meta_learner()
 
     def new_meta_learner(self) -> MetaLearner:
@@ -149,7 +184,7 @@ class MetaKANFactory:
     def conv2d(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                padding: int = 0) -> nn.Module:
         return MetaKANConv2d(in_channels, out_channels, kernel_size, stride, padding,
-                             self.spec, self.meta, self.emb_dim)
+                             self.spec, self.meta, self.emb_dim, self.conv_layout)
 
 
 def meta_layers(net: nn.Module) -> list[nn.Module]:

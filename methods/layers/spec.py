@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 BASIS_NAMES = ("bspline", "rbf", "gram")
 CODEBOOK_SCOPES = ("model", "layer")   # one codebook per model, or one per layer
+# how a meta-learned KAN convolution reads its generated weights besides kanbench's own
+# (methods.layers.metakan.MetaKANConv2d): the MetaKAN authors' kernel slices
+META_CONV_LAYOUTS = ("kernel_slices",)
 ACTIVATIONS = {"silu": "SiLU", "gelu": "GELU", "relu": "ReLU", "tanh": "Tanh",
                "identity": "Identity"}  # base_activation -> its torch.nn class
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from kanbench.suite.interfaces import Claim
 from kanbench.suite.report.declared import baseline, claims
+from kanbench.suite.report.tables import method_label
 from kanbench.suite.report.variance import confidence_half_width
 
 HEADS = 50
@@ -28,6 +29,12 @@ VERDICT_RULE = (
     "95% interval is on the claimed side, fails when the whole interval is on the other side, "
     "and is inconclusive when it straddles the margin. Any check failed: not reproduced; else "
     "any inconclusive: inconclusive; else reproduced.")
+CHOICE_RULE = (
+    "Where a row says \"chosen on validation\", it reads the one of the method's settings in "
+    "its grid with the largest KAN ratio among those whose mean validation metric is within "
+    "the row's margin of dense's (RMSE at most 1 + margin times dense's; accuracy at most "
+    "margin points under), or the best validation metric when none is; the test split "
+    "plays no part in the choice.")
 
 
 @dataclass(frozen=True)
@@ -249,6 +256,59 @@ def verdict(measured: Measured) -> str:
     return f"{word} ({reasons})"
 
 
+def validation_quality(claim: Claim, rows: pd.DataFrame, dense: pd.DataFrame
+                       ) -> tuple[float, bool]:
+    """(how good the setting `rows` is on validation, higher better; whether that is within
+    the claim's margin of dense): the mean per-seed RMSE ratio to dense (negated) for
+    `rmse_ratio`, the mean per-seed gap in points for `ratio`."""
+    primary = rows["metrics.primary"].iloc[0]
+    m, d = paired(rows, dense, f"metrics.val.{primary}")
+    if m.empty:
+        raise ValueError(f"claim {claim.claim!r}: no validation metric paired with dense's")
+    if claim.measure == "rmse_ratio":
+        ratio = (m / d).mean()
+        return -ratio, ratio <= 1 + claim.margin
+    if claim.measure == "ratio":
+        points = 100 * (m - d).mean()
+        return points, points >= -claim.margin
+    raise ValueError(f"claim measure {claim.measure!r} has no setting chosen on validation")
+
+
+def chosen_on_validation(claim: Claim, rows: pd.DataFrame, dense: pd.DataFrame
+                         ) -> tuple[pd.DataFrame, str]:
+    """The records of the setting `CHOICE_RULE` picks among the method's settings in `rows`,
+    and that setting in words."""
+    rows = rows.reset_index(drop=True)  # labels are set by index
+    labels = method_label(rows)
+    scored = []
+    for label, group in rows.groupby(labels, sort=True):
+        quality, within = validation_quality(claim, group, dense)
+        scored.append((within, group["storage.kan_ratio"].mean(), quality, label, group))
+    within = [s for s in scored if s[0]]
+    _, _, _, label, group = max(within, key=lambda s: (s[1], s[2])) if within else \
+        max(scored, key=lambda s: s[2])
+    setting = label.partition("[")[2].rstrip("]") or "its only setting"
+    how = "within the margin" if within else "none within the margin: the best"
+    return group, f" (chosen on validation from {len(scored)} settings, {how}: {setting})"
+
+
+def sized_records(table: pd.DataFrame) -> pd.DataFrame:
+    """A sizes table (scripts/paper_sizes.py: setup, method, KAN bytes, shared bytes) as
+    records that hold bytes only, one per setup and method: what `heads` reads."""
+    return pd.DataFrame({"task": table["setup"].str.split("[").str[0], "seed": 0,
+                         "method": table["method"], "status": "done",
+                         "storage.kan_bytes": table["KAN bytes"],
+                         "storage.shared_bytes": table["shared bytes"]})
+
+
+def claim_frame(claim: Claim, frames: dict[str, pd.DataFrame],
+                sizes: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """What the claim reads: its grid's records, or for a `sizes` claim its sizes table's."""
+    if claim.sizes:
+        return sized_records(sizes[claim.grid]) if claim.grid in sizes else pd.DataFrame()
+    return frames.get(claim.grid, pd.DataFrame())
+
+
 def claim_rows(claim: Claim, frame: pd.DataFrame, method: str, reference: str) -> dict:
     """The claim's measured value, seeds and verdict from its grid's records."""
     done = frame[(frame["status"] == "done") & (frame["task"] == claim.task)] \
@@ -260,17 +320,24 @@ def claim_rows(claim: Claim, frame: pd.DataFrame, method: str, reference: str) -
     dense = done[done["method"] == reference] if not done.empty else done
     if rows.empty or dense.empty:
         why = claim.unmeasurable
-        return {"seeds": 0, "measured": f"not run (no records of grid {claim.grid})",
+        source = f"results/tables/{claim.grid}_sizes.csv" if claim.sizes \
+            else f"records of grid {claim.grid}"
+        return {"seeds": 0, "measured": f"not run (no {source})",
                 "verdict": f"not measurable here: {why}" if why else "not run"}
+    choice = ""
+    if claim.chosen:
+        rows, choice = chosen_on_validation(claim, rows, dense)
     measured = MEASURES[claim.measure](claim, rows, dense, done)
-    return {"seeds": rows["seed"].nunique(), "measured": measured.text,
+    return {"seeds": rows["seed"].nunique(), "measured": measured.text + choice,
             "verdict": verdict(measured)}
 
 
 def claims_table(frames: dict[str, pd.DataFrame],
-                 authors: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+                 authors: dict[str, pd.DataFrame] | None = None,
+                 sizes: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per claim; `frames` maps a grid name to its records' frame (absent: not run),
-    `authors` a results/authors/ name to its table (the authors' code run here)."""
+    `authors` a results/authors/ name to its table (the authors' code run here), `sizes` a
+    grid name to its sizes table (the claims marked `sizes` read it instead of records)."""
     if unknown := sorted({c.measure for _, c in claims()} - set(MEASURES)):
         raise ValueError(f"unknown claim measure {unknown[0]!r}")
     reference = baseline()
@@ -281,7 +348,7 @@ def claims_table(frames: dict[str, pd.DataFrame],
                      "kanbench setting": f"{claim.grid}: {claim.task}, {name}{settings} "
                                          f"vs {reference}",
                      "relation to the paper's setting": "; ".join(claim.setting),
-                     **claim_rows(claim, frames.get(claim.grid, pd.DataFrame()), name,
+                     **claim_rows(claim, claim_frame(claim, frames, sizes or {}), name,
                                   reference),
                      "authors' code here": authors_measured(claim, authors or {})})
     return pd.DataFrame(rows)

@@ -185,3 +185,34 @@ def codebook_sweep(df: pd.DataFrame) -> Figure | None:
     ax.grid(True, which="both", alpha=0.3)
     fig.legend(fontsize=7, loc="outside right upper")
     return fig
+
+
+def frontier(table: pd.DataFrame, setup: str) -> Figure:
+    """One setup of the frontier table (tables.frontier): each swept setting's KAN ratio (log)
+    against its test metric relative to dense (gap in points or ratio), the settings on the
+    validation split's Pareto front filled, joined and named (the choice a validation rule
+    can make), the others hollow."""
+    rows = table[table["setup"] == setup]
+    fig, ax = figure(8, 5)
+    for method, runs in rows.groupby(rows["method"].str.split("[").str[0], sort=True):
+        tint = colour(method)
+        front = runs[runs["val pareto"]].sort_values("KAN ratio")
+        rest = runs[~runs["val pareto"]]
+        ax.scatter(rest["KAN ratio"], rest["test vs dense"], facecolors="none",
+                   edgecolors=tint, s=30, label=f"{method}: other settings")
+        ax.plot(front["KAN ratio"], front["test vs dense"], "o-", color=tint, lw=1,
+                label=f"{method}: Pareto front on validation")
+        for _, point in front.iterrows():
+            ax.annotate(point["method"].partition("[")[2].rstrip("]").replace(",", "\n"),
+                        (point["KAN ratio"], point["test vs dense"]), fontsize=5,
+                        xytext=(4, 4), textcoords="offset points")
+    measure = rows["measure"].iloc[0]
+    ax.axhline(0 if measure.endswith("(points)") else 1, color="grey", lw=1, ls=":",
+               label="dense")
+    ax.set_xscale("log")
+    ax.set_xlabel("KAN ratio vs dense (x, log scale)")
+    ax.set_ylabel(f"test {measure} vs dense, mean of per-seed values")
+    title(ax, f"{setup}: compression against quality, every swept setting")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.legend(fontsize=7, loc="outside right upper")
+    return fig

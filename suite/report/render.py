@@ -43,6 +43,11 @@ NOTES = {
                "with `index_coding: ans`) against the empirical-entropy bound N H(p) / 8 of "
                "the same indices; the coder's table is the K int32 counts per layer an "
                "entropy-coded stream is decoded with. Means over seeds.",
+    "frontier": "Every setting of a method that sweeps one, beside dense of the same setup: "
+                "KAN ratio (mean over seeds) and the metric against dense's of the same seed "
+                "(gap in points where higher is better, ratio where lower is), mean over "
+                "seeds, on the validation and the test split; val pareto: no other setting "
+                "of the method both smaller and better on validation.",
     "seed_args": "The spread a seed-like method arg (e.g. kmeans_seed) causes alone: per "
                  "training seed, the records that differ only in that arg (the unset one "
                  "included); beside it the std over training seeds with the arg unset.",
@@ -56,7 +61,8 @@ def all_tables(frame: pd.DataFrame, budget: float | None = None) -> dict[str, pd
             "metakan": tables.metakan_table(frame),
             "leaderboard": tables.leaderboard(frame, budget, summary),
             "detection": tables.detection(frame), "share": tables.share_table(frame),
-            "indices": tables.index_storage(frame), "seed_variance": seed_variance(frame),
+            "indices": tables.index_storage(frame), "frontier": tables.frontier(frame),
+            "seed_variance": seed_variance(frame),
             "seed_args": seed_arg_spread(frame)}
     return {name: table for name, table in made.items() if not table.empty}
 
@@ -134,6 +140,10 @@ def write_plots(frame: pd.DataFrame, grid: str, out: Path, caption: str,
                          ("codebook_sweep", plots.codebook_sweep(frame))):
         if figure is not None:  # only where the records hold what it shows
             written += save_figure(figure, out / f"{grid}_{name}", caption)
+    swept = tables.frontier(frame)
+    for setup in sorted(swept["setup"].unique()) if not swept.empty else []:
+        written += save_figure(plots.frontier(swept, setup),
+                               out / f"{grid}_frontier_{file_name(setup)}", caption)
     return written
 
 

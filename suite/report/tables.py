@@ -333,3 +333,50 @@ def index_storage(df: pd.DataFrame) -> pd.DataFrame:
                      "(index + table) / (bound + table)": (stored + table) / (bound + table)
                      if bound + table else math.nan})
     return pd.DataFrame(rows)
+
+
+def against_baseline(method: pd.Series, dense: pd.Series, higher_is_better: bool) -> pd.Series:
+    """Per seed, a metric against dense's of the same seed: the gap in points (method minus
+    dense, x100) where higher is better (accuracy, mAP), the ratio where lower is (RMSE)."""
+    m, d = method.align(dense, join="inner")
+    return 100 * (m - d) if higher_is_better else m / d
+
+
+def frontier(df: pd.DataFrame) -> pd.DataFrame:
+    """Ratio against quality: for every method with two or more settings in a setup that also
+    holds the baseline, one row per setting with its mean KAN ratio and its metric against
+    the baseline's of the same seed (`against_baseline`, mean over seeds) on the validation
+    and the test split, and whether it is on the Pareto front of the validation split (no
+    other setting both smaller and better there). Empty where no method sweeps a setting or
+    the records carry no validation metric (a validation-only frame)."""
+    done = done_records(df)
+    if done.empty:
+        return pd.DataFrame()
+    reference, rows = baseline(), []
+    for setup, group in done.groupby("setup", sort=True):
+        dense = group[group["method"] == reference]
+        primary = group["metrics.primary"].iloc[0]
+        val_column = f"metrics.val.{primary}"
+        if dense.empty or val_column not in group:
+            continue
+        higher = bool(group["metrics.higher_is_better"].iloc[0]) \
+            if "metrics.higher_is_better" in group else True
+        base_val, base_test = (dense.set_index("seed")[c] for c in (val_column, "value"))
+        for _, runs in group[group["method"] != reference].groupby("method", sort=True):
+            if runs["label"].nunique() < 2:
+                continue
+            table = []
+            for label, setting in runs.groupby("label", sort=True):
+                by_seed = setting.set_index("seed")
+                table.append({"setup": setup, "method": label, "seeds": len(setting),
+                              "KAN bytes": int(setting["storage.kan_bytes"].median()),
+                              "KAN ratio": setting["storage.kan_ratio"].mean(),
+                              "measure": f"{primary} {'gap (points)' if higher else 'ratio'}",
+                              "val vs dense": against_baseline(by_seed[val_column], base_val,
+                                                               higher).mean(),
+                              "test vs dense": against_baseline(by_seed["value"], base_test,
+                                                                higher).mean()})
+            table = pd.DataFrame(table)
+            table["val pareto"] = pareto_front(table["KAN bytes"], table["val vs dense"], higher)
+            rows.append(table.sort_values("KAN ratio", ascending=False))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

@@ -188,3 +188,110 @@ def test_keeping_the_generated_activations_changes_no_number(monkeypatch, edges)
         results.append((y.detach(), *(p.grad.clone() for p in layer.parameters())))
     for recomputed, kept in zip(*results, strict=True):
         assert torch.equal(recomputed, kept)
+
+
+# --- the authors' ConvKANs, restated in float64 from reading their code ------------------------
+# github.com/Murphyzc/MetaKAN @ 94e7f1d, image_classification_conv/: kan_convs/kan_conv.py
+# (KANConv2DLayer) and models/metaconvkan.py (MetaKANConv2DLayer, SimpleMetaConvKAN). A layer:
+# y = conv(gelu(x), base) + conv(B(x), spline), B(x) the (batch, in*(G+k), H, W) bases with
+# channel i*(G+k) + j for basis j of input i; then norm, PReLU and (training only) Dropout2d.
+# Their meta layer's kernel is the shared hypernet's output on the layer's embeddings
+# (out*in*9 rows), reshaped to (out, in*(G+k+1), 3, 3): spline channels first, the last `in`
+# the base kernel. The network: four such layers, average pooling, Dropout, nn.Linear.
+
+def authors_conv_bases(x: torch.Tensor, grid: int = 5, order: int = 3) -> torch.Tensor:
+    """(batch, in, H, W) -> (batch, in*(G+k), H, W), channel i*(G+k) + j."""
+    bases = authors_bases(x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]), grid, order)
+    b, c, h, w = x.shape
+    return bases.reshape(b, h, w, c * (grid + order)).permute(0, 3, 1, 2)
+
+
+def authors_conv_layer(x, base, spline, stride, norm, prelu):
+    """Their layer on given kernels; `norm` (batch/instance) and `prelu` as torch modules."""
+    gelu = torch.nn.functional.gelu(x)
+    y = torch.nn.functional.conv2d(gelu, base, stride=stride, padding=1) \
+        + torch.nn.functional.conv2d(authors_conv_bases(x), spline, stride=stride, padding=1)
+    return prelu(norm(y))
+
+
+def authors_meta_kernels(embeddings, hypernet, n_out, n_in):
+    """Their layer_weight: hypernet(embeddings) reshaped to (out, in*9, 3, 3), split."""
+    w1, b1, w2, b2 = hypernet
+    weight = (torch.relu(embeddings @ w1.T + b1) @ w2.T + b2).reshape(n_out, n_in * 9, 3, 3)
+    return weight[:, -n_in:], weight[:, :-n_in]                   # base, spline
+
+
+def randomized(net: torch.nn.Module) -> torch.nn.Module:
+    """Every parameter and norm statistic drawn anew, so no equality holds by default."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn_like(m.running_mean) * 0.1)
+                m.running_var.copy_(torch.rand_like(m.running_var) + 0.5)
+    return net.double().eval()
+
+
+AUTHORS_SPEC = KANSpec(5, 3, base_activation="gelu", spline_scaler=False)
+
+
+@pytest.mark.parametrize("meta", [True, False])
+def test_the_authors_conv_network_equals_kanbench_in_float64(meta):
+    factory = MetaKANFactory(AUTHORS_SPEC, 1, 16, "kernel_slices") if meta \
+        else DenseKANFactory(AUTHORS_SPEC)
+    net = ConvKAN.preset("metakan_conv4_quarter", 1, 10, factory,
+                         norm="batch" if meta else "instance")
+    if meta:
+        net = MetaKAN().prepare(net, factory, {"clusters": 1}, seed=0)   # one shared hypernet
+    net = randomized(net)
+    x = torch.randn(3, 1, 28, 28, dtype=torch.float64) * 1.5       # beyond the grid too
+    convs = [m for m in net.features if hasattr(m, "edge_shape")]
+    norms = [m for m in net.features if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
+    prelus = [m for m in net.features if isinstance(m, torch.nn.PReLU)]
+    y = x
+    for conv, norm, prelu, stride in zip(convs, norms, prelus, (1, 2, 2, 1), strict=True):
+        n_out, n_in = conv.edge_shape[:2]
+        if meta:
+            learner = conv.meta.net
+            embeddings = conv.prompts.reshape(-1, 1)              # their row order: flat
+            base, spline = authors_meta_kernels(
+                embeddings, (learner[0].weight, learner[0].bias, learner[2].weight,
+                             learner[2].bias), n_out, n_in)
+        else:
+            base, spline = conv.base_conv.weight, conv.spline_conv.weight
+        y = authors_conv_layer(y, base, spline, stride, norm, prelu)
+    linear = net.head[1]
+    expected = y.mean((2, 3)) @ linear.weight.T + linear.bias
+    torch.testing.assert_close(net(x), expected, rtol=1e-6, atol=1e-7)  # float32 knots
+    assert len({id(c.meta) for c in convs}) == 1 if meta else True
+
+
+@pytest.mark.parametrize("meta,count", [(False, 3_489_774), (True, 391_607)])
+def test_the_authors_conv_parameter_counts(meta, count):
+    """Their models at full width print 3,489,774 (SimpleConvKAN) and 391,607
+    (SimpleMetaConvKAN, hidden 64) parameters for one input channel, run here by
+    scripts/authors_reference.py: 43,040 edges of 9 weights (or 9 prompts' worth of one
+    number each and a 713-parameter hypernet), 960 norm and 4 PReLU parameters, a 2,570-
+    parameter classifier."""
+    factory = MetaKANFactory(AUTHORS_SPEC, 1, 64, "kernel_slices") if meta \
+        else DenseKANFactory(AUTHORS_SPEC)
+    net = ConvKAN.preset("metakan_conv4", 1, 10, factory, norm="batch" if meta else "instance")
+    if meta:
+        net = MetaKAN().prepare(net, factory, {"clusters": 1}, seed=0)
+    assert sum(p.numel() for p in net.parameters()) == count
+
+
+def test_kernel_slices_edge_weights_are_the_kernels_it_convolves_with():
+    torch.manual_seed(0)
+    layer = MetaKANFactory(SPEC, 1, 8, "kernel_slices").conv2d(3, 4, 3, padding=1)
+    dense = KANConv2d(3, 4, 3, padding=1, spec=SPEC)
+    coef, base = layer.edge_parts()                             # (4, 3, 3, 3, 8), (4, 3, 3, 3)
+    with torch.no_grad():
+        dense.base_conv.weight.copy_(base)
+        dense.spline_conv.weight.copy_(coef.permute(0, 1, 4, 2, 3).reshape(4, 24, 3, 3))
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(layer(x), dense(x))
+    with pytest.raises(ValueError, match="layout"):
+        metakan.MetaKANConv2d(3, 4, 3, 1, 1, SPEC, layer.meta, 1, layout="kernels")

@@ -73,3 +73,24 @@ def test_bad_arguments_are_one_line(checkout, args, message):
     assert done.stderr.strip().count("\n") == 0 and message in done.stderr
     assert not (checkout / "r").exists()
     assert "metawavkan-name" in PATCHES
+
+
+def test_patches_append_or_replace_in_the_temporary_copy_only(tmp_path):
+    from scripts.authors_reference import apply_patch
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "train.py").write_text("from models import  SimpleConvKAN, SimpleConvWavKAN, "
+                                   "EightSimpleConvWavKAN, SimpleConv\n"
+                                   "def get_loaders(args):\n"
+                                   "    if args.dataset == 'MNIST':\n        pass\n")
+    apply_patch(work, "conv-no-wavkan")
+    apply_patch(work, "conv-fashion-mnist-train")
+    apply_patch(work, "conv-10k-train")     # anchored on what the branch above inserted
+    text = (work / "train.py").read_text()
+    assert "WavKAN" not in text and text.count("elif args.dataset == 'MNIST':") == 1
+    assert text.index("FashionMNIST(root") < text.index("[:10000]") < text.index("elif")
+    compile(text, "train.py", "exec")                       # still Python
+    from kanbench.suite.errors import KanbenchError
+    with pytest.raises(KanbenchError, match="conv-10k-meta: train_meta.py lacks"):
+        apply_patch(work, "conv-10k-meta")

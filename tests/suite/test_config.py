@@ -42,11 +42,17 @@ def test_an_unset_optional_arg_leaves_the_run_id_as_it_was_before_the_arg_existe
     cfg = resolve("g", "digits", "metacluster", 0, {})
     assert cfg.args["method"]["kmeans_seed"] is None
     without = cfg.to_dict()  # the config a record made before the optional args existed had
-    for key in ("kmeans_seed", "index_coding"):
+    for key in ("kmeans_seed", "index_coding", "conv_layout"):
         del without["args"]["method"][key]
     for key in ("optimizer", "lr_gamma", "init"):
         del without["args"]["train"][key]
     assert cfg.run_id == content_hash(without)
+    image = resolve("g", "fashion_mnist", "dense", 0, {})
+    without = image.to_dict()
+    del without["args"]["task"]["conv_norm"]
+    for key in ("optimizer", "lr_gamma", "init"):
+        del without["args"]["train"][key]
+    assert image.run_id == content_hash(without)
     seeded = resolve("g", "digits", "metacluster", 0, {"method": {"kmeans_seed": 3}})
     assert seeded.run_id not in (cfg.run_id, resolve("g", "digits", "metacluster", 0,
                                                      {"method": {"kmeans_seed": 4}}).run_id)

@@ -201,20 +201,30 @@ def test_validation_view_reports_validation_values_and_drops_test_only_metrics()
 def test_claims_table_reads_only_the_claimed_setting_and_pairs_seeds():
     from kanbench.suite.report.declared import claims
     from kanbench.suite.report.paper_claims import claims_table
-    claim = next(c for _, c in claims() if c.task == "highdim")
+    claim = next(c for _, c in claims() if c.where and c.measure == "ratio"
+                 and not c.unmeasurable)
     (key, value), = claim.where
-    rows = [row("highdim", s, 0.02) for s in (0, 1, 2)]
-    rows += [row("highdim", s, 0.03) | {"method": "metacluster", "storage.kan_ratio": 100.0,
-                                        f"config.args.method.{key}": value} for s in (0, 1, 2)]
-    rows += [row("highdim", s, 9.0) | {"method": "metacluster", "storage.kan_ratio": 9.0,
-                                       f"config.args.method.{key}": value * 2} for s in (0, 1)]
+
+    def cell(seed, accuracy, method="dense", **more):
+        return row(claim.task, seed, 0.0) | {"method": method, "metrics.primary": "accuracy",
+                                             "metrics.accuracy": accuracy, **more}
+
+    rows = [cell(s, 0.90) for s in (0, 1, 2)]
+    rows += [cell(s, 0.89, "metacluster", **{"storage.kan_ratio": 100.0,
+                                            f"config.args.method.{key}": value})
+             for s in (0, 1, 2)]
+    rows += [cell(s, 0.10, "metacluster", **{"storage.kan_ratio": 9.0,
+                                            f"config.args.method.{key}": value * 2})
+             for s in (0, 1)]
     table = claims_table({claim.grid: pd.DataFrame(rows)}).set_index("claim")
-    measured = table.loc[claim.claim]
+    setting = table["kanbench setting"]
+    (_, measured), = table[setting.str.startswith(f"{claim.grid}: {claim.task},")
+                           & setting.str.contains(f"{key}={value}")].iterrows()
     assert measured["seeds"] == 3                 # the other K's two records are left out
-    assert "100.0x" in measured["measured"] and "ratio 1.50" in measured["measured"]
-    assert f"{key}={value}" in measured["kanbench setting"]
-    rest = table.drop(claim.claim)
-    assert (rest["seeds"] == 0).all() and rest["measured"].str.startswith("not run").all()
+    assert measured["measured"] == ("100.0x on the KAN layers; accuracy gap -1.00 "
+                                    "[-1.00, -1.00] points")
+    rest = table[table["seeds"] == 0]
+    assert len(rest) == len(table) - 1 and rest["measured"].str.startswith("not run").all()
 
 
 def test_index_storage_sets_stored_indices_beside_their_entropy_bound():
@@ -237,3 +247,45 @@ def test_index_storage_sets_stored_indices_beside_their_entropy_bound():
     assert ans["index / bound"] == pytest.approx(74 / 72)
     assert ans["(index + table) / (bound + table)"] == pytest.approx(138 / 136)
     assert index_storage(pd.DataFrame([row("digits", 0, 1.0)])).empty
+
+
+def test_frontier_pairs_each_setting_with_dense_by_seed_on_both_splits():
+    from kanbench.suite.report.tables import frontier
+
+    def cell(method, seed, test, val, k=None, ratio=1.0, kan_bytes=1000):
+        r = row("highdim", seed, test) | {"method": method, "metrics.val.rmse": val,
+                                          "storage.kan_ratio": ratio,
+                                          "storage.kan_bytes": kan_bytes,
+                                          "metrics.higher_is_better": False}
+        return r | ({"config.args.method.codebook_size": k} if k else {})
+
+    rows = [cell("dense", 0, 0.01, 0.02), cell("dense", 1, 0.02, 0.02),
+            # K=4: test ratios 3 and 2 (mean 2.5), val 2 and 1 (1.5); K=16: test 1.5 and 1,
+            # val 1 and 1; seed 1 of K=8 only, val 4
+            cell("mc", 0, 0.03, 0.04, 4, 150.0, 10), cell("mc", 1, 0.04, 0.02, 4, 150.0, 10),
+            cell("mc", 0, 0.015, 0.02, 16, 80.0, 20), cell("mc", 1, 0.02, 0.02, 16, 80.0, 20),
+            cell("mc", 1, 0.05, 0.08, 8, 100.0, 15)]
+    table = frontier(pd.DataFrame(rows)).set_index("method")
+    assert list(table.index) == ["mc[codebook_size=4]", "mc[codebook_size=8]",
+                                 "mc[codebook_size=16]"]                 # by ratio, largest first
+    assert table["measure"].unique().tolist() == ["rmse ratio"]
+    assert table.loc["mc[codebook_size=4]", "test vs dense"] == pytest.approx(2.5)
+    assert table.loc["mc[codebook_size=4]", "val vs dense"] == pytest.approx(1.5)
+    assert table.loc["mc[codebook_size=16]", "test vs dense"] == pytest.approx(1.25)
+    assert table.loc["mc[codebook_size=8]", "val vs dense"] == pytest.approx(4.0)
+    # K=8 is larger and worse on validation than K=4: off the front
+    assert table["val pareto"].tolist() == [True, False, True]
+    # accuracy: the gap in points
+    acc = [cell("dense", 0, 0.9, 0.8) | {"metrics.primary": "accuracy", "metrics.accuracy": 0.9,
+                                          "metrics.val.accuracy": 0.8,
+                                          "metrics.higher_is_better": True}]
+    acc += [cell("mc", 0, 0.0, 0.0, k) | {"metrics.primary": "accuracy",
+                                          "metrics.accuracy": a, "metrics.val.accuracy": a,
+                                          "metrics.higher_is_better": True}
+            for k, a in ((4, 0.85), (16, 0.88))]
+    table = frontier(pd.DataFrame(acc)).set_index("method")
+    assert table.loc["mc[codebook_size=4]", "test vs dense"] == pytest.approx(-5.0)
+    assert table.loc["mc[codebook_size=16]", "val vs dense"] == pytest.approx(8.0)
+    # one setting only, or no validation metric: nothing to set out
+    assert frontier(pd.DataFrame(rows[:2] + rows[6:])).empty
+    assert frontier(pd.DataFrame(rows).drop(columns="metrics.val.rmse")).empty

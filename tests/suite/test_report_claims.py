@@ -210,3 +210,62 @@ def test_the_authors_code_is_set_beside_as_its_own_tables_say():
         "their MetaKAN's training peak over their KAN's: [8, 4]: 1.20x at G=5, 0.75x at G=100 "
         "(KAN: 200 MiB at G=100)")
     assert authors_measured(Claim("P", "1", "c", "g", "t", "ratio"), tables) == ""
+
+
+def settings(sizes_and_val_rmse: dict[int, tuple[float, list[float]]]) -> pd.DataFrame:
+    """MetaCluster-like records: per K, (KAN ratio, validation RMSE of seeds 0-2); every
+    setting's test RMSE is K / 1000 so the one read can be told apart."""
+    return pd.concat([records("m", "metrics.rmse", [k / 1000] * 3,
+                              **{"metrics.primary": "rmse", "storage.kan_ratio": ratio,
+                                 "metrics.val.rmse": val, "config.args.method.codebook_size": k})
+                      for k, (ratio, val) in sizes_and_val_rmse.items()])
+
+
+def test_the_setting_chosen_on_validation_is_the_largest_ratio_within_the_margin():
+    from kanbench.suite.report.paper_claims import chosen_on_validation
+
+    dense = records("dense", "metrics.rmse", [0.01] * 3,
+                    **{"metrics.primary": "rmse", "metrics.val.rmse": [0.010, 0.020, 0.010]})
+    claim = Claim("P", "1", "c", "g", "t", "rmse_ratio", figure="100", margin=0.5, chosen=True)
+    # validation RMSE ratios: K=4 2.0 (outside 1.5), K=8 1.4, K=16 1.0: K=8 has the
+    # largest ratio within the margin, though K=4's is larger and its test RMSE smaller
+    rows = settings({4: (150.0, [0.02, 0.04, 0.02]), 8: (105.0, [0.014, 0.028, 0.014]),
+                     16: (78.0, [0.01, 0.02, 0.01])})
+    picked, words = chosen_on_validation(claim, rows, dense)
+    assert picked["metrics.rmse"].tolist() == [0.008] * 3
+    assert words == (" (chosen on validation from 3 settings, within the margin: "
+                     "codebook_size=8)")
+    # none within the margin: the best validation RMSE, whatever its ratio
+    rows = settings({4: (150.0, [0.03, 0.06, 0.03]), 8: (105.0, [0.02, 0.04, 0.02])})
+    picked, words = chosen_on_validation(claim, rows, dense)
+    assert picked["metrics.rmse"].tolist() == [0.008] * 3
+    assert "none within the margin: the best: codebook_size=8" in words
+    # accuracy: the gap in points; a setting 0.6 points under dense is outside 0.5
+    dense = records("dense", "metrics.accuracy", [0.9] * 3, **{"metrics.val.accuracy": 0.9})
+    rows = pd.concat([records("m", "metrics.accuracy", [0.5] * 3,
+                              **{"storage.kan_ratio": 80.0, "metrics.val.accuracy": 0.894,
+                                 "config.args.method.codebook_size": 16}),
+                      records("m", "metrics.accuracy", [0.6] * 3,
+                              **{"storage.kan_ratio": 40.0, "metrics.val.accuracy": 0.899,
+                                 "config.args.method.codebook_size": 256})])
+    accuracy = Claim("P", "1", "c", "g", "t", "ratio", figure="80", margin=0.5, chosen=True)
+    picked, _ = chosen_on_validation(accuracy, rows, dense)
+    assert picked["metrics.accuracy"].tolist() == [0.6] * 3
+    with pytest.raises(ValueError, match="no setting chosen on validation"):
+        chosen_on_validation(Claim("P", "1", "c", "g", "t", "heads", chosen=True), rows, dense)
+
+
+def test_a_bytes_only_claim_reads_the_models_built_without_training():
+    claim = Claim("P", "1", "c", "g", "voc", "heads", figure="11.1", sizes=True)
+    sizes = pd.DataFrame({"setup": ["voc", "voc", "mnist[784, 32, 10]"],
+                          "method": ["dense", "m", "m"], "KAN bytes": [1000, 100, 7],
+                          "shared bytes": [0, 10, 0]})
+    from kanbench.suite.report.paper_claims import claim_frame, claim_rows
+
+    frame = claim_frame(claim, {"g": records("m", "storage.kan_bytes", [1])}, {"g": sizes})
+    got = claim_rows(claim, frame, "m", "dense")
+    # dense: 50 x 1000 = 50,000 B; m: 10 shared once + 50 x 90 = 4,510 B; 11.09x
+    assert got["measured"] == "50 heads 0.05 MB -> 0.00451 MB (11.1x)"
+    assert got["verdict"] == "reproduced (holds: ratio >= 11.1x)"
+    assert claim_rows(claim, claim_frame(claim, {}, {}), "m", "dense")["measured"] == \
+        "not run (no results/tables/g_sizes.csv)"

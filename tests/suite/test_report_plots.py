@@ -16,6 +16,7 @@ def records():
             rows.append({"task": "digits", "method": method, "seed": seed, "status": "done",
                          "metrics.primary": "accuracy", "metrics.higher_is_better": True,
                          "metrics.accuracy": value + 0.01 * seed,
+                         "metrics.val.accuracy": value,
                          "metrics.stages.train.accuracy": value, "trainable_params": 10,
                          "storage.kan_bytes": size, "storage.kan_ratio": ratio,
                          "storage.model_ratio": ratio, "latency.ms.1": 0.5 + seed,
@@ -32,7 +33,8 @@ def test_every_plot_is_written_non_empty_and_reproducible(tmp_path):
     written = render(records(), "g", tmp_path, "caption")
     names = {p.name for p in written}
     assert names == {f"g_{n}.{ext}" for n in ("bytes_digits", "ratios", "latency",
-                                              "codebook_sweep") for ext in ("png", "pdf")}
+                                              "codebook_sweep", "frontier_digits")
+                     for ext in ("png", "pdf")}
     assert all(p.stat().st_size > 1000 for p in written)
     first = (tmp_path / "g_ratios.png").read_bytes()
     render(records(), "g", tmp_path, "caption")

@@ -7,15 +7,16 @@ import pytest
 import torch
 
 from kanbench.methods.layers.architectures import CONV_PRESETS, KAN, ConvKAN
+from kanbench.methods.layers.inits import init_as_metakan_authors
 from kanbench.methods.layers.kan import (
     DenseKANFactory,
     KANConv2d,
     KANLayer,
     KANLinear,
     KANSpec,
-    init_as_metakan_authors,
     kan_layers,
 )
+from kanbench.methods.layers.metakan import MetaKANFactory
 from kanbench.methods.layers.splines import dense_bases
 from kanbench.suite.errors import KanbenchError
 from tests.methods.layers.reference import bspline, reference_knots
@@ -180,8 +181,8 @@ def test_conv_storage_is_its_parameter_bytes():
 def test_networks_shapes_and_presets():
     factory = DenseKANFactory(KANSpec())
     assert KAN([6, 4, 2], factory)(torch.randn(3, 6)).shape == (3, 2)
-    assert CONV_PRESETS["conv4"][0] == [32, 64, 128, 256]
-    assert CONV_PRESETS["conv8"][0] == [16, 32, 64, 128, 256, 256, 512, 512]
+    assert CONV_PRESETS["conv4"].widths == (32, 64, 128, 256)
+    assert CONV_PRESETS["conv8"].widths == (16, 32, 64, 128, 256, 256, 512, 512)
     for name in CONV_PRESETS:
         net = ConvKAN.preset(name, 3, 10, factory)
         assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -232,9 +233,22 @@ def test_the_metakan_authors_init_draws_their_distributions():
     assert second.base_weight.abs().max() > 0.9 / math.sqrt(32)
 
 
+def test_the_metakan_authors_init_draws_convolutions_as_their_conv_code():
+    net = init_as_metakan_authors(ConvKAN.preset("metakan_conv4_quarter", 1, 10,
+                                                 DenseKANFactory(KANSpec())))
+    layer = net.features[3]                            # the second KAN convolution, 8 -> 16
+    for conv, fan_in in ((layer.base_conv, 8 * 9), (layer.spline_conv, 8 * 8 * 9)):
+        bound = math.sqrt(3 / fan_in)                  # Kaiming-uniform, linear gain
+        assert bound * 0.95 < conv.weight.abs().max() <= bound
+    meta = init_as_metakan_authors(ConvKAN.preset("metakan_conv4_quarter", 1, 10,
+                                                  MetaKANFactory(KANSpec(), 1, 8)))
+    prompts = meta.features[3].prompts                 # (16, 8, 3, 3, 1): Xavier-uniform
+    bound = math.sqrt(6 / (16 * 8 * 9 + 1))
+    assert bound * 0.95 < prompts.abs().max() <= bound
+
+
 def test_the_metakan_authors_init_refuses_layers_it_says_nothing_about():
-    with pytest.raises(KanbenchError, match="KANLinear layers only; this network has KANConv2d"):
-        init_as_metakan_authors(ConvKAN.preset("conv4_quarter", 1, 10,
-                                               DenseKANFactory(KANSpec())))
+    with pytest.raises(KanbenchError, match="this network has MetaKANLinear"):
+        init_as_metakan_authors(KAN([4, 3], MetaKANFactory(KANSpec(), 1, 8)))
     with pytest.raises(KanbenchError, match="no KAN layer"):
         init_as_metakan_authors(torch.nn.Linear(3, 2))
