@@ -90,7 +90,6 @@ class ShareInt8(ShareFP32):
               setting=(SMALL_HEAD, "bytes only: the data do not enter"), figure="13.9"),
         Claim("SHARe-KAN", "2512.15742", "50 heads: 2.9 GB -> 211 MB (13.9x) by sharing the "
               "codebook (Int8)", "paper", "voc", "heads",
-              setting=("same head shape (the `voc` preset: 58.72 MB dense)",
-                       "bytes only: the data do not enter; built without training"),
+              setting=("same head shape (58.72 MB dense)", "bytes only, built untrained"),
               figure="13.9", sizes=True),
     )

@@ -189,11 +189,12 @@ def codebook_sweep(df: pd.DataFrame) -> Figure | None:
 
 def frontier(table: pd.DataFrame, setup: str) -> Figure:
     """One setup of the frontier table (tables.frontier): each swept setting's KAN ratio (log)
-    against its test metric relative to dense (gap in points or ratio), the settings on the
-    validation split's Pareto front filled, joined and named (the choice a validation rule
-    can make), the others hollow."""
+    against its test metric relative to dense (gap in points, or a ratio on a log axis), the
+    settings on the validation split's Pareto front filled, joined and named by their values
+    (the choice a validation rule can make), the others hollow."""
     rows = table[table["setup"] == setup]
     fig, ax = figure(8, 5)
+    names = []
     for method, runs in rows.groupby(rows["method"].str.split("[").str[0], sort=True):
         tint = colour(method)
         front = runs[runs["val pareto"]].sort_values("KAN ratio")
@@ -203,16 +204,22 @@ def frontier(table: pd.DataFrame, setup: str) -> Figure:
         ax.plot(front["KAN ratio"], front["test vs dense"], "o-", color=tint, lw=1,
                 label=f"{method}: Pareto front on validation")
         for _, point in front.iterrows():
-            ax.annotate(point["method"].partition("[")[2].rstrip("]").replace(",", "\n"),
-                        (point["KAN ratio"], point["test vs dense"]), fontsize=5,
-                        xytext=(4, 4), textcoords="offset points")
+            args = [a.split("=", 1) for a in point["method"].partition("[")[2].rstrip("]")
+                    .split(",") if "=" in a]
+            names = [k for k, _ in args] or names
+            ax.annotate("/".join(v for _, v in args), (point["KAN ratio"], point["test vs dense"]),
+                        fontsize=6, xytext=(4, 4), textcoords="offset points")
     measure = rows["measure"].iloc[0]
-    ax.axhline(0 if measure.endswith("(points)") else 1, color="grey", lw=1, ls=":",
-               label="dense")
+    gap = measure.endswith("(points)")
+    ax.axhline(0 if gap else 1, color="grey", lw=1, ls=":", label="dense")
     ax.set_xscale("log")
+    if not gap:
+        ax.set_yscale("log")
     ax.set_xlabel("KAN ratio vs dense (x, log scale)")
-    ax.set_ylabel(f"test {measure} vs dense, mean of per-seed values")
-    title(ax, f"{setup}: compression against quality, every swept setting")
+    ax.set_ylabel(f"test {measure} vs dense, mean of per-seed values"
+                  + ("" if gap else " (log)"))
+    title(ax, f"{setup}: compression against quality, every swept setting"
+              + (f" (the front named by {' / '.join(names)})" if names else ""))
     ax.grid(True, which="both", alpha=0.3)
     fig.legend(fontsize=7, loc="outside right upper")
     return fig
