@@ -71,7 +71,8 @@ class MetaKAN(Method):
                     figure="3", margin=1.0,
                     authors=("fashion_mnist_kan", "fashion_mnist_metakan")),
               Claim("MetaKAN", "2506.07549", "parameters 1/3 to 1/9, comparable accuracy, for "
-                    "ConvKANs (their conv code: 3,489,774 vs 391,607)", "conv_authors", "fashion_mnist", "params",
+                    "ConvKANs (their conv code: 3,489,774 vs 391,607)", "conv_authors",
+                    "fashion_mnist", "params",
                     setting=("stand-in: Fashion-MNIST for their image datasets",
                              "smaller network: their ConvKANs at a quarter width",
                              "fewer epochs: 1 of 150, on 10k images", "authors' code run here"),
