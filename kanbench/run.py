@@ -55,13 +55,10 @@ def prepare_shared(cells, data_root: str, cache_dir: str) -> None:
                   flush=True)
 
 
-class Interrupted(BaseException):
-    """Ctrl-C in the driver. Not a KeyboardInterrupt: Lightning's fit turns one of those into
-    `sys.exit(1)` (and ignores Ctrl-C after it); this passes through it, and through a cell's
-    `except Exception`, to `run`."""
-
-
 def interrupted(signum, frame):
+    from kanbench.suite.driver import STOP, Interrupted
+
+    STOP.set()          # kept, should Python drop the exception (suite.driver.STOP)
     raise Interrupted
 
 
@@ -69,6 +66,9 @@ def stop_on_signals() -> None:
     """Ctrl-C and SIGTERM end the driver: its `finally` blocks kill the workers it runs and
     release its claims (a SIGKILLed driver's workers see its pipes close and exit); Ctrl-C
     then says what finished and how to resume."""
+    from kanbench.suite.driver import STOP
+
+    STOP.clear()        # a Ctrl-C of an earlier run in this process is not this one's
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     signal.signal(signal.SIGINT, interrupted)
 
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     preflight(todo, args.data_root)
     # Lightning, the report stack: only once every check has passed, so bad input is quick
     from kanbench.suite.claims import Claims
-    from kanbench.suite.driver import Progress, finished_at, run_cells
+    from kanbench.suite.driver import Interrupted, Progress, finished_at, run_cells
     from kanbench.suite.runner import CellWork
 
     stop_on_signals()

@@ -10,6 +10,7 @@ for: when that driver finishes them they are done; when it dies, this one runs t
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -20,6 +21,24 @@ from kanbench.suite.executors import Executor
 from kanbench.suite.store import ResultsStore
 
 POLL_SECONDS = 2.0
+
+
+class Interrupted(BaseException):
+    """Ctrl-C in the driver. Not a KeyboardInterrupt: Lightning's fit turns one of those into
+    `sys.exit(1)` (and ignores Ctrl-C after it); this passes through it, and through a cell's
+    `except Exception`, to `kanbench.run`."""
+
+
+# Set by the driver's Ctrl-C handler before it raises `Interrupted`. Python drops an exception
+# raised while it runs a finalizer (multiprocessing's, as a worker process starts or ends), so
+# `run_cells` checks the flag at every cell it hands out and every record it takes back: a
+# Ctrl-C that landed there still stops the grid, one cell later at most.
+STOP = threading.Event()
+
+
+def stop_requested() -> None:
+    if STOP.is_set():
+        raise Interrupted
 
 
 def _clock(seconds: float) -> str:
@@ -98,6 +117,7 @@ def run_cells(cells: list[RunConfig], executor: Executor, work, store: ResultsSt
     def claimed() -> Iterator[RunConfig]:
         """Cells this driver claimed whose record nobody wrote since it looked."""
         for run_id, cfg in list(waiting.items()):
+            stop_requested()
             if not claims.acquire(run_id):
                 continue  # another driver runs it
             if finished_at(store.get(cfg.grid, run_id)) != seen[run_id]:
@@ -118,8 +138,10 @@ def run_cells(cells: list[RunConfig], executor: Executor, work, store: ResultsSt
                 claims.release(cfg.run_id)
                 progress.end(cfg, record)
                 written.append(record)
+                stop_requested()
             if not waiting:
                 return written
-            time.sleep(poll)  # what is left is claimed by other drivers: wait for them
+            time.sleep(poll)
+            stop_requested()  # what is left is claimed by other drivers: wait for them
     finally:
         claims.close()

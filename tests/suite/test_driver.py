@@ -84,3 +84,26 @@ def test_a_cell_finished_since_the_driver_looked_is_skipped(tmp_path):
 
     drive(tmp_path, [late, cell(1)], work, Late(tmp_path, "g"))
     assert work.ran == [1]
+
+
+def test_a_ctrl_c_whose_exception_python_dropped_still_stops_the_grid(tmp_path):
+    """The handler sets STOP before it raises; where the exception is lost (raised inside a
+    finalizer), the driver stops at the next cell it would hand out."""
+    import pytest
+
+    from kanbench.suite.driver import STOP, Interrupted
+
+    class DroppedCtrlC(Work):
+        def __call__(self, cfg):
+            STOP.set()                     # the handler ran; its exception went nowhere
+            return super().__call__(cfg)
+
+    work = DroppedCtrlC()
+    try:
+        with pytest.raises(Interrupted):
+            drive(tmp_path, [cell(s) for s in range(3)], work)
+    finally:
+        STOP.clear()
+    assert work.ran == [0]                 # the first cell's record is kept, no other runs
+    assert ResultsStore(tmp_path).get("g", cell(0).run_id)["status"] == "done"
+    assert not list((tmp_path / "claims" / "g").iterdir())          # claims released
