@@ -204,7 +204,7 @@ class IDXImages(MLPClassification):
         if args["arch"] == "mlp":
             return super().build(args, factory)
         return ConvKAN.preset(args["arch"], 1, self.num_classes, factory,
-                              args["conv_norm"] or "batch")
+                              args["conv_norm"])
 
     def example_input(self, args, batch):
         if args["arch"] == "mlp":
@@ -257,7 +257,7 @@ class CIFAR(ClassificationTask):
 
     def build(self, args, factory):
         return ConvKAN.preset(args["arch"], 3, self.num_classes, factory,
-                              args["conv_norm"] or "batch")
+                              args["conv_norm"])
 
     def example_input(self, args, batch):
         return torch.randn(batch, 3, 32, 32)

@@ -54,13 +54,13 @@ NORMS = {"batch": nn.BatchNorm2d,                                    # what foll
 
 
 class ConvKAN(nn.Module):
-    """3x3 KAN convolutions as `blocks` says (each followed by a norm: BatchNorm, or
-    InstanceNorm with `norm="instance"`), global average pooling and a classifier head.
+    """3x3 KAN convolutions as `blocks` says (each followed by a norm: BatchNorm, unless
+    `norm` names another of NORMS), global average pooling and a classifier head.
     (batch, in_channels, H, W) -> (batch, num_classes)."""
 
     def __init__(self, widths: list[int], strides: list[int], in_channels: int,
                  num_classes: int, factory, blocks: ConvBlocks | None = None,
-                 norm: str = "batch"):
+                 norm: str | None = None):
         super().__init__()
         if len(widths) != len(strides):
             raise ValueError(f"ConvKAN widths {widths} and strides {strides} differ in length")
@@ -68,7 +68,7 @@ class ConvKAN(nn.Module):
         layers, prev = [], in_channels
         for i, (width, stride) in enumerate(zip(widths, strides, strict=True)):
             layers += [factory.conv2d(prev, width, 3, stride=stride, padding=1),
-                       NORMS[norm](width)]
+                       NORMS[norm or "batch"](width)]
             layers += [nn.PReLU()] if blocks.prelu else []
             layers += [nn.Dropout2d(blocks.dropout)] if i and blocks.dropout else []
             prev = width
@@ -80,7 +80,7 @@ class ConvKAN(nn.Module):
 
     @classmethod
     def preset(cls, name: str, in_channels: int, num_classes: int, factory,
-               norm: str = "batch") -> ConvKAN:
+               norm: str | None = None) -> ConvKAN:
         if name not in CONV_PRESETS:
             raise ValueError(f"unknown ConvKAN preset {name!r}; valid: {sorted(CONV_PRESETS)}")
         blocks = CONV_PRESETS[name]
